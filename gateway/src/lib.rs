@@ -1,0 +1,25 @@
+//! The SSE gateway as a library: `main` is a thin wrapper, and the integration tests build the
+//! same `App` on a loopback port.
+//!
+//! Data flow, by file: `routes/publish.rs` (HTTP publish) → `bus/` (history and ids:
+//! `memory.rs`) → `bus/fanout.rs` (one entry per topic per node, a bounded queue per
+//! connection) → `connection.rs` (replay, live, heartbeat, cursor) → `routes/events.rs` (the SSE
+//! response), with frames encoded once by `shared::sse`.
+
+pub mod app;
+pub mod auth;
+pub mod bus;
+pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod demo;
+pub mod error;
+pub mod listener;
+pub mod routes;
+pub mod shutdown;
+pub mod state;
+pub mod stats;
+pub mod telemetry;
+
+pub use app::App;
+pub use config::Config;

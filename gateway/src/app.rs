@@ -1,0 +1,157 @@
+//! The application: built from a `Config` (binding its port, so tests can use port 0 and ask
+//! which port they got), then run until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::auth::{Authenticator, KeyMaterial};
+use crate::bus::Bus;
+use crate::bus::fanout::Fanout;
+use crate::bus::memory::MemoryBus;
+use crate::config::{Config, JwtConfig};
+use crate::demo::{self, DemoTokens};
+use crate::listener::GatewayListener;
+use crate::shutdown::Shutdown;
+use crate::state::AppState;
+use crate::stats::Stats;
+use crate::{clock, routes};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the JWT key cannot be used")]
+    Key(#[source] jsonwebtoken::errors::Error),
+}
+
+#[derive(Debug)]
+pub struct App {
+    listener: GatewayListener,
+    addr: SocketAddr,
+    state: AppState,
+    memory_bus: Arc<MemoryBus>,
+    demo: Option<DemoTokens>,
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<Self, BuildError> {
+        let (jwt, demo_secret) = match &config.jwt {
+            Some(jwt) => (jwt.clone(), None),
+            None => {
+                let key = demo::random_secret();
+                let jwt = JwtConfig { key: key.clone(), algorithms: vec![key.default_algorithm()], issuer: None, audience: None, leeway: Duration::from_secs(5) };
+                (jwt, Some(key))
+            }
+        };
+        let auth = Authenticator::new(&jwt, &config.auth_cookie).map_err(BuildError::Key)?;
+        let demo = match demo_secret {
+            Some(KeyMaterial::Secret(s)) => Some(demo::tokens(&s).map_err(BuildError::Key)?),
+            _ => None,
+        };
+        let tcp = TcpListener::bind(config.listen_addr).await.map_err(|source| BuildError::Bind { addr: config.listen_addr, source })?;
+        let addr = tcp.local_addr().map_err(|source| BuildError::Bind { addr: config.listen_addr, source })?;
+        let stats = Arc::new(Stats::default());
+        let fanout = Arc::new(Fanout::new(config.client_queue, Arc::clone(&stats)));
+        let memory_bus = Arc::new(MemoryBus::new(Arc::clone(&fanout), config.history_max_len, config.history_max_age));
+        let state = AppState {
+            auth: Arc::new(auth),
+            bus: memory_bus.clone() as Arc<dyn Bus>,
+            fanout,
+            stats,
+            shutdown: Shutdown::default(),
+            config: Arc::new(config),
+        };
+        Ok(Self { listener: GatewayListener::new(tcp, state.config.write_timeout), addr, state, memory_bus, demo })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The tokens printed in demo mode (no key configured).
+    pub fn demo_tokens(&self) -> Option<&DemoTokens> {
+        self.demo.as_ref()
+    }
+
+    /// The text `main` prints in demo mode.
+    pub fn demo_banner(&self) -> Option<String> {
+        let config = &self.state.config;
+        let base = demo::base_url(self.addr, config.public_url.as_deref());
+        self.demo.as_ref().map(|t| demo::banner(&base, config.clock_topic.as_str(), t))
+    }
+
+    pub fn router(&self) -> Router {
+        routes::router(self.state.clone())
+    }
+
+    /// Serves until `signal` resolves (or `Shutdown::begin` is called), then drains within the
+    /// configured grace; see `shutdown.rs` for the order.
+    pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let shutdown = state.shutdown.clone();
+        let grace = state.config.shutdown_grace;
+        self.spawn_background();
+        let on_signal = shutdown.clone();
+        shutdown.tracker().spawn(async move {
+            let stop = on_signal.token();
+            tokio::select! {
+                _ = signal => on_signal.begin(),
+                _ = stop.cancelled() => {}
+            }
+        });
+        tracing::info!(addr = %self.addr, "listening");
+        let token = shutdown.token();
+        let server = axum::serve(self.listener, routes::router(state)).with_graceful_shutdown(token.clone().cancelled_owned());
+        let forced = async {
+            token.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            r = server.into_future() => r?,
+            _ = forced => tracing::warn!(grace = ?grace, "shutdown grace elapsed; dropping the connections left"),
+        }
+        shutdown.tracker().close();
+        if tokio::time::timeout(Duration::from_secs(1), shutdown.tracker().wait()).await.is_err() {
+            tracing::warn!("background tasks did not finish in time");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    fn spawn_background(&self) {
+        let config = &self.state.config;
+        let shutdown = &self.state.shutdown;
+        if let Some(every) = config.clock_interval {
+            shutdown.tracker().spawn(clock::run(self.state.bus.clone(), config.clock_topic.clone(), every, shutdown.token()));
+        }
+        let bus = Arc::clone(&self.memory_bus);
+        let stop = shutdown.token();
+        let every = (config.history_max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        shutdown.tracker().spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => bus.sweep(),
+                }
+            }
+        });
+    }
+}

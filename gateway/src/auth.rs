@@ -1,0 +1,221 @@
+//! Token verification: which key, which algorithms, where the token comes from, and why it was
+//! refused. A token is never logged: errors carry the reason, not the token.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, COOKIE};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use shared::Claims;
+
+use crate::config::JwtConfig;
+
+/// The key the gateway verifies with. Kept as bytes so that the config stays `Clone` and `Debug`
+/// without ever printing the secret.
+#[derive(Clone)]
+pub enum KeyMaterial {
+    Secret(Vec<u8>),
+    Rsa(Vec<u8>),
+    Ec(Vec<u8>),
+    Ed(Vec<u8>),
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyMaterial::{}(..)", self.kind())
+    }
+}
+
+impl KeyMaterial {
+    /// Recognises the type of a PEM public key by trying each family the library supports.
+    pub fn public_from_pem(pem: Vec<u8>) -> Result<Self, String> {
+        if DecodingKey::from_rsa_pem(&pem).is_ok() {
+            Ok(Self::Rsa(pem))
+        } else if DecodingKey::from_ec_pem(&pem).is_ok() {
+            Ok(Self::Ec(pem))
+        } else if DecodingKey::from_ed_pem(&pem).is_ok() {
+            Ok(Self::Ed(pem))
+        } else {
+            Err("not an RSA, EC or Ed25519 public key in PEM form".into())
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Secret(_) => "HMAC secret",
+            Self::Rsa(_) => "RSA public key",
+            Self::Ec(_) => "EC public key",
+            Self::Ed(_) => "Ed25519 public key",
+        }
+    }
+
+    pub fn default_algorithm(&self) -> Algorithm {
+        match self {
+            Self::Secret(_) => Algorithm::HS256,
+            Self::Rsa(_) => Algorithm::RS256,
+            Self::Ec(_) => Algorithm::ES256,
+            Self::Ed(_) => Algorithm::EdDSA,
+        }
+    }
+
+    /// Whether `alg` belongs to this key's family. Checked at start so that no configuration can
+    /// accept an HMAC token "signed" with a public key (algorithm confusion).
+    pub fn accepts(&self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        match self {
+            Self::Secret(_) => matches!(alg, HS256 | HS384 | HS512),
+            Self::Rsa(_) => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
+            Self::Ec(_) => matches!(alg, ES256 | ES384),
+            Self::Ed(_) => matches!(alg, EdDSA),
+        }
+    }
+
+    fn decoding_key(&self) -> Result<DecodingKey, jsonwebtoken::errors::Error> {
+        match self {
+            Self::Secret(s) => Ok(DecodingKey::from_secret(s)),
+            Self::Rsa(pem) => DecodingKey::from_rsa_pem(pem),
+            Self::Ec(pem) => DecodingKey::from_ec_pem(pem),
+            Self::Ed(pem) => DecodingKey::from_ed_pem(pem),
+        }
+    }
+}
+
+/// Why a request was not authenticated. The variants become the `error_description` of the
+/// `WWW-Authenticate` header and the JSON error, so a client can tell what to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no token: send Authorization: Bearer, an access_token query parameter or the auth cookie")]
+    Missing,
+    #[error("the Authorization header is not \"Bearer <token>\"")]
+    MalformedHeader,
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token's algorithm is not accepted")]
+    Algorithm,
+    #[error("the token's signature is invalid")]
+    Signature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token's audience is not accepted")]
+    Audience,
+    #[error("the token's issuer is not accepted")]
+    Issuer,
+    #[error("the token lacks a required claim or has one of the wrong type")]
+    Claims,
+}
+
+impl AuthError {
+    /// A stable label for logs and metrics.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::MalformedHeader => "malformed_header",
+            Self::Malformed => "malformed",
+            Self::Algorithm => "algorithm",
+            Self::Signature => "signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::Audience => "audience",
+            Self::Issuer => "issuer",
+            Self::Claims => "claims",
+        }
+    }
+}
+
+/// Verifies tokens against the configured key, algorithms and registered claims.
+pub struct Authenticator {
+    key: DecodingKey,
+    validation: Validation,
+    cookie: String,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").field("algorithms", &self.validation.algorithms).finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    pub fn new(jwt: &JwtConfig, cookie: &str) -> Result<Self, jsonwebtoken::errors::Error> {
+        let mut validation = Validation::new(jwt.algorithms[0]);
+        validation.algorithms = jwt.algorithms.clone();
+        validation.leeway = jwt.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp"]);
+        match &jwt.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &jwt.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        Ok(Self { key: jwt.key.decoding_key()?, validation, cookie: cookie.to_owned() })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => AuthError::Signature,
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidAudience => AuthError::Audience,
+            ErrorKind::InvalidIssuer => AuthError::Issuer,
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => AuthError::Algorithm,
+            ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) | ErrorKind::Json(_) => AuthError::Claims,
+            // `alg: none` fails to parse as an Algorithm inside the header, which the library reports as a
+            // JSON error of the header: same outcome, refused.
+            _ => AuthError::Malformed,
+        })?;
+        Ok(data.claims)
+    }
+
+    /// Finds the token: `Authorization: Bearer` first, then the `access_token` query parameter
+    /// (browsers' `EventSource` cannot set headers), then the cookie when `use_cookie` (not for
+    /// publishing: a cross-site form would carry the cookie and publish as the user).
+    pub fn token<'a>(&self, headers: &'a HeaderMap, query_token: Option<&'a str>, use_cookie: bool) -> Result<&'a str, AuthError> {
+        if let Some(value) = headers.get(AUTHORIZATION) {
+            let value = value.to_str().map_err(|_| AuthError::MalformedHeader)?;
+            let (scheme, token) = value.split_once(' ').ok_or(AuthError::MalformedHeader)?;
+            if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+                return Err(AuthError::MalformedHeader);
+            }
+            return Ok(token.trim());
+        }
+        if let Some(t) = query_token {
+            return Ok(t);
+        }
+        if !use_cookie {
+            return Err(AuthError::Missing);
+        }
+        for value in headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+            for pair in value.split(';') {
+                if let Some((name, token)) = pair.trim().split_once('=')
+                    && name == self.cookie
+                    && !token.is_empty()
+                {
+                    return Ok(token);
+                }
+            }
+        }
+        Err(AuthError::Missing)
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+/// Mints an HS256 token; used for the demo tokens printed at start.
+pub fn mint(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret))
+}
+
+/// How long until `exp` passes, counting the leeway the verifier allowed.
+pub fn time_left(claims: &Claims, leeway: Duration) -> Duration {
+    let deadline = claims.exp.saturating_add(leeway.as_secs());
+    Duration::from_secs(deadline.saturating_sub(now_secs()))
+}

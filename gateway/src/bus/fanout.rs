@@ -1,0 +1,167 @@
+//! Node-local fan-out: one entry per followed topic, however many local connections follow it,
+//! each connection with its own bounded queue.
+//!
+//! Delivery is `try_send` into each follower's queue: a full queue means the client is not
+//! keeping up, so it is marked slow (its stream ends and it resumes from its `Last-Event-ID`)
+//! instead of slowing the publisher or other clients, and memory stays bounded by the queue.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use shared::Topic;
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::Delivery;
+use crate::stats::Stats;
+
+#[derive(Debug)]
+struct Follower {
+    id: u64,
+    tx: mpsc::Sender<Arc<Delivery>>,
+    /// Cancelled when the queue overflowed: the connection ends itself as too slow.
+    slow: CancellationToken,
+}
+
+/// The node's table of followed topics.
+#[derive(Debug)]
+pub struct Fanout {
+    topics: RwLock<HashMap<Topic, Vec<Follower>>>,
+    next_id: AtomicU64,
+    queue: usize,
+    /// Fires when the set of followed topics changes, so that an upstream reader (Redis) can
+    /// re-arm with the new set.
+    pub topics_changed: Notify,
+    stats: Arc<Stats>,
+}
+
+/// One connection's membership in the fan-out; leaving (drop) removes it from every topic, and a
+/// topic whose last follower left is removed from the table.
+#[derive(Debug)]
+pub struct Subscription {
+    fanout: Arc<Fanout>,
+    id: u64,
+    topics: Vec<Topic>,
+    pub rx: mpsc::Receiver<Arc<Delivery>>,
+    pub slow: CancellationToken,
+}
+
+impl Fanout {
+    pub fn new(queue: usize, stats: Arc<Stats>) -> Self {
+        Self { topics: RwLock::new(HashMap::new()), next_id: AtomicU64::new(1), queue, topics_changed: Notify::new(), stats }
+    }
+
+    /// Registers a connection for `topics`. Registration comes before the connection reads
+    /// history, so that nothing published in between is missed (the connection drops what it
+    /// already replayed by id).
+    pub fn subscribe(self: &Arc<Self>, topics: &[Topic]) -> Subscription {
+        let (tx, rx) = mpsc::channel(self.queue);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let slow = CancellationToken::new();
+        let mut added = false;
+        {
+            let mut table = self.topics.write().unwrap_or_else(|e| e.into_inner());
+            for topic in topics {
+                let followers = table.entry(topic.clone()).or_default();
+                added |= followers.is_empty();
+                followers.push(Follower { id, tx: tx.clone(), slow: slow.clone() });
+            }
+        }
+        if added {
+            self.topics_changed.notify_waiters();
+        }
+        Subscription { fanout: Arc::clone(self), id, topics: topics.to_vec(), rx, slow }
+    }
+
+    /// Hands a delivery to every local follower of its topic. Never blocks.
+    pub fn deliver(&self, delivery: Arc<Delivery>) {
+        let table = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        let Some(followers) = table.get(&delivery.topic) else { return };
+        for f in followers {
+            if f.slow.is_cancelled() {
+                continue;
+            }
+            match f.tx.try_send(Arc::clone(&delivery)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(connection = f.id, topic = %delivery.topic, queue = self.queue, "client too slow, disconnecting");
+                    f.slow.cancel();
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+
+    /// The topics at least one local connection follows.
+    pub fn active_topics(&self) -> Vec<Topic> {
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+    }
+
+    fn unsubscribe(&self, id: u64, topics: &[Topic]) {
+        let mut removed = false;
+        {
+            let mut table = self.topics.write().unwrap_or_else(|e| e.into_inner());
+            for topic in topics {
+                if let Some(followers) = table.get_mut(topic) {
+                    followers.retain(|f| f.id != id);
+                    if followers.is_empty() {
+                        table.remove(topic);
+                        removed = true;
+                    }
+                }
+            }
+        }
+        if removed {
+            self.topics_changed.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.fanout.unsubscribe(self.id, &self.topics);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::{Event, StreamId};
+
+    fn delivery(topic: &Topic, seq: u64) -> Arc<Delivery> {
+        Arc::new(Delivery::new(&Event { topic: topic.clone(), id: Some(StreamId::new(1, seq)), name: None, data: "x".into(), retry: None }))
+    }
+
+    #[test]
+    fn one_entry_per_topic_released_with_its_last_follower() {
+        let fanout = Arc::new(Fanout::new(4, Arc::default()));
+        let (a, b) = (Topic::parse("a").expect("topic"), Topic::parse("b").expect("topic"));
+        let s1 = fanout.subscribe(&[a.clone(), b.clone()]);
+        let s2 = fanout.subscribe(std::slice::from_ref(&a));
+        let mut topics = fanout.active_topics();
+        topics.sort();
+        assert_eq!(topics, vec![a.clone(), b.clone()]);
+        drop(s1);
+        assert_eq!(fanout.active_topics(), vec![a.clone()]);
+        drop(s2);
+        assert!(fanout.active_topics().is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_marks_only_that_follower_slow() {
+        let stats = Arc::new(Stats::default());
+        let fanout = Arc::new(Fanout::new(2, Arc::clone(&stats)));
+        let t = Topic::parse("t").expect("topic");
+        let mut fast = fanout.subscribe(std::slice::from_ref(&t));
+        let stalled = fanout.subscribe(std::slice::from_ref(&t));
+        for seq in 0..3 {
+            fanout.deliver(delivery(&t, seq));
+            assert!(fast.rx.try_recv().is_ok(), "the fast follower keeps receiving");
+        }
+        assert!(stalled.slow.is_cancelled());
+        assert!(!fast.slow.is_cancelled());
+        assert_eq!(stats.slow_disconnects.load(Ordering::Relaxed), 1);
+    }
+}

@@ -1,0 +1,191 @@
+//! The embedded bus: history in process memory, for a single node that needs no Redis.
+//!
+//! Ids have the shape of Redis stream ids (`<ms>-<seq>`) and increase across all topics, so a
+//! cursor means the same thing whichever bus runs. Each topic keeps at most `max_len` events for
+//! at most `max_age`; what is dropped raises the topic's floor, and a reader whose position is
+//! below the floor is told that events were lost.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use shared::{Event, StreamId, Topic};
+
+use super::fanout::Fanout;
+use super::{Bus, BusError, Delivery, NewEvent, Replay};
+
+#[derive(Debug)]
+struct TopicLog {
+    events: VecDeque<Arc<Delivery>>,
+    /// Positions at or below this may have had events that are no longer held.
+    floor: StreamId,
+}
+
+#[derive(Debug)]
+struct State {
+    logs: HashMap<Topic, TopicLog>,
+    /// The last id minted, over all topics: ids never go back even if the wall clock does.
+    last: StreamId,
+    /// Floor for topics with no log: ids minted before this process started, or dropped with a
+    /// log that emptied and was removed, are unknown to it.
+    floor: StreamId,
+}
+
+#[derive(Debug)]
+pub struct MemoryBus {
+    state: Mutex<State>,
+    fanout: Arc<Fanout>,
+    max_len: usize,
+    max_age: Duration,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+impl MemoryBus {
+    pub fn new(fanout: Arc<Fanout>, max_len: usize, max_age: Duration) -> Self {
+        // Anything before now belonged to an earlier process (if any): a cursor from then may
+        // point at events this process never had.
+        let boot = StreamId::new(now_ms(), 0);
+        Self {
+            state: Mutex::new(State { logs: HashMap::new(), last: boot, floor: boot }),
+            fanout,
+            max_len,
+            max_age,
+        }
+    }
+
+    /// Drops expired events from every topic and removes emptied logs. Run periodically so that
+    /// topics nobody publishes to any more do not hold memory.
+    pub fn sweep(&self) {
+        let cutoff = now_ms().saturating_sub(self.max_age.as_millis() as u64);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dropped_floor = state.floor;
+        state.logs.retain(|_, log| {
+            trim_age(log, cutoff);
+            if log.events.is_empty() {
+                dropped_floor = dropped_floor.max(log.floor);
+                false
+            } else {
+                true
+            }
+        });
+        state.floor = dropped_floor;
+    }
+
+    fn mint(state: &mut State) -> StreamId {
+        let ms = now_ms();
+        state.last = if ms > state.last.ms { StreamId::new(ms, 0) } else { state.last.successor() };
+        state.last
+    }
+}
+
+fn trim_age(log: &mut TopicLog, cutoff_ms: u64) {
+    while let Some(front) = log.events.front() {
+        match front.id {
+            Some(id) if id.ms < cutoff_ms => {
+                log.floor = log.floor.max(id);
+                log.events.pop_front();
+            }
+            _ => break,
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for MemoryBus {
+    async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<StreamId>, BusError> {
+        let cutoff = now_ms().saturating_sub(self.max_age.as_millis() as u64);
+        let mut ids = Vec::with_capacity(events.len());
+        // One lock for the whole batch: ids are minted, stored and delivered in the same order,
+        // so no connection can see a later id before an earlier one of the same topic.
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for e in events {
+            let id = Self::mint(&mut state);
+            let delivery = Arc::new(Delivery::new(&Event { topic: e.topic, id: Some(id), name: e.name, data: e.data, retry: e.retry }));
+            let floor = state.floor;
+            let log = state.logs.entry(delivery.topic.clone()).or_insert_with(|| TopicLog { events: VecDeque::new(), floor });
+            log.events.push_back(Arc::clone(&delivery));
+            if self.max_len > 0 {
+                while log.events.len() > self.max_len {
+                    if let Some(old) = log.events.pop_front().and_then(|d| d.id) {
+                        log.floor = log.floor.max(old);
+                    }
+                }
+            }
+            trim_age(log, cutoff);
+            self.fanout.deliver(delivery);
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    async fn read(&self, topic: &Topic, after: Option<StreamId>, limit: usize) -> Result<Replay, BusError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let tail = state.last;
+        let floor = state.floor;
+        let Some(after) = after else {
+            return Ok(Replay { events: Vec::new(), lost: false, tail });
+        };
+        let Some(log) = state.logs.get_mut(topic) else {
+            return Ok(Replay { events: Vec::new(), lost: after < floor, tail });
+        };
+        trim_age(log, now_ms().saturating_sub(self.max_age.as_millis() as u64));
+        let start = log.events.partition_point(|d| d.id.is_some_and(|id| id <= after));
+        let events = log.events.iter().skip(start).take(limit).cloned().collect();
+        Ok(Replay { events, lost: after < log.floor, tail })
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bus(max_len: usize) -> (MemoryBus, Topic) {
+        (MemoryBus::new(Arc::new(Fanout::new(8, Arc::default())), max_len, Duration::from_secs(3600)), Topic::parse("t").expect("topic"))
+    }
+
+    fn new_event(topic: &Topic, data: &str) -> NewEvent {
+        NewEvent { topic: topic.clone(), name: None, data: data.into(), retry: None }
+    }
+
+    #[tokio::test]
+    async fn ids_increase_and_reads_start_after_the_position() {
+        let (bus, t) = bus(100);
+        let start = bus.read(&t, None, 10).await.expect("read").tail;
+        let ids = bus.publish((0..5).map(|i| new_event(&t, &i.to_string())).collect()).await.expect("publish");
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert!(ids[0] > start);
+        let r = bus.read(&t, Some(start), 10).await.expect("read");
+        assert_eq!(r.events.len(), 5);
+        assert!(!r.lost);
+        let r = bus.read(&t, Some(ids[2]), 1).await.expect("read");
+        assert_eq!(r.events.iter().map(|d| d.id).collect::<Vec<_>>(), vec![Some(ids[3])]);
+        assert_eq!(r.tail, ids[4]);
+    }
+
+    #[tokio::test]
+    async fn trimmed_history_is_reported_lost() {
+        let (bus, t) = bus(3);
+        let start = bus.read(&t, None, 10).await.expect("read").tail;
+        let ids = bus.publish((0..5).map(|i| new_event(&t, &i.to_string())).collect()).await.expect("publish");
+        let r = bus.read(&t, Some(start), 10).await.expect("read");
+        assert!(r.lost);
+        assert_eq!(r.events.first().and_then(|d| d.id), Some(ids[2]), "resumes with the oldest retained");
+        let r = bus.read(&t, Some(ids[1]), 10).await.expect("read");
+        assert!(!r.lost, "a position at the newest trimmed event lost nothing");
+    }
+
+    #[tokio::test]
+    async fn positions_from_before_this_process_are_reported_lost() {
+        let (bus, t) = bus(3);
+        let r = bus.read(&t, Some(StreamId::new(1, 0)), 10).await.expect("read");
+        assert!(r.lost);
+    }
+}

@@ -1,0 +1,80 @@
+//! The event bus seam: where events are stored (history, ids) and where live events come from.
+//!
+//! Data flow: a publisher hands [`NewEvent`]s to [`Bus::publish`]; the bus assigns each a
+//! [`StreamId`], keeps it in the topic's history and hands it, encoded once, to this node's
+//! [`fanout::Fanout`], which pushes it to every local connection following the topic. A
+//! connection that resumes reads the history after its position with [`Bus::read`].
+//!
+//! The embedded [`memory::MemoryBus`] is the single-node implementation; a Redis implementation
+//! plugs in behind the same trait (the fanout tells it which topics this node follows).
+
+pub mod fanout;
+pub mod memory;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use shared::sse::EncodedEvent;
+use shared::{Event, EventName, StreamId, Topic};
+
+/// What a publisher asks for; the bus assigns the id.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub topic: Topic,
+    pub name: Option<EventName>,
+    pub data: String,
+    pub retry: Option<u64>,
+}
+
+/// An event inside a node: its topic and id for routing and cursors, and its frame, encoded once
+/// and shared by every connection (and, for the embedded bus, every replay) that sends it.
+#[derive(Debug)]
+pub struct Delivery {
+    pub topic: Topic,
+    pub id: Option<StreamId>,
+    pub frame: EncodedEvent,
+    /// When this node received the event; the start of publish-to-deliver latency.
+    pub received: Instant,
+}
+
+impl Delivery {
+    pub fn new(event: &Event) -> Self {
+        Self { topic: event.topic.clone(), id: event.id, frame: EncodedEvent::new(event), received: Instant::now() }
+    }
+}
+
+/// The answer to [`Bus::read`].
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Events after the asked position, oldest first, at most the asked limit.
+    pub events: Vec<Arc<Delivery>>,
+    /// Events after the asked position are no longer in history (trimmed, expired, or held by a
+    /// process that has since restarted): the client must be told.
+    pub lost: bool,
+    /// A position such that every future event of the topic has a greater id. A connection with
+    /// no cursor starts here, and a cursor beyond it (from another deployment, or a clock that
+    /// went back) is pulled back to it so that no future event is skipped.
+    pub tail: StreamId,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The backing store cannot be reached; callers answer 503 and retry later.
+    #[error("the event bus is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
+    /// Appends events to their topics' histories and delivers them to subscribers, in order.
+    /// Returns the assigned ids in input order. A batch is appended as a whole or not at all.
+    async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<StreamId>, BusError>;
+
+    /// Reads up to `limit` events of `topic` after `after` (none when `after` is `None`; then only
+    /// the tail is wanted).
+    async fn read(&self, topic: &Topic, after: Option<StreamId>, limit: usize) -> Result<Replay, BusError>;
+
+    /// Whether the bus can serve (its store reachable).
+    fn is_ready(&self) -> bool;
+}

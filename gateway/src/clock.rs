@@ -1,0 +1,26 @@
+//! The built-in `clock` topic: the current time (RFC 3339, UTC) every few seconds, published
+//! through the bus like any event, so the demo page shows a live, resumable stream at once.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use shared::Topic;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Bus, NewEvent};
+
+pub async fn run(bus: Arc<dyn Bus>, topic: Topic, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let data = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let event = NewEvent { topic: topic.clone(), name: None, data, retry: None };
+        if let Err(e) = bus.publish(vec![event]).await {
+            tracing::warn!(error = %e, "clock tick not published");
+        }
+    }
+}

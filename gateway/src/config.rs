@@ -1,0 +1,390 @@
+//! Configuration: every setting is a flag and an environment variable (clap with `env`), parsed
+//! into real types and cross-validated once at start. A bad value stops the process with one line
+//! that names the variable, before any task starts.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, FromArgMatches, Parser};
+use jsonwebtoken::Algorithm;
+
+use crate::auth::KeyMaterial;
+
+/// The flags and variables as clap reads them. `Config::from_args` turns them into a `Config`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gateway", version, about = "Redis-backed, horizontally scaled Server-Sent Events gateway")]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "GATEWAY_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// HMAC secret for HS256/384/512 tokens (at least 32 bytes). Without it and without a public
+    /// key the gateway runs in demo mode with a random secret and prints tokens.
+    #[arg(long, env = "GATEWAY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Public key for RS*/PS*/ES*/EdDSA tokens: PEM text, or the path of a PEM file.
+    #[arg(long, env = "GATEWAY_JWT_PUBLIC_KEY", hide_env_values = true)]
+    pub jwt_public_key: Option<String>,
+
+    /// Accepted token algorithms, comma-separated (e.g. "HS256" or "RS256,ES256"). They must fit
+    /// the key. Default: HS256 with a secret; the key's own family with a public key.
+    #[arg(long, env = "GATEWAY_JWT_ALGORITHMS", value_delimiter = ',')]
+    pub jwt_algorithms: Vec<String>,
+
+    /// Required `iss` claim value.
+    #[arg(long, env = "GATEWAY_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim value.
+    #[arg(long, env = "GATEWAY_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[arg(long, env = "GATEWAY_JWT_LEEWAY", default_value = "5s")]
+    pub jwt_leeway: humantime::Duration,
+
+    /// Name of the cookie a token may come in.
+    #[arg(long, env = "GATEWAY_AUTH_COOKIE", default_value = "sse_token")]
+    pub auth_cookie: String,
+
+    /// Origins allowed by CORS, comma-separated, or "*" for any (without credentials).
+    /// Empty: no cross-origin access.
+    #[arg(long, env = "GATEWAY_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Client reconnection delay sent in the `retry:` field.
+    #[arg(long, env = "GATEWAY_RETRY", default_value = "3s")]
+    pub retry: humantime::Duration,
+
+    /// Random extra delay (0..this) added per connection so that reconnect storms spread out.
+    #[arg(long, env = "GATEWAY_RETRY_JITTER", default_value = "2s")]
+    pub retry_jitter: humantime::Duration,
+
+    /// Interval of the heartbeat comment on idle streams (keeps proxies from cutting them).
+    #[arg(long, env = "GATEWAY_HEARTBEAT", default_value = "15s")]
+    pub heartbeat: humantime::Duration,
+
+    /// Events a connection may have queued before it counts as too slow and is disconnected.
+    #[arg(long, env = "GATEWAY_CLIENT_QUEUE", default_value_t = 1024)]
+    pub client_queue: usize,
+
+    /// A connection whose socket accepts no bytes for this long is closed (a client that stopped reading).
+    #[arg(long, env = "GATEWAY_WRITE_TIMEOUT", default_value = "30s")]
+    pub write_timeout: humantime::Duration,
+
+    /// Most topics one connection may follow.
+    #[arg(long, env = "GATEWAY_MAX_TOPICS", default_value_t = 32)]
+    pub max_topics: usize,
+
+    /// Largest publish request body, in bytes.
+    #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Most events in one batch publish.
+    #[arg(long, env = "GATEWAY_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+
+    /// Events kept per topic by the embedded bus (0: no length bound).
+    #[arg(long, env = "GATEWAY_HISTORY_MAX_LEN", default_value_t = 10_000)]
+    pub history_max_len: usize,
+
+    /// Age after which the embedded bus drops events from history.
+    #[arg(long, env = "GATEWAY_HISTORY_MAX_AGE", default_value = "1h")]
+    pub history_max_age: humantime::Duration,
+
+    /// Time streams and in-flight requests get to finish at shutdown.
+    #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", default_value = "10s")]
+    pub shutdown_grace: humantime::Duration,
+
+    /// Interval of the built-in clock topic; "0s" turns it off.
+    #[arg(long, env = "GATEWAY_CLOCK_INTERVAL", default_value = "5s")]
+    pub clock_interval: humantime::Duration,
+
+    /// Topic of the built-in clock.
+    #[arg(long, env = "GATEWAY_CLOCK_TOPIC", default_value = "clock")]
+    pub clock_topic: String,
+
+    /// Base URL printed for the demo page (default: derived from the listen address).
+    #[arg(long, env = "GATEWAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Log format: "text" or "json".
+    #[arg(long, env = "GATEWAY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl Args {
+    /// The documented defaults, read without the process environment (for tests).
+    pub fn defaults() -> Self {
+        let cmd = Self::command().mut_args(|a| a.env(None::<&str>));
+        let matches = cmd.get_matches_from(["gateway"]);
+        Self::from_arg_matches(&matches).expect("the defaults parse")
+    }
+}
+
+/// Validated configuration, built once and shared as `Arc<Config>`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    /// `None`: demo mode, a random secret is generated at start.
+    pub jwt: Option<JwtConfig>,
+    pub auth_cookie: String,
+    pub cors_origins: Vec<String>,
+    pub retry: Duration,
+    pub retry_jitter: Duration,
+    pub heartbeat: Duration,
+    pub client_queue: usize,
+    pub write_timeout: Duration,
+    pub max_topics: usize,
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
+    pub history_max_len: usize,
+    pub history_max_age: Duration,
+    pub shutdown_grace: Duration,
+    pub clock_interval: Option<Duration>,
+    pub clock_topic: shared::Topic,
+    pub public_url: Option<String>,
+    pub json_logs: bool,
+}
+
+/// How tokens are verified.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub key: KeyMaterial,
+    pub algorithms: Vec<Algorithm>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid {var}: {reason}")]
+    Invalid { var: &'static str, reason: String },
+    /// `--help` or `--version`: print and exit 0.
+    #[error("{0}")]
+    Display(String),
+}
+
+fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { var, reason: reason.into() }
+}
+
+impl Config {
+    /// Parses flags and environment; a parse error is turned into one line naming the variable.
+    pub fn load() -> Result<Self, ConfigError> {
+        let args = Args::try_parse().map_err(clap_error)?;
+        Self::from_args(args)
+    }
+
+    pub fn from_args(a: Args) -> Result<Self, ConfigError> {
+        let heartbeat: Duration = a.heartbeat.into();
+        if heartbeat < Duration::from_secs(1) || heartbeat > Duration::from_secs(120) {
+            return Err(invalid("GATEWAY_HEARTBEAT", "must be between 1s and 120s (proxies commonly cut streams idle for 60s)"));
+        }
+        let grace: Duration = a.shutdown_grace.into();
+        if grace > Duration::from_secs(300) {
+            return Err(invalid("GATEWAY_SHUTDOWN_GRACE", "must be at most 300s"));
+        }
+        if a.client_queue == 0 || a.client_queue > 1 << 20 {
+            return Err(invalid("GATEWAY_CLIENT_QUEUE", "must be between 1 and 1048576"));
+        }
+        if a.max_topics == 0 || a.max_topics > 1024 {
+            return Err(invalid("GATEWAY_MAX_TOPICS", "must be between 1 and 1024"));
+        }
+        if a.max_batch == 0 {
+            return Err(invalid("GATEWAY_MAX_BATCH", "must be at least 1"));
+        }
+        if a.max_body_bytes < 1024 {
+            return Err(invalid("GATEWAY_MAX_BODY_BYTES", "must be at least 1024"));
+        }
+        let write_timeout: Duration = a.write_timeout.into();
+        if write_timeout < Duration::from_millis(100) {
+            return Err(invalid("GATEWAY_WRITE_TIMEOUT", "must be at least 100ms"));
+        }
+        let clock_topic = shared::Topic::parse(&a.clock_topic).map_err(|e| invalid("GATEWAY_CLOCK_TOPIC", e.to_string()))?;
+        let clock_interval: Duration = a.clock_interval.into();
+        let cors_origins: Vec<String> = a.cors_origins.into_iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
+        for origin in &cors_origins {
+            if origin != "*" && http::HeaderValue::from_str(origin).is_err() {
+                return Err(invalid("GATEWAY_CORS_ORIGINS", format!("{origin:?} is not a valid origin")));
+            }
+        }
+        if a.auth_cookie.is_empty() || !a.auth_cookie.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(invalid("GATEWAY_AUTH_COOKIE", "must be a non-empty cookie name of letters, digits, _ and -"));
+        }
+        Ok(Self {
+            listen_addr: a.listen_addr,
+            jwt: jwt_config(a.jwt_secret, a.jwt_public_key, a.jwt_algorithms, a.jwt_issuer, a.jwt_audience, a.jwt_leeway.into())?,
+            auth_cookie: a.auth_cookie,
+            cors_origins,
+            retry: a.retry.into(),
+            retry_jitter: a.retry_jitter.into(),
+            heartbeat,
+            client_queue: a.client_queue,
+            write_timeout,
+            max_topics: a.max_topics,
+            max_body_bytes: a.max_body_bytes,
+            max_batch: a.max_batch,
+            history_max_len: a.history_max_len,
+            history_max_age: a.history_max_age.into(),
+            shutdown_grace: grace,
+            clock_interval: (!clock_interval.is_zero()).then_some(clock_interval),
+            clock_topic,
+            public_url: a.public_url,
+            json_logs: a.log_format == "json",
+        })
+    }
+
+    /// Defaults with a fixed test secret, listening on 127.0.0.1:0, clock off.
+    pub fn for_tests(secret: &str) -> Self {
+        let mut args = Args::defaults();
+        args.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        args.jwt_secret = Some(secret.to_owned());
+        args.clock_interval = Duration::ZERO.into();
+        Self::from_args(args).expect("test config is valid")
+    }
+}
+
+fn jwt_config(
+    secret: Option<String>,
+    public_key: Option<String>,
+    algorithms: Vec<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway: Duration,
+) -> Result<Option<JwtConfig>, ConfigError> {
+    let key = match (secret, public_key) {
+        (Some(_), Some(_)) => return Err(invalid("GATEWAY_JWT_SECRET", "set either GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY, not both")),
+        (None, None) => {
+            if !algorithms.is_empty() {
+                return Err(invalid("GATEWAY_JWT_ALGORITHMS", "set GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY too"));
+            }
+            return Ok(None);
+        }
+        (Some(secret), None) => {
+            if secret.len() < 32 {
+                return Err(invalid("GATEWAY_JWT_SECRET", "must be at least 32 bytes (RFC 7518 requires a key as long as the hash)"));
+            }
+            KeyMaterial::Secret(secret.into_bytes())
+        }
+        (None, Some(pk)) => {
+            let pem = if pk.trim_start().starts_with("-----BEGIN") {
+                pk.into_bytes()
+            } else {
+                std::fs::read(Path::new(&pk)).map_err(|e| invalid("GATEWAY_JWT_PUBLIC_KEY", format!("neither PEM text nor a readable file ({e})")))?
+            };
+            KeyMaterial::public_from_pem(pem).map_err(|e| invalid("GATEWAY_JWT_PUBLIC_KEY", e))?
+        }
+    };
+    let algorithms = if algorithms.is_empty() {
+        vec![key.default_algorithm()]
+    } else {
+        let mut parsed = Vec::new();
+        for name in algorithms.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            let alg: Algorithm = name.parse().map_err(|_| invalid("GATEWAY_JWT_ALGORITHMS", format!("unknown algorithm {name:?}")))?;
+            if !key.accepts(alg) {
+                return Err(invalid("GATEWAY_JWT_ALGORITHMS", format!("{name} does not fit the configured key ({})", key.kind())));
+            }
+            parsed.push(alg);
+        }
+        if parsed.is_empty() {
+            return Err(invalid("GATEWAY_JWT_ALGORITHMS", "no algorithm given"));
+        }
+        parsed
+    };
+    Ok(Some(JwtConfig { key, algorithms, issuer, audience, leeway }))
+}
+
+/// Turns a clap error into one line naming the variable (and flag) that was wrong.
+fn clap_error(err: clap::Error) -> ConfigError {
+    if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+        return ConfigError::Display(err.to_string());
+    }
+    let arg = match err.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let value = match err.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let long = arg.split_whitespace().next().unwrap_or_default().trim_start_matches("--").to_owned();
+    let cmd = Args::command();
+    let var = cmd
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long.as_str()))
+        .and_then(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned());
+    let reason = err.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
+    match var {
+        Some(var) => ConfigError::Invalid {
+            var: Box::leak(var.into_boxed_str()),
+            reason: format!("{value:?} (--{long}): {reason}"),
+        },
+        None => ConfigError::Invalid { var: "arguments", reason },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn defaults_are_valid_and_demo_mode() {
+        let c = Config::from_args(Args::defaults()).expect("defaults");
+        assert!(c.jwt.is_none());
+        assert_eq!(c.listen_addr, "0.0.0.0:8080".parse().expect("addr"));
+        assert_eq!(c.heartbeat, Duration::from_secs(15));
+        assert_eq!(c.clock_interval, Some(Duration::from_secs(5)));
+    }
+
+    fn err_var(args: Args) -> &'static str {
+        match Config::from_args(args) {
+            Err(ConfigError::Invalid { var, .. }) => var,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let mut a = Args::defaults();
+        a.jwt_secret = Some("short".into());
+        assert_eq!(err_var(a), "GATEWAY_JWT_SECRET");
+
+        let mut a = Args::defaults();
+        a.jwt_secret = Some(SECRET.into());
+        a.jwt_algorithms = vec!["RS256".into()];
+        assert_eq!(err_var(a), "GATEWAY_JWT_ALGORITHMS", "HS/RS confusion refused at start");
+
+        let mut a = Args::defaults();
+        a.jwt_secret = Some(SECRET.into());
+        a.jwt_algorithms = vec!["none".into()];
+        assert_eq!(err_var(a), "GATEWAY_JWT_ALGORITHMS");
+
+        let mut a = Args::defaults();
+        a.heartbeat = Duration::from_secs(600).into();
+        assert_eq!(err_var(a), "GATEWAY_HEARTBEAT");
+
+        let mut a = Args::defaults();
+        a.clock_topic = "bad topic".into();
+        assert_eq!(err_var(a), "GATEWAY_CLOCK_TOPIC");
+    }
+
+    #[test]
+    fn clap_parse_errors_name_the_variable() {
+        let err = Args::try_parse_from(["gateway", "--listen-addr", "nope"]).map_err(clap_error);
+        match err {
+            Err(ConfigError::Invalid { var, reason }) => {
+                assert_eq!(var, "GATEWAY_LISTEN_ADDR");
+                assert!(reason.contains("nope"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

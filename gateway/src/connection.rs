@@ -1,0 +1,271 @@
+//! One SSE connection: the frames it sends, in order.
+//!
+//! A connection first registers with the node's fan-out (so nothing published from then on is
+//! missed), then replays each resumed topic's history after its position, then sends live events,
+//! dropping any it already replayed by comparing ids. It keeps one position per topic; the `id:`
+//! it sends is the event's own stream id when it follows one topic (so the frame bytes are shared
+//! by every connection) and the multi-topic cursor otherwise.
+//!
+//! The stream ends itself on shutdown (after a last jittered `retry:`), when the token expires,
+//! when the client is too slow, or when the bus fails; the client then resumes from its
+//! `Last-Event-ID` on any node.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use shared::cursor::{self, Cursor};
+use shared::sse::{self, HEARTBEAT};
+use shared::{StreamId, Topic};
+use tokio::time::{Instant, Sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::fanout::{Fanout, Subscription};
+use crate::bus::{Bus, BusError, Delivery};
+use crate::stats::Stats;
+
+/// Events read from history per bus call while replaying.
+const REPLAY_PAGE: usize = 256;
+
+/// Name of the event that tells a client events were trimmed before it could resume.
+pub const LOST_EVENT: &str = "gateway.lost";
+
+#[derive(Debug)]
+struct TopicState {
+    topic: Topic,
+    key: u64,
+    /// The id of the last event sent for this topic, or where the connection started.
+    position: StreamId,
+    /// Whether history after `position` must be replayed before live events.
+    replay: bool,
+}
+
+/// What a connection needs from the application, gathered by the route.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    pub heartbeat: Duration,
+    /// Reconnection delay (ms) for the opening `retry:` and for the last one at shutdown.
+    pub retry_ms: u64,
+    pub shutdown_retry_ms: u64,
+    /// When the token expires.
+    pub expires_in: Duration,
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    topics: Vec<TopicState>,
+    sub: Subscription,
+    bus: Arc<dyn Bus>,
+    pending: VecDeque<Bytes>,
+    /// Index of the next topic to replay; `topics.len()` once live.
+    replaying: usize,
+    heartbeat_every: Duration,
+    heartbeat: Pin<Box<Sleep>>,
+    expiry: Pin<Box<Sleep>>,
+    shutdown: CancellationToken,
+    shutdown_retry_ms: u64,
+    stats: Arc<Stats>,
+    done: bool,
+}
+
+/// Why a connection could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("topics {0} and {1} share a cursor key; follow them on separate connections")]
+    KeyCollision(Topic, Topic),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+impl Connection {
+    /// Registers with the fan-out and fixes each topic's starting position. Fails before any
+    /// byte is sent, so the route can still answer with an error status.
+    pub async fn start(
+        topics: Vec<Topic>,
+        cursor: Option<Cursor>,
+        fanout: &Arc<Fanout>,
+        bus: Arc<dyn Bus>,
+        settings: ConnectionSettings,
+        shutdown: CancellationToken,
+        stats: Arc<Stats>,
+    ) -> Result<Self, StartError> {
+        let mut keys: Vec<(u64, &Topic)> = topics.iter().map(|t| (cursor::topic_key(t), t)).collect();
+        keys.sort();
+        if let Some(w) = keys.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(StartError::KeyCollision(w[0].1.clone(), w[1].1.clone()));
+        }
+        let sub = fanout.subscribe(&topics);
+        let mut states = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let resume = cursor.as_ref().and_then(|c| c.position(&topic));
+            let position = match resume {
+                Some(p) => p,
+                None => bus.read(&topic, None, 0).await?.tail,
+            };
+            states.push(TopicState { key: cursor::topic_key(&topic), topic, position, replay: resume.is_some() });
+        }
+        if cursor.is_some() {
+            stats.resumptions.fetch_add(1, Ordering::Relaxed);
+        }
+        stats.connections_open.fetch_add(1, Ordering::Relaxed);
+        stats.connections_total.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        Ok(Self {
+            topics: states,
+            sub,
+            bus,
+            pending: VecDeque::from([sse::retry_frame(settings.retry_ms)]),
+            replaying: 0,
+            heartbeat_every: settings.heartbeat,
+            heartbeat: Box::pin(sleep_until(now + settings.heartbeat)),
+            expiry: Box::pin(sleep_until(now + settings.expires_in)),
+            shutdown,
+            shutdown_retry_ms: settings.shutdown_retry_ms,
+            stats,
+            done: false,
+        })
+    }
+
+    /// The connection as a body stream of frames.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+        futures::stream::unfold(self, |mut conn| async move {
+            let chunk = conn.next_chunk().await?;
+            Some((Ok(chunk), conn))
+        })
+    }
+
+    /// The next bytes to send, or `None` when the stream is over.
+    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(chunk) = self.pending.pop_front() {
+                self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+                self.heartbeat.as_mut().reset(Instant::now() + self.heartbeat_every);
+                return Some(chunk);
+            }
+            if self.done {
+                return None;
+            }
+            if self.replaying < self.topics.len() {
+                self.replay_step().await;
+            } else {
+                self.live_step().await;
+            }
+        }
+    }
+
+    /// Reads one page of history for the topic being replayed.
+    async fn replay_step(&mut self) {
+        let i = self.replaying;
+        if !self.topics[i].replay {
+            self.replaying += 1;
+            return;
+        }
+        let (topic, after) = (self.topics[i].topic.clone(), self.topics[i].position);
+        let read = tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => return self.close_for_shutdown(),
+            r = self.bus.read(&topic, Some(after), REPLAY_PAGE) => r,
+        };
+        let replay = match read {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(topic = %topic, error = %e, "history read failed; closing the stream so the client resumes");
+                self.done = true;
+                return;
+            }
+        };
+        if replay.lost {
+            self.stats.lost_signals.fetch_add(1, Ordering::Relaxed);
+            self.pending.push_back(lost_frame(&topic, after, replay.events.first().and_then(|d| d.id)));
+            // Said once: the position moves past the gap with the first retained event.
+        }
+        let full_page = replay.events.len() == REPLAY_PAGE;
+        for d in &replay.events {
+            self.push_delivery(d);
+        }
+        if !full_page {
+            let state = &mut self.topics[i];
+            // A position beyond the topic's tail (another deployment's cursor, a clock that went
+            // back) would make the connection skip future events: pull it back.
+            state.position = state.position.min(replay.tail);
+            state.replay = false;
+            self.replaying += 1;
+        }
+        // A full page: the next step reads on from the last event sent.
+    }
+
+    async fn live_step(&mut self) {
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => self.close_for_shutdown(),
+            _ = self.sub.slow.cancelled() => self.done = true,
+            _ = self.expiry.as_mut() => {
+                self.stats.token_expired_disconnects.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("token expired, closing stream");
+                self.done = true;
+            }
+            d = self.sub.rx.recv() => match d {
+                Some(d) => self.push_delivery(&d),
+                None => self.done = true,
+            },
+            _ = self.heartbeat.as_mut() => {
+                self.pending.push_back(Bytes::from_static(HEARTBEAT));
+            }
+        }
+    }
+
+    fn close_for_shutdown(&mut self) {
+        self.stats.shutdown_disconnects.fetch_add(1, Ordering::Relaxed);
+        self.pending.push_back(sse::retry_frame(self.shutdown_retry_ms));
+        self.done = true;
+    }
+
+    /// Queues the frame for `d` unless this connection already sent it.
+    fn push_delivery(&mut self, d: &Delivery) {
+        let Some(i) = self.topics.iter().position(|t| t.topic == d.topic) else { return };
+        let Some(id) = d.id else {
+            // Live-only: no id line, the client's Last-Event-ID stays where it was.
+            self.pending.push_back(d.frame.frame().clone());
+            return;
+        };
+        if id <= self.topics[i].position {
+            return;
+        }
+        self.topics[i].position = id;
+        if self.topics.len() == 1 {
+            self.pending.push_back(d.frame.frame().clone());
+        } else {
+            self.pending.push_back(d.frame.fields_without_id());
+            let cursor = cursor::encode(self.topics.iter().map(|t| (t.key, t.position)));
+            self.pending.push_back(Bytes::from(format!("id: {cursor}\n\n")));
+        }
+    }
+
+    /// The `Last-Event-ID` this connection's client holds now.
+    pub fn cursor(&self) -> String {
+        match self.topics.as_slice() {
+            [one] => cursor::encode_single(one.position),
+            many => cursor::encode(many.iter().map(|t| (t.key, t.position))),
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The lost-events signal: a named event without an id (the client's position does not move
+/// until it receives the retained events that follow).
+fn lost_frame(topic: &Topic, after: StreamId, resumed_from: Option<StreamId>) -> Bytes {
+    let data = serde_json::json!({ "topic": topic, "after": after, "resumed_from": resumed_from });
+    Bytes::from(format!("event: {LOST_EVENT}\ndata: {data}\n\n"))
+}
+
+#[cfg(test)]
+mod tests;

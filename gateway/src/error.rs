@@ -1,0 +1,89 @@
+//! The one HTTP-facing error type and its mapping to responses: 4xx with a stable JSON body
+//! `{"error":"snake_code","message":"…"}`; 5xx logged once with the cause chain, never echoed.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use shared::Topic;
+
+use crate::auth::AuthError;
+use crate::bus::BusError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error(transparent)]
+    Unauthorized(#[from] AuthError),
+    #[error("the token does not grant {action} on topic {topic:?}")]
+    Forbidden { action: &'static str, topic: Topic },
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    #[error("the request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+    #[error("the event bus is unavailable")]
+    Bus(#[from] BusError),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest { code, message: message.into() }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            Self::Bus(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        }
+    }
+}
+
+/// Writes `err` and its sources on one line, for the log entry of a server-side failure.
+fn cause_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let Self::Bus(e) = &self {
+            tracing::error!(error = %cause_chain(e), "request failed on the bus");
+        }
+        let mut response = (status, Json(serde_json::json!({ "error": code, "message": self.to_string() }))).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            Self::Unauthorized(e) => {
+                // RFC 6750: the scheme, and for a bad token an error code clients can act on.
+                let value = match e {
+                    AuthError::Missing => r#"Bearer realm="sse-gateway""#.to_owned(),
+                    other => format!(r#"Bearer realm="sse-gateway", error="invalid_token", error_description="{}""#, other.code()),
+                };
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            Self::ShuttingDown | Self::Bus(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

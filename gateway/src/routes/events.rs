@@ -1,0 +1,90 @@
+//! `GET /events?topic=…`: the SSE endpoint.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use shared::{Cursor, Topic};
+
+use super::{Query, authenticate};
+use crate::auth;
+use crate::connection::{Connection, ConnectionSettings, StartError};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/events", get(events))
+}
+
+async fn events(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    if state.shutdown.is_draining() {
+        return Err(ApiError::ShuttingDown);
+    }
+    let query = Query::parse(raw.as_deref());
+    let claims = authenticate(&state, &headers, query.access_token.as_deref(), true)?;
+    let topics = parse_topics(&query.topics, state.config.max_topics)?;
+    if let Some(topic) = topics.iter().find(|t| !claims.may_subscribe(t)) {
+        return Err(ApiError::Forbidden { action: "subscribe", topic: topic.clone() });
+    }
+    let cursor = last_event_id(&headers, query.last_event_id.as_deref())?;
+    let settings = ConnectionSettings {
+        heartbeat: state.config.heartbeat,
+        retry_ms: state.jittered_retry_ms(),
+        shutdown_retry_ms: state.jittered_retry_ms(),
+        expires_in: auth::time_left(&claims, state.leeway()),
+    };
+    let conn = Connection::start(topics, cursor, &state.fanout, state.bus.clone(), settings, state.shutdown.token(), state.stats.clone())
+        .await
+        .map_err(|e| match e {
+            StartError::KeyCollision(..) => ApiError::bad_request("invalid_topic", e.to_string()),
+            StartError::Bus(e) => ApiError::Bus(e),
+        })?;
+    tracing::debug!(subject = claims.sub.as_deref().unwrap_or(""), "stream opened");
+    let mut response = Response::new(Body::from_stream(conn.into_stream()));
+    *response.status_mut() = StatusCode::OK;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // nginx (and proxies that follow it) must pass each frame on at once.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// Validates the `topic` parameters: at least one, at most `max`, each a valid name; duplicates
+/// are folded.
+fn parse_topics(raw: &[String], max: usize) -> Result<Vec<Topic>, ApiError> {
+    if raw.is_empty() {
+        return Err(ApiError::bad_request("invalid_topic", "give at least one topic: /events?topic=NAME"));
+    }
+    let mut topics: Vec<Topic> = Vec::with_capacity(raw.len());
+    for name in raw {
+        let topic = Topic::parse(name).map_err(|e| ApiError::bad_request("invalid_topic", format!("topic {:?}: {e}", truncate(name))))?;
+        if !topics.contains(&topic) {
+            topics.push(topic);
+        }
+    }
+    if topics.len() > max {
+        return Err(ApiError::bad_request("too_many_topics", format!("{} topics given, at most {max} per connection", topics.len())));
+    }
+    Ok(topics)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// The resumption position: the `Last-Event-ID` header (what `EventSource` sends when it
+/// reconnects) wins over the `lastEventId` query parameter (for a fresh page load). Unparseable
+/// is an error, not a silent restart from now.
+fn last_event_id(headers: &HeaderMap, query: Option<&str>) -> Result<Option<Cursor>, ApiError> {
+    let raw = match headers.get("last-event-id") {
+        Some(v) => Some(v.to_str().map_err(|_| ApiError::bad_request("invalid_last_event_id", "Last-Event-ID is not ASCII"))?),
+        None => query,
+    };
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => Cursor::parse(s).map(Some).map_err(|e| ApiError::bad_request("invalid_last_event_id", format!("Last-Event-ID: {e}"))),
+    }
+}

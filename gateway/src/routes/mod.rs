@@ -1,0 +1,80 @@
+//! The HTTP surface: one file per resource, merged here with the cross-cutting layers.
+
+mod demo;
+mod events;
+mod health;
+mod publish;
+
+use axum::Router;
+use axum::extract::MatchedPath;
+use axum::http::{HeaderName, HeaderValue, Method, Request, header};
+use shared::Claims;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(events::router())
+        .merge(publish::router(state.config.max_body_bytes))
+        .merge(health::router())
+        .merge(demo::router())
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(cors(&state.config.cors_origins))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            // The route template only: the query string may hold a token.
+            let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
+            tracing::info_span!("request", method = %req.method(), route)
+        }))
+        .with_state(state)
+}
+
+/// CORS for browsers on other origins. No compression layer exists anywhere: it would buffer the
+/// event stream.
+fn cors(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("last-event-id")]);
+    if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        // Credentials (the auth cookie) only for origins named one by one.
+        layer.allow_origin(list).allow_credentials(true)
+    }
+}
+
+/// Query parameters, decoded; `topic` may repeat.
+#[derive(Debug, Default)]
+struct Query {
+    topics: Vec<String>,
+    access_token: Option<String>,
+    last_event_id: Option<String>,
+}
+
+impl Query {
+    fn parse(raw: Option<&str>) -> Self {
+        let mut q = Self::default();
+        for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            match &*k {
+                "topic" => q.topics.push(v.into_owned()),
+                "access_token" => q.access_token = Some(v.into_owned()),
+                "lastEventId" => q.last_event_id = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
+/// Authenticates a request: finds the token and verifies it.
+fn authenticate(state: &AppState, headers: &axum::http::HeaderMap, query_token: Option<&str>, use_cookie: bool) -> Result<Claims, ApiError> {
+    let token = state.auth.token(headers, query_token, use_cookie)?;
+    state.auth.verify(token).map_err(|e| {
+        tracing::debug!(reason = e.code(), "token refused");
+        ApiError::Unauthorized(e)
+    })
+}

@@ -1,0 +1,110 @@
+//! `POST /publish`: any node appends events to their topics and delivers them.
+//!
+//! Body: one event `{"topic","data","event"?,"retry"?}` or a JSON array of them (a batch,
+//! validated and authorized as a whole before anything is published). `data` is a string, sent
+//! as is, or any other JSON value, sent serialized.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shared::{EventName, Topic};
+
+use super::{Query, authenticate};
+use crate::bus::NewEvent;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router(max_body: usize) -> Router<AppState> {
+    Router::new().route("/publish", post(publish)).layer(DefaultBodyLimit::max(max_body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    topic: String,
+    data: Value,
+    event: Option<String>,
+    retry: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Body {
+    One(PublishRequest),
+    Batch(Vec<PublishRequest>),
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if state.shutdown.is_draining() {
+        return Err(ApiError::ShuttingDown);
+    }
+    let query = Query::parse(raw.as_deref());
+    let claims = authenticate(&state, &headers, query.access_token.as_deref(), false)?;
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: state.config.max_body_bytes },
+        _ => ApiError::bad_request("invalid_body", e.body_text()),
+    })?;
+    let (requests, single) = match parse_body(&body)? {
+        Body::One(r) => (vec![r], true),
+        Body::Batch(rs) => (rs, false),
+    };
+    if requests.is_empty() {
+        return Err(ApiError::bad_request("empty_batch", "the batch has no events"));
+    }
+    if requests.len() > state.config.max_batch {
+        return Err(ApiError::bad_request("batch_too_large", format!("{} events in the batch, at most {}", requests.len(), state.config.max_batch)));
+    }
+    let mut events = Vec::with_capacity(requests.len());
+    for (i, r) in requests.into_iter().enumerate() {
+        let at = if single { String::new() } else { format!("[{i}].") };
+        let event = validate(r, &at)?;
+        if !claims.may_publish(&event.topic) {
+            return Err(ApiError::Forbidden { action: "publish", topic: event.topic });
+        }
+        events.push(event);
+    }
+    let count = events.len() as u64;
+    let ids = state.bus.publish(events).await?;
+    state.stats.events_published.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+    let body = if single { json!({ "id": ids[0] }) } else { json!({ "ids": ids }) };
+    Ok((StatusCode::OK, Json(body)))
+}
+
+/// Parses the body, saying what is wrong in terms of the API rather than serde's enum talk.
+fn parse_body(body: &[u8]) -> Result<Body, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}")))?;
+    let shape = |e: serde_json::Error| ApiError::bad_request("invalid_event", e.to_string());
+    match value {
+        Value::Array(_) => serde_json::from_value::<Vec<PublishRequest>>(value).map(Body::Batch).map_err(shape),
+        Value::Object(_) => serde_json::from_value::<PublishRequest>(value).map(Body::One).map_err(shape),
+        _ => Err(ApiError::bad_request("invalid_event", "expected an event object or an array of them")),
+    }
+}
+
+fn validate(r: PublishRequest, at: &str) -> Result<NewEvent, ApiError> {
+    let topic = Topic::parse(&r.topic).map_err(|e| ApiError::bad_request("invalid_topic", format!("{at}topic: {e}")))?;
+    let name = r
+        .event
+        .as_deref()
+        .map(EventName::parse)
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_event", format!("{at}event: {e}")))?;
+    let data = match r.data {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    if r.retry.is_some_and(|ms| ms > 86_400_000) {
+        return Err(ApiError::bad_request("invalid_event", format!("{at}retry: at most 86400000 ms")));
+    }
+    Ok(NewEvent { topic, name, data, retry: r.retry })
+}

@@ -1,0 +1,37 @@
+//! What every handler shares: configuration, the authenticator, the bus and the fan-out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::auth::Authenticator;
+use crate::bus::Bus;
+use crate::bus::fanout::Fanout;
+use crate::config::Config;
+use crate::shutdown::Shutdown;
+use crate::stats::Stats;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub auth: Arc<Authenticator>,
+    pub bus: Arc<dyn Bus>,
+    pub fanout: Arc<Fanout>,
+    pub stats: Arc<Stats>,
+    pub shutdown: Shutdown,
+}
+
+impl AppState {
+    /// The `retry:` value for one connection: the base plus a random share of the jitter, so
+    /// that clients dropped together do not all come back in the same millisecond.
+    pub fn jittered_retry_ms(&self) -> u64 {
+        let base = self.config.retry.as_millis() as u64;
+        let jitter = self.config.retry_jitter.as_millis() as u64;
+        base + if jitter == 0 { 0 } else { rand::rng().random_range(0..=jitter) }
+    }
+
+    pub fn leeway(&self) -> Duration {
+        self.config.jwt.as_ref().map_or(Duration::ZERO, |j| j.leeway)
+    }
+}
