@@ -1,0 +1,218 @@
+//! Spawning the app and talking to it. Every await that waits on the server has a timeout so a
+//! broken stream fails the test instead of hanging it.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use gateway::state::AppState;
+use gateway::{App, Config};
+use serde_json::{Value, json};
+use shared::sse::{Item, ParsedEvent, Parser};
+use shared::{Claims, TopicPattern};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+/// How long any single wait on the server may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    stop: CancellationToken,
+    handle: JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::for_tests(SECRET);
+    configure(&mut config);
+    let app = App::build(config).await.expect("app builds");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    let handle = tokio::spawn(app.run(async move { signal.cancelled().await }));
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
+        state,
+        stop,
+        handle,
+    }
+}
+
+pub fn now() -> u64 {
+    gateway::auth::now_secs()
+}
+
+pub fn patterns(list: &[&str]) -> Vec<TopicPattern> {
+    list.iter().map(|p| TopicPattern::parse(p).expect("pattern")).collect()
+}
+
+pub fn claims(subscribe: &[&str], publish: &[&str]) -> Claims {
+    Claims { sub: Some("tester".into()), exp: now() + 3600, subscribe: patterns(subscribe), publish: patterns(publish), ..Claims::default() }
+}
+
+pub fn token(subscribe: &[&str], publish: &[&str]) -> String {
+    gateway::auth::mint(SECRET.as_bytes(), &claims(subscribe, publish)).expect("mint")
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POST /publish with a token that may publish anywhere; returns the response.
+    pub async fn publish_raw(&self, body: Value) -> reqwest::Response {
+        self.client.post(self.url("/publish")).bearer_auth(token(&[], &["*"])).json(&body).send().await.expect("publish request")
+    }
+
+    /// Publishes one event and returns its id.
+    pub async fn publish(&self, topic: &str, data: &str) -> String {
+        self.publish_event(json!({ "topic": topic, "data": data })).await
+    }
+
+    pub async fn publish_event(&self, body: Value) -> String {
+        let r = self.publish_raw(body).await;
+        assert_eq!(r.status(), 200, "publish failed: {:?}", r.text().await);
+        let v: Value = r.json().await.expect("json");
+        v["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Opens a stream with an all-topics token in the Authorization header.
+    pub async fn subscribe(&self, topics: &[&str], last_event_id: Option<&str>) -> SseClient {
+        let mut req = self.client.get(self.events_url(topics)).bearer_auth(token(&["*"], &[]));
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let resp = tokio::time::timeout(WAIT, req.send()).await.expect("connect in time").expect("connect");
+        assert_eq!(resp.status(), 200, "subscribe failed: {:?}", resp.text().await);
+        SseClient::new(resp)
+    }
+
+    pub fn events_url(&self, topics: &[&str]) -> String {
+        let q: Vec<String> = topics.iter().map(|t| format!("topic={t}")).collect();
+        self.url(&format!("/events?{}", q.join("&")))
+    }
+
+    /// Triggers shutdown as SIGTERM would, and waits for `run` to return.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        tokio::time::timeout(WAIT, self.handle).await.expect("shutdown in time").expect("join").expect("run ok");
+    }
+
+    pub fn stats(&self) -> &gateway::stats::Stats {
+        &self.state.stats
+    }
+}
+
+/// A streaming SSE response read through the `shared` parser.
+pub struct SseClient {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    body: BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    parser: Parser,
+    items: std::collections::VecDeque<Item>,
+    pub ended: bool,
+}
+
+impl SseClient {
+    pub fn new(resp: reqwest::Response) -> Self {
+        Self {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp.bytes_stream().boxed(),
+            parser: Parser::new(),
+            items: Default::default(),
+            ended: false,
+        }
+    }
+
+    /// The next parser item, or `None` once the server ended the stream. Fails after `WAIT`.
+    pub async fn next_item(&mut self) -> Option<Item> {
+        self.next_item_within(WAIT).await.expect("the server sent nothing in time")
+    }
+
+    /// Like `next_item`, but `Err(())` if nothing came within `d`.
+    pub async fn next_item_within(&mut self, d: Duration) -> Result<Option<Item>, ()> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            if let Some(item) = self.items.pop_front() {
+                return Ok(Some(item));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Err(_) => return Err(()),
+                Ok(Some(Ok(chunk))) => self.items.extend(self.parser.feed(&chunk)),
+                Ok(Some(Err(_))) | Ok(None) => {
+                    self.parser.finish();
+                    self.ended = true;
+                }
+            }
+        }
+    }
+
+    /// The next event, skipping comments and `retry:` fields.
+    pub async fn next_event(&mut self) -> ParsedEvent {
+        loop {
+            match self.next_item().await {
+                Some(Item::Event(e)) => return e,
+                Some(_) => continue,
+                None => panic!("the stream ended while an event was expected"),
+            }
+        }
+    }
+
+    pub async fn events(&mut self, n: usize) -> Vec<ParsedEvent> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.next_event().await);
+        }
+        out
+    }
+
+    /// Reads until the server ends the stream, returning everything that came.
+    pub async fn until_end(&mut self) -> Vec<Item> {
+        let mut out = Vec::new();
+        while let Some(item) = self.next_item().await {
+            out.push(item);
+        }
+        out
+    }
+
+    /// Asserts that no event arrives within `d` (comments and retries are allowed).
+    pub async fn expect_no_event(&mut self, d: Duration) {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_item_within(left).await {
+                Err(()) => return,
+                Ok(Some(Item::Event(e))) => panic!("unexpected event {e:?}"),
+                Ok(Some(_)) => continue,
+                Ok(None) => return,
+            }
+        }
+    }
+
+    pub fn last_event_id(&self) -> &str {
+        self.parser.last_event_id()
+    }
+}
+
+/// The data of each event.
+pub fn data(events: &[ParsedEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.data.as_str()).collect()
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real gateway on 127.0.0.1:0, driven by a real HTTP client, streams read
+//! with the `shared` parser exactly as a browser would read them.
+
+mod auth;
+mod conformance;
+mod errors;
+mod helpers;
+mod resume;
+mod shutdown;
+mod slow;
+mod streaming;
