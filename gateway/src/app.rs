@@ -15,7 +15,7 @@ use crate::bus::fanout::Fanout;
 use crate::bus::memory::MemoryBus;
 use crate::config::{Config, JwtConfig};
 use crate::demo::{self, DemoTokens};
-use crate::listener::GatewayListener;
+use crate::listener::{ClientInfo, GatewayListener};
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::stats::Stats;
@@ -70,7 +70,8 @@ impl App {
             shutdown: Shutdown::default(),
             config: Arc::new(config),
         };
-        Ok(Self { listener: GatewayListener::new(tcp, state.config.write_timeout), addr, state, memory_bus, demo })
+        let listener = GatewayListener::new(tcp, state.config.write_timeout, Arc::clone(&state.stats));
+        Ok(Self { listener, addr, state, memory_bus, demo })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -118,7 +119,8 @@ impl App {
         });
         tracing::info!(addr = %self.addr, "listening");
         let token = shutdown.token();
-        let server = axum::serve(self.listener, routes::router(state)).with_graceful_shutdown(token.clone().cancelled_owned());
+        let service = routes::router(state).into_make_service_with_connect_info::<ClientInfo>();
+        let server = axum::serve(self.listener, service).with_graceful_shutdown(token.clone().cancelled_owned());
         let forced = async {
             token.cancelled().await;
             tokio::time::sleep(grace).await;

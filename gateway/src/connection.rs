@@ -91,6 +91,7 @@ impl Connection {
         bus: Arc<dyn Bus>,
         settings: ConnectionSettings,
         shutdown: CancellationToken,
+        slow: CancellationToken,
         stats: Arc<Stats>,
     ) -> Result<Self, StartError> {
         let mut keys: Vec<(u64, &Topic)> = topics.iter().map(|t| (cursor::topic_key(t), t)).collect();
@@ -98,7 +99,7 @@ impl Connection {
         if let Some(w) = keys.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(StartError::KeyCollision(w[0].1.clone(), w[1].1.clone()));
         }
-        let sub = fanout.subscribe(&topics);
+        let sub = fanout.subscribe(&topics, slow);
         let mut states = Vec::with_capacity(topics.len());
         for topic in topics {
             let resume = cursor.as_ref().and_then(|c| c.position(&topic));

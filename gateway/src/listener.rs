@@ -1,29 +1,43 @@
-//! The TCP listener: each accepted socket gets TCP_NODELAY (a frame should leave at once) and a
-//! write timeout, so that a client that stopped reading (its socket buffer full) is cut after
-//! the timeout instead of holding a connection and its queue for ever.
+//! The TCP listener and the socket wrapper every connection runs on.
+//!
+//! Each accepted socket gets TCP_NODELAY (a frame should leave at once), a write timeout (a
+//! client whose socket accepts no bytes for that long stopped reading), and a kill switch.
+//! The kill switch exists because of how hyper drives a response: while a socket is full it
+//! waits on the socket and never polls the body, so a stream cannot end itself when its client is
+//! found too slow. The fan-out fires the switch instead, and the next write fails at once.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_io_timeout::TimeoutStream;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::stats::Stats;
 
 #[derive(Debug)]
 pub struct GatewayListener {
     inner: TcpListener,
     write_timeout: Duration,
+    stats: Arc<Stats>,
 }
 
 impl GatewayListener {
-    pub fn new(inner: TcpListener, write_timeout: Duration) -> Self {
-        Self { inner, write_timeout }
+    pub fn new(inner: TcpListener, write_timeout: Duration, stats: Arc<Stats>) -> Self {
+        Self { inner, write_timeout, stats }
     }
 }
 
 impl axum::serve::Listener for GatewayListener {
-    type Io = Pin<Box<TimeoutStream<TcpStream>>>;
+    type Io = ClientIo;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -33,10 +47,90 @@ impl axum::serve::Listener for GatewayListener {
         }
         let mut stream = TimeoutStream::new(stream);
         stream.set_write_timeout(Some(self.write_timeout));
-        (Box::pin(stream), addr)
+        let kill = CancellationToken::new();
+        let killed = Box::pin(kill.clone().cancelled_owned());
+        (ClientIo { inner: Box::pin(stream), kill, killed, stats: Arc::clone(&self.stats) }, addr)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         self.inner.local_addr()
+    }
+}
+
+/// A client socket with a write timeout and a kill switch.
+#[derive(Debug)]
+pub struct ClientIo {
+    inner: Pin<Box<TimeoutStream<TcpStream>>>,
+    kill: CancellationToken,
+    killed: Pin<Box<WaitForCancellationFutureOwned>>,
+    stats: Arc<Stats>,
+}
+
+impl ClientIo {
+    /// Fails the write with `err` if the switch fired; registers the waker otherwise, so a
+    /// write parked on a full socket wakes up when the switch fires.
+    fn check_killed(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.killed.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "connection closed: client too slow")),
+            Poll::Pending => Ok(()),
+        }
+    }
+
+    fn count_timeout<T>(&self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Err(e)) = &r
+            && e.kind() == io::ErrorKind::TimedOut
+        {
+            self.stats.write_timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("client stopped reading (write timeout), closing its connection");
+        }
+        r
+    }
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.inner.as_mut().poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.check_killed(cx)?;
+        let r = self.inner.as_mut().poll_write(cx, buf);
+        self.count_timeout(r)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        self.check_killed(cx)?;
+        let r = self.inner.as_mut().poll_write_vectored(cx, bufs);
+        self.count_timeout(r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check_killed(cx)?;
+        let r = self.inner.as_mut().poll_flush(cx);
+        self.count_timeout(r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.as_mut().poll_shutdown(cx)
+    }
+}
+
+/// Per-connection information handed to handlers (`ConnectInfo<ClientInfo>`).
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub remote: SocketAddr,
+    /// Fires the socket's kill switch. With HTTP/2 it closes every stream of the connection.
+    pub kill: CancellationToken,
+}
+
+impl Connected<IncomingStream<'_, GatewayListener>> for ClientInfo {
+    fn connect_info(stream: IncomingStream<'_, GatewayListener>) -> Self {
+        Self { remote: *stream.remote_addr(), kill: stream.io().kill.clone() }
     }
 }

@@ -8,6 +8,7 @@ pub struct Stats {
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
     pub slow_disconnects: AtomicU64,
+    pub write_timeouts: AtomicU64,
     pub token_expired_disconnects: AtomicU64,
     pub shutdown_disconnects: AtomicU64,
     pub events_published: AtomicU64,

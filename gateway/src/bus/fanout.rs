@@ -55,10 +55,11 @@ impl Fanout {
     /// Registers a connection for `topics`. Registration comes before the connection reads
     /// history, so that nothing published in between is missed (the connection drops what it
     /// already replayed by id).
-    pub fn subscribe(self: &Arc<Self>, topics: &[Topic]) -> Subscription {
+    /// `slow` is cancelled if the connection's queue overflows; the caller links it to whatever
+    /// closes the client's socket.
+    pub fn subscribe(self: &Arc<Self>, topics: &[Topic], slow: CancellationToken) -> Subscription {
         let (tx, rx) = mpsc::channel(self.queue);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let slow = CancellationToken::new();
         let mut added = false;
         {
             let mut table = self.topics.write().unwrap_or_else(|e| e.into_inner());
@@ -138,8 +139,8 @@ mod tests {
     fn one_entry_per_topic_released_with_its_last_follower() {
         let fanout = Arc::new(Fanout::new(4, Arc::default()));
         let (a, b) = (Topic::parse("a").expect("topic"), Topic::parse("b").expect("topic"));
-        let s1 = fanout.subscribe(&[a.clone(), b.clone()]);
-        let s2 = fanout.subscribe(std::slice::from_ref(&a));
+        let s1 = fanout.subscribe(&[a.clone(), b.clone()], CancellationToken::new());
+        let s2 = fanout.subscribe(std::slice::from_ref(&a), CancellationToken::new());
         let mut topics = fanout.active_topics();
         topics.sort();
         assert_eq!(topics, vec![a.clone(), b.clone()]);
@@ -154,8 +155,8 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let fanout = Arc::new(Fanout::new(2, Arc::clone(&stats)));
         let t = Topic::parse("t").expect("topic");
-        let mut fast = fanout.subscribe(std::slice::from_ref(&t));
-        let stalled = fanout.subscribe(std::slice::from_ref(&t));
+        let mut fast = fanout.subscribe(std::slice::from_ref(&t), CancellationToken::new());
+        let stalled = fanout.subscribe(std::slice::from_ref(&t), CancellationToken::new());
         for seq in 0..3 {
             fanout.deliver(delivery(&t, seq));
             assert!(fast.rx.try_recv().is_ok(), "the fast follower keeps receiving");

@@ -1,8 +1,8 @@
 //! `GET /events?topic=…`: the SSE endpoint.
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::{Extension, Router};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
@@ -12,13 +12,19 @@ use super::{Query, authenticate};
 use crate::auth;
 use crate::connection::{Connection, ConnectionSettings, StartError};
 use crate::error::ApiError;
+use crate::listener::ClientInfo;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/events", get(events))
 }
 
-async fn events(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn events(
+    State(state): State<AppState>,
+    client: Option<Extension<ConnectInfo<ClientInfo>>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     if state.shutdown.is_draining() {
         return Err(ApiError::ShuttingDown);
     }
@@ -35,7 +41,10 @@ async fn events(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw)
         shutdown_retry_ms: state.jittered_retry_ms(),
         expires_in: auth::time_left(&claims, state.leeway()),
     };
-    let conn = Connection::start(topics, cursor, &state.fanout, state.bus.clone(), settings, state.shutdown.token(), state.stats.clone())
+    // A client found too slow is cut at the socket (see listener.rs); without a socket (router
+    // tests) the stream still ends itself.
+    let slow = client.map(|Extension(ConnectInfo(c))| c.kill).unwrap_or_default();
+    let conn = Connection::start(topics, cursor, &state.fanout, state.bus.clone(), settings, state.shutdown.token(), slow, state.stats.clone())
         .await
         .map_err(|e| match e {
             StartError::KeyCollision(..) => ApiError::bad_request("invalid_topic", e.to_string()),
