@@ -1,1 +1,120 @@
+//! Time-dependent behaviour of a connection, on tokio's paused clock, with the real embedded bus.
 
+use std::time::Duration;
+
+use shared::sse::{Item, Parser};
+
+use super::*;
+use crate::bus::NewEvent;
+use crate::bus::memory::MemoryBus;
+
+struct Harness {
+    fanout: Arc<Fanout>,
+    bus: Arc<MemoryBus>,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let stats = Arc::new(Stats::default());
+        let fanout = Arc::new(Fanout::new(16, Arc::clone(&stats)));
+        let bus = Arc::new(MemoryBus::new(Arc::clone(&fanout), 100, Duration::from_secs(3600)));
+        Self { fanout, bus, stats, shutdown: CancellationToken::new() }
+    }
+
+    async fn connect(&self, topics: &[&str], expires_in: Duration) -> Connection {
+        let topics = topics.iter().map(|t| Topic::parse(t).expect("topic")).collect();
+        let settings = ConnectionSettings { heartbeat: Duration::from_secs(15), retry_ms: 3000, shutdown_retry_ms: 4321, expires_in };
+        let bus: Arc<dyn Bus> = self.bus.clone();
+        Connection::start(topics, None, &self.fanout, bus, settings, self.shutdown.clone(), CancellationToken::new(), Arc::clone(&self.stats))
+            .await
+            .expect("starts")
+    }
+
+    async fn publish(&self, topic: &str, data: &str) {
+        let e = NewEvent { topic: Topic::parse(topic).expect("topic"), name: None, data: data.into(), retry: None };
+        self.bus.publish(vec![e]).await.expect("publish");
+    }
+}
+
+fn parse(chunk: &Bytes) -> Vec<Item> {
+    Parser::new().feed(chunk)
+}
+
+/// The next chunk if one comes within `d` of (paused) time.
+async fn within(c: &mut Connection, d: Duration) -> Option<Option<Bytes>> {
+    tokio::time::timeout(d, c.next_chunk()).await.ok()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_comes_after_each_idle_interval_and_not_before() {
+    let h = Harness::new();
+    let mut c = h.connect(&["t"], Duration::from_secs(3600)).await;
+    assert_eq!(parse(&c.next_chunk().await.expect("retry")), vec![Item::Retry(3000)]);
+    assert!(within(&mut c, Duration::from_secs(14)).await.is_none(), "no heartbeat before 15 s");
+    let hb = within(&mut c, Duration::from_secs(2)).await.expect("a heartbeat by 16 s").expect("open");
+    assert_eq!(&hb[..], HEARTBEAT);
+    assert_eq!(parse(&hb), vec![Item::Comment(String::new())]);
+    // Traffic resets the idle timer: an event 10 s later pushes the next heartbeat to 15 s after it.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    h.publish("t", "x").await;
+    let ev = c.next_chunk().await.expect("event");
+    assert!(matches!(parse(&ev).as_slice(), [Item::Event(e)] if e.data == "x"));
+    assert!(within(&mut c, Duration::from_secs(14)).await.is_none(), "the event reset the heartbeat timer");
+    assert!(within(&mut c, Duration::from_secs(2)).await.is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_ends_when_its_token_expires() {
+    let h = Harness::new();
+    let mut c = h.connect(&["t"], Duration::from_secs(40)).await;
+    c.next_chunk().await.expect("retry");
+    let mut heartbeats = 0;
+    while let Some(chunk) = within(&mut c, Duration::from_secs(60)).await.expect("ends within the expiry") {
+        assert_eq!(&chunk[..], HEARTBEAT);
+        heartbeats += 1;
+    }
+    assert_eq!(heartbeats, 2, "heartbeats at 15 s and 30 s, then the end at 40 s");
+    assert_eq!(Stats::get(&h.stats.token_expired_disconnects), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_sends_a_last_retry_and_ends() {
+    let h = Harness::new();
+    let mut c = h.connect(&["t"], Duration::from_secs(3600)).await;
+    c.next_chunk().await.expect("retry");
+    h.shutdown.cancel();
+    assert_eq!(parse(&c.next_chunk().await.expect("last retry")), vec![Item::Retry(4321)]);
+    assert!(c.next_chunk().await.is_none());
+    assert_eq!(Stats::get(&h.stats.shutdown_disconnects), 1);
+}
+
+#[tokio::test]
+async fn a_multi_topic_connection_sends_shared_fields_and_its_own_cursor() {
+    let h = Harness::new();
+    let mut c = h.connect(&["a", "b"], Duration::from_secs(3600)).await;
+    c.next_chunk().await.expect("retry");
+    h.publish("b", "hello").await;
+    let mut p = Parser::new();
+    let mut items = p.feed(&c.next_chunk().await.expect("fields"));
+    items.extend(p.feed(&c.next_chunk().await.expect("cursor")));
+    let [Item::Event(e)] = items.as_slice() else { panic!("{items:?}") };
+    assert_eq!(e.data, "hello");
+    assert_eq!(e.last_event_id, c.cursor());
+    let cursor = Cursor::parse(&e.last_event_id).expect("cursor");
+    let b = Topic::parse("b").expect("topic");
+    let id = h.bus.read(&b, None, 0).await.expect("read").tail;
+    assert_eq!(cursor.position(&b), Some(id));
+}
+
+#[tokio::test]
+async fn dropping_a_connection_releases_its_topics() {
+    let h = Harness::new();
+    let c = h.connect(&["a", "b"], Duration::from_secs(3600)).await;
+    assert_eq!(h.fanout.active_topics().len(), 2);
+    assert_eq!(Stats::get(&h.stats.connections_open), 1);
+    drop(c);
+    assert!(h.fanout.active_topics().is_empty());
+    assert_eq!(Stats::get(&h.stats.connections_open), 0);
+}
