@@ -48,7 +48,13 @@ impl App {
             Some(jwt) => (jwt.clone(), None),
             None => {
                 let key = demo::random_secret();
-                let jwt = JwtConfig { key: key.clone(), algorithms: vec![key.default_algorithm()], issuer: None, audience: None, leeway: Duration::from_secs(5) };
+                let jwt = JwtConfig {
+                    key: key.clone(),
+                    algorithms: vec![key.default_algorithm()],
+                    issuer: None,
+                    audience: None,
+                    leeway: Duration::from_secs(5),
+                };
                 (jwt, Some(key))
             }
         };

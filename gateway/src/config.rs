@@ -201,6 +201,10 @@ impl Config {
         if a.max_body_bytes < 1024 {
             return Err(invalid("GATEWAY_MAX_BODY_BYTES", "must be at least 1024"));
         }
+        let history_max_age: Duration = a.history_max_age.into();
+        if history_max_age < Duration::from_secs(1) {
+            return Err(invalid("GATEWAY_HISTORY_MAX_AGE", "must be at least 1s (a client could not resume at all)"));
+        }
         let write_timeout: Duration = a.write_timeout.into();
         if write_timeout < Duration::from_millis(100) {
             return Err(invalid("GATEWAY_WRITE_TIMEOUT", "must be at least 100ms"));
@@ -230,7 +234,7 @@ impl Config {
             max_body_bytes: a.max_body_bytes,
             max_batch: a.max_batch,
             history_max_len: a.history_max_len,
-            history_max_age: a.history_max_age.into(),
+            history_max_age,
             shutdown_grace: grace,
             clock_interval: (!clock_interval.is_zero()).then_some(clock_interval),
             clock_topic,
@@ -258,7 +262,9 @@ fn jwt_config(
     leeway: Duration,
 ) -> Result<Option<JwtConfig>, ConfigError> {
     let key = match (secret, public_key) {
-        (Some(_), Some(_)) => return Err(invalid("GATEWAY_JWT_SECRET", "set either GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY, not both")),
+        (Some(_), Some(_)) => {
+            return Err(invalid("GATEWAY_JWT_SECRET", "set either GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY, not both"));
+        }
         (None, None) => {
             if !algorithms.is_empty() {
                 return Err(invalid("GATEWAY_JWT_ALGORITHMS", "set GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY too"));
@@ -275,7 +281,8 @@ fn jwt_config(
             let pem = if pk.trim_start().starts_with("-----BEGIN") {
                 pk.into_bytes()
             } else {
-                std::fs::read(Path::new(&pk)).map_err(|e| invalid("GATEWAY_JWT_PUBLIC_KEY", format!("neither PEM text nor a readable file ({e})")))?
+                std::fs::read(Path::new(&pk))
+                    .map_err(|e| invalid("GATEWAY_JWT_PUBLIC_KEY", format!("neither PEM text nor a readable file ({e})")))?
             };
             KeyMaterial::public_from_pem(pem).map_err(|e| invalid("GATEWAY_JWT_PUBLIC_KEY", e))?
         }
@@ -321,10 +328,7 @@ fn clap_error(err: clap::Error) -> ConfigError {
         .map(|e| e.to_string_lossy().into_owned());
     let reason = err.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
     match var {
-        Some(var) => ConfigError::Invalid {
-            var: Box::leak(var.into_boxed_str()),
-            reason: format!("{value:?} (--{long}): {reason}"),
-        },
+        Some(var) => ConfigError::Invalid { var: Box::leak(var.into_boxed_str()), reason: format!("{value:?} (--{long}): {reason}") },
         None => ConfigError::Invalid { var: "arguments", reason },
     }
 }

@@ -53,6 +53,10 @@ pub struct ConnectionSettings {
     pub shutdown_retry_ms: u64,
     /// When the token expires.
     pub expires_in: Duration,
+    /// Fires when the gateway shuts down.
+    pub shutdown: CancellationToken,
+    /// Fired by the fan-out if the client's queue overflows; linked to the socket's kill switch.
+    pub slow: CancellationToken,
 }
 
 #[derive(Debug)]
@@ -90,8 +94,6 @@ impl Connection {
         fanout: &Arc<Fanout>,
         bus: Arc<dyn Bus>,
         settings: ConnectionSettings,
-        shutdown: CancellationToken,
-        slow: CancellationToken,
         stats: Arc<Stats>,
     ) -> Result<Self, StartError> {
         let mut keys: Vec<(u64, &Topic)> = topics.iter().map(|t| (cursor::topic_key(t), t)).collect();
@@ -99,7 +101,7 @@ impl Connection {
         if let Some(w) = keys.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(StartError::KeyCollision(w[0].1.clone(), w[1].1.clone()));
         }
-        let sub = fanout.subscribe(&topics, slow);
+        let sub = fanout.subscribe(&topics, settings.slow);
         let mut states = Vec::with_capacity(topics.len());
         for topic in topics {
             let resume = cursor.as_ref().and_then(|c| c.position(&topic));
@@ -124,7 +126,7 @@ impl Connection {
             heartbeat_every: settings.heartbeat,
             heartbeat: Box::pin(sleep_until(now + settings.heartbeat)),
             expiry: Box::pin(sleep_until(now + settings.expires_in)),
-            shutdown,
+            shutdown: settings.shutdown,
             shutdown_retry_ms: settings.shutdown_retry_ms,
             stats,
             done: false,

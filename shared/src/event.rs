@@ -164,10 +164,7 @@ impl StreamId {
         if !digits(ms) || !digits(seq) {
             return Err(bad());
         }
-        Ok(Self {
-            ms: ms.parse().map_err(|_| bad())?,
-            seq: seq.parse().map_err(|_| bad())?,
-        })
+        Ok(Self { ms: ms.parse().map_err(|_| bad())?, seq: seq.parse().map_err(|_| bad())? })
     }
 
     /// The next id after `self` in Redis order (used to make exclusive ranges inclusive).

@@ -49,12 +49,7 @@ impl MemoryBus {
         // Anything before now belonged to an earlier process (if any): a cursor from then may
         // point at events this process never had.
         let boot = StreamId::new(now_ms(), 0);
-        Self {
-            state: Mutex::new(State { logs: HashMap::new(), last: boot, floor: boot }),
-            fanout,
-            max_len,
-            max_age,
-        }
+        Self { state: Mutex::new(State { logs: HashMap::new(), last: boot, floor: boot }), fanout, max_len, max_age }
     }
 
     /// Drops expired events from every topic and removes emptied logs. Run periodically so that

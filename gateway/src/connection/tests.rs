@@ -25,11 +25,16 @@ impl Harness {
 
     async fn connect(&self, topics: &[&str], expires_in: Duration) -> Connection {
         let topics = topics.iter().map(|t| Topic::parse(t).expect("topic")).collect();
-        let settings = ConnectionSettings { heartbeat: Duration::from_secs(15), retry_ms: 3000, shutdown_retry_ms: 4321, expires_in };
+        let settings = ConnectionSettings {
+            heartbeat: Duration::from_secs(15),
+            retry_ms: 3000,
+            shutdown_retry_ms: 4321,
+            expires_in,
+            shutdown: self.shutdown.clone(),
+            slow: CancellationToken::new(),
+        };
         let bus: Arc<dyn Bus> = self.bus.clone();
-        Connection::start(topics, None, &self.fanout, bus, settings, self.shutdown.clone(), CancellationToken::new(), Arc::clone(&self.stats))
-            .await
-            .expect("starts")
+        Connection::start(topics, None, &self.fanout, bus, settings, Arc::clone(&self.stats)).await.expect("starts")
     }
 
     async fn publish(&self, topic: &str, data: &str) {

@@ -2,10 +2,10 @@
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::{Extension, Router};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
+use axum::{Extension, Router};
 use shared::{Cursor, Topic};
 
 use super::{Query, authenticate};
@@ -40,13 +40,13 @@ async fn events(
         retry_ms: state.jittered_retry_ms(),
         shutdown_retry_ms: state.jittered_retry_ms(),
         expires_in: auth::time_left(&claims, state.leeway()),
+        shutdown: state.shutdown.token(),
+        // A client found too slow is cut at the socket (see listener.rs); without a socket
+        // (router tests) the stream still ends itself.
+        slow: client.map(|Extension(ConnectInfo(c))| c.kill).unwrap_or_default(),
     };
-    // A client found too slow is cut at the socket (see listener.rs); without a socket (router
-    // tests) the stream still ends itself.
-    let slow = client.map(|Extension(ConnectInfo(c))| c.kill).unwrap_or_default();
-    let conn = Connection::start(topics, cursor, &state.fanout, state.bus.clone(), settings, state.shutdown.token(), slow, state.stats.clone())
-        .await
-        .map_err(|e| match e {
+    let conn =
+        Connection::start(topics, cursor, &state.fanout, state.bus.clone(), settings, state.stats.clone()).await.map_err(|e| match e {
             StartError::KeyCollision(..) => ApiError::bad_request("invalid_topic", e.to_string()),
             StartError::Bus(e) => ApiError::Bus(e),
         })?;

@@ -35,9 +35,11 @@ pub fn router(state: AppState) -> Router {
 /// CORS for browsers on other origins. No compression layer exists anywhere: it would buffer the
 /// event stream.
 fn cors(origins: &[String]) -> CorsLayer {
-    let layer = CorsLayer::new()
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("last-event-id")]);
+    let layer = CorsLayer::new().allow_methods([Method::GET, Method::POST]).allow_headers([
+        header::AUTHORIZATION,
+        header::CONTENT_TYPE,
+        HeaderName::from_static("last-event-id"),
+    ]);
     if origins.iter().any(|o| o == "*") {
         layer.allow_origin(AllowOrigin::any())
     } else {
@@ -71,7 +73,12 @@ impl Query {
 }
 
 /// Authenticates a request: finds the token and verifies it.
-fn authenticate(state: &AppState, headers: &axum::http::HeaderMap, query_token: Option<&str>, use_cookie: bool) -> Result<Claims, ApiError> {
+fn authenticate(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    query_token: Option<&str>,
+    use_cookie: bool,
+) -> Result<Claims, ApiError> {
     let token = state.auth.token(headers, query_token, use_cookie)?;
     state.auth.verify(token).map_err(|e| {
         tracing::debug!(reason = e.code(), "token refused");

@@ -62,7 +62,10 @@ async fn publish(
         return Err(ApiError::bad_request("empty_batch", "the batch has no events"));
     }
     if requests.len() > state.config.max_batch {
-        return Err(ApiError::bad_request("batch_too_large", format!("{} events in the batch, at most {}", requests.len(), state.config.max_batch)));
+        return Err(ApiError::bad_request(
+            "batch_too_large",
+            format!("{} events in the batch, at most {}", requests.len(), state.config.max_batch),
+        ));
     }
     let mut events = Vec::with_capacity(requests.len());
     for (i, r) in requests.into_iter().enumerate() {
@@ -82,7 +85,8 @@ async fn publish(
 
 /// Parses the body, saying what is wrong in terms of the API rather than serde's enum talk.
 fn parse_body(body: &[u8]) -> Result<Body, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}")))?;
     let shape = |e: serde_json::Error| ApiError::bad_request("invalid_event", e.to_string());
     match value {
         Value::Array(_) => serde_json::from_value::<Vec<PublishRequest>>(value).map(Body::Batch).map_err(shape),

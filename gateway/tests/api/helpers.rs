@@ -61,7 +61,13 @@ pub fn patterns(list: &[&str]) -> Vec<TopicPattern> {
 }
 
 pub fn claims(subscribe: &[&str], publish: &[&str]) -> Claims {
-    Claims { sub: Some("tester".into()), exp: now() + 3600, subscribe: patterns(subscribe), publish: patterns(publish), ..Claims::default() }
+    Claims {
+        sub: Some("tester".into()),
+        exp: now() + 3600,
+        subscribe: patterns(subscribe),
+        publish: patterns(publish),
+        ..Claims::default()
+    }
 }
 
 pub fn token(subscribe: &[&str], publish: &[&str]) -> String {

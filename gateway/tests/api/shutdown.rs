@@ -31,7 +31,10 @@ async fn open_streams_get_a_last_retry_and_end_within_the_grace() {
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}, the whole grace: streams held it");
     for s in &mut streams {
         let rest = s.until_end().await;
-        assert!(matches!(rest.as_slice(), [Item::Retry(ms)] if (3000..=5000).contains(ms)), "a last jittered retry, then the end: {rest:?}");
+        assert!(
+            matches!(rest.as_slice(), [Item::Retry(ms)] if (3000..=5000).contains(ms)),
+            "a last jittered retry, then the end: {rest:?}"
+        );
     }
     assert_eq!(gateway::stats::Stats::get(&stats.shutdown_disconnects), 3);
 }

@@ -17,7 +17,8 @@ async fn stalled_client(app: &TestApp, topic: &str) -> TcpStream {
     let socket = TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("rcvbuf");
     let mut stream = socket.connect(app.addr).await.expect("connect");
-    let request = format!("GET /events?topic={topic} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n", app.addr, token(&["*"], &[]));
+    let request =
+        format!("GET /events?topic={topic} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n", app.addr, token(&["*"], &[]));
     stream.write_all(request.as_bytes()).await.expect("request");
     stream
 }

@@ -89,7 +89,8 @@ async fn a_batch_publish_is_delivered_in_order_with_increasing_ids() {
     let r = app.publish_raw(json!([{ "topic": "t", "data": "1" }, { "topic": "u", "data": "2" }, { "topic": "t", "data": "3" }])).await;
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.expect("json");
-    let ids: Vec<shared::StreamId> = body["ids"].as_array().expect("ids").iter().map(|v| v.as_str().expect("id").parse().expect("stream id")).collect();
+    let ids: Vec<shared::StreamId> =
+        body["ids"].as_array().expect("ids").iter().map(|v| v.as_str().expect("id").parse().expect("stream id")).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(data(&s.events(3).await), ["1", "2", "3"]);
 }

@@ -133,7 +133,21 @@ fn event(id: Option<StreamId>, name: Option<&str>, data: &str) -> Event {
 
 #[test]
 fn the_encoder_round_trips_payloads_with_any_line_breaks() {
-    for data in ["", "plain", "a\nb", "a\r\nb", "a\rb", "a\n\nb", "\n", "\r\n\r\n", "trailing\n", "data: x\nid: 9\n\nevent: y", " lead", "ünï\u{2028}code", "a\0b"] {
+    for data in [
+        "",
+        "plain",
+        "a\nb",
+        "a\r\nb",
+        "a\rb",
+        "a\n\nb",
+        "\n",
+        "\r\n\r\n",
+        "trailing\n",
+        "data: x\nid: 9\n\nevent: y",
+        " lead",
+        "ünï\u{2028}code",
+        "a\0b",
+    ] {
         let expected_data = data.replace("\r\n", "\n").replace('\r', "\n");
         let items = round_trip(&event(Some(StreamId::new(3, 4)), Some("order.created"), data));
         assert_eq!(items, vec![ev("order.created", &expected_data, "3-4")], "{data:?}");
