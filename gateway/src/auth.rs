@@ -145,18 +145,33 @@ impl Authenticator {
         validation.leeway = jwt.leeway.as_secs();
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // The library checks `aud` and `iss` only when a token carries them, so a configured
+        // audience or issuer must also be a required claim, or leaving it out would bypass it.
+        let mut required = vec!["exp"];
         match &jwt.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &jwt.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         Ok(Self { key: jwt.key.decoding_key()?, validation, cookie: cookie.to_owned() })
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        // The header first: one the library cannot read (`alg: none`, an unknown algorithm) is
+        // refused for its algorithm rather than reported as a claims error.
+        if let Err(e) = jsonwebtoken::decode_header(token) {
+            return Err(match e.kind() {
+                ErrorKind::Json(_) | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => AuthError::Algorithm,
+                _ => AuthError::Malformed,
+            });
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
             ErrorKind::InvalidSignature => AuthError::Signature,
             ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -164,9 +179,9 @@ impl Authenticator {
             ErrorKind::InvalidAudience => AuthError::Audience,
             ErrorKind::InvalidIssuer => AuthError::Issuer,
             ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => AuthError::Algorithm,
+            ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::Audience,
+            ErrorKind::MissingRequiredClaim(c) if c == "iss" => AuthError::Issuer,
             ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) | ErrorKind::Json(_) => AuthError::Claims,
-            // `alg: none` fails to parse as an Algorithm inside the header, which the library reports as a
-            // JSON error of the header: same outcome, refused.
             _ => AuthError::Malformed,
         })?;
         Ok(data.claims)

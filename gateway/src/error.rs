@@ -15,7 +15,7 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     #[error(transparent)]
     Unauthorized(#[from] AuthError),
-    #[error("the token does not grant {action} on topic {topic:?}")]
+    #[error("the token does not grant {action} on topic \"{topic}\"")]
     Forbidden { action: &'static str, topic: Topic },
     #[error("no such endpoint")]
     NotFound,
