@@ -9,3 +9,4 @@ mod resume;
 mod shutdown;
 mod slow;
 mod streaming;
+mod surface;

@@ -61,18 +61,24 @@ async fn resume_gets_everything_after(app: &TestApp, first_id: &str, published: 
     assert_eq!(events.last().map(|e| e.data.as_str()), Some("after"), "nothing still in history was lost");
 }
 
-#[tokio::test]
-async fn a_client_whose_queue_overflows_is_cut_at_once_and_others_get_everything() {
-    // A write timeout far beyond the test: only the overflow and the kill switch can cut it.
+/// A gateway with the given queue and write timeout, a stalled client and a fast one on "firehose".
+async fn stalled_and_fast(queue: usize, write_timeout: Duration) -> (TestApp, TcpStream, SseClient) {
     let app = spawn_with(|c| {
-        c.client_queue = 256;
-        c.write_timeout = Duration::from_secs(600);
+        c.client_queue = queue;
+        c.write_timeout = write_timeout;
         c.max_body_bytes = 4 << 20;
     })
     .await;
-    let _stalled = stalled_client(&app, "firehose").await;
+    let stalled = stalled_client(&app, "firehose").await;
     wait_for_open_connections(&app, 1).await;
-    let mut fast = app.subscribe(&["firehose"], None).await;
+    let fast = app.subscribe(&["firehose"], None).await;
+    (app, stalled, fast)
+}
+
+#[tokio::test]
+async fn a_client_whose_queue_overflows_is_cut_at_once_and_others_get_everything() {
+    // A write timeout far beyond the test: only the overflow and the kill switch can cut it.
+    let (app, _stalled, mut fast) = stalled_and_fast(256, Duration::from_secs(600)).await;
     let (published, first_id) = flood_until_stalled_client_is_cut(&app, &mut fast).await;
     assert_eq!(Stats::get(&app.stats().slow_disconnects), 1, "counted as slow");
     assert_eq!(Stats::get(&app.stats().write_timeouts), 0);
@@ -84,15 +90,7 @@ async fn a_client_whose_queue_overflows_is_cut_at_once_and_others_get_everything
 #[tokio::test]
 async fn a_client_whose_socket_stays_full_is_cut_by_the_write_timeout() {
     // A queue too large to overflow here: only the write timeout can cut it.
-    let app = spawn_with(|c| {
-        c.client_queue = 1 << 20;
-        c.write_timeout = Duration::from_millis(300);
-        c.max_body_bytes = 4 << 20;
-    })
-    .await;
-    let _stalled = stalled_client(&app, "firehose").await;
-    wait_for_open_connections(&app, 1).await;
-    let mut fast = app.subscribe(&["firehose"], None).await;
+    let (app, _stalled, mut fast) = stalled_and_fast(1 << 20, Duration::from_millis(300)).await;
     let (published, first_id) = flood_until_stalled_client_is_cut(&app, &mut fast).await;
     assert_eq!(Stats::get(&app.stats().write_timeouts), 1, "counted as a write timeout");
     assert_eq!(Stats::get(&app.stats().slow_disconnects), 0);

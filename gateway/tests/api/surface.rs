@@ -1,0 +1,122 @@
+//! The rest of the surface: CORS, demo mode and page, the clock topic, and logs that never carry
+//! a token.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gateway::{App, Config};
+use shared::sse::Item;
+
+use super::helpers::*;
+
+#[tokio::test]
+async fn cors_allows_listed_origins_with_credentials_and_no_others() {
+    let app = spawn_with(|c| c.cors_origins = vec!["https://app.example".into()]).await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/events"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "last-event-id,authorization")
+            .send()
+    };
+    let ok = preflight("https://app.example").await.expect("preflight");
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://app.example");
+    assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
+    let allowed_headers = ok.headers()["access-control-allow-headers"].to_str().expect("ascii").to_ascii_lowercase();
+    assert!(allowed_headers.contains("last-event-id") && allowed_headers.contains("authorization"), "{allowed_headers}");
+    let other = preflight("https://evil.example").await.expect("preflight");
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn without_a_key_the_gateway_makes_one_and_prints_working_tokens() {
+    let mut config = Config::for_tests(SECRET);
+    config.jwt = None;
+    let app = App::build(config).await.expect("app");
+    let tokens = app.demo_tokens().expect("demo mode");
+    let claims = app.state().auth.verify(&tokens.subscribe).expect("the printed subscribe token verifies");
+    assert!(claims.may_subscribe(&shared::Topic::parse("anything").expect("topic")));
+    assert!(!claims.may_publish(&shared::Topic::parse("anything").expect("topic")), "subscribe and publish tokens are separate");
+    assert!(app.state().auth.verify(&tokens.publish).expect("publish token").may_publish(&shared::Topic::parse("x").expect("topic")));
+    let banner = app.demo_banner().expect("banner");
+    assert!(banner.contains(&format!("http://{}/?topic=clock&access_token={}", app.local_addr(), tokens.subscribe)), "{banner}");
+    // A forged token signed with any fixed secret is refused: demo mode is not open.
+    assert!(app.state().auth.verify(&token(&["*"], &["*"])).is_err());
+}
+
+#[tokio::test]
+async fn with_a_key_there_is_no_demo_banner() {
+    let app = App::build(Config::for_tests(SECRET)).await.expect("app");
+    assert!(app.demo_tokens().is_none() && app.demo_banner().is_none());
+}
+
+#[tokio::test]
+async fn the_demo_page_is_served_at_the_root() {
+    let app = spawn_app().await;
+    let resp = app.client.get(app.url("/")).send().await.expect("page");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"));
+    let page = resp.text().await.expect("text");
+    assert!(page.contains("new EventSource(") && page.contains("gateway.lost"));
+}
+
+#[tokio::test]
+async fn the_clock_topic_ticks_with_the_current_time() {
+    let app = spawn_with(|c| c.clock_interval = Some(Duration::from_millis(100))).await;
+    let mut s = app.subscribe(&["clock"], None).await;
+    let a = s.next_event().await;
+    let b = s.next_event().await;
+    for e in [&a, &b] {
+        humantime::parse_rfc3339(&e.data).unwrap_or_else(|_| panic!("not an RFC 3339 time: {}", e.data));
+    }
+    assert!(a.last_event_id.parse::<shared::StreamId>().expect("id") < b.last_event_id.parse().expect("id"));
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line the server writes at DEBUG, its own and its libraries', for requests that carry
+/// tokens in the query string, the header and a cookie, accepted and refused.
+#[tokio::test(flavor = "current_thread")]
+async fn tokens_never_appear_in_logs() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber =
+        tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_ansi(false).with_writer(move || sink.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = spawn_app().await;
+    let good = token(&["t"], &["t"]);
+    let expired = gateway::auth::mint(SECRET.as_bytes(), &shared::Claims { exp: now() - 3600, ..claims(&["t"], &[]) }).expect("mint");
+    let forged = format!("{}x", &good[..good.len() - 1]);
+    for t in [&good, &expired, &forged] {
+        let _ = app.client.get(format!("{}&access_token={t}", app.events_url(&["t"]))).send().await.expect("request");
+        let _ = app.client.get(app.events_url(&["t"])).bearer_auth(t).send().await.expect("request");
+        let _ = app.client.get(app.events_url(&["t"])).header("cookie", format!("sse_token={t}")).send().await.expect("request");
+        let _ = app.client.post(format!("{}?access_token={t}", app.url("/publish"))).body("{}").send().await.expect("request");
+    }
+    let mut s = app.subscribe(&["t"], None).await;
+    assert!(matches!(s.next_item().await, Some(Item::Retry(_))));
+    drop(s);
+    app.shutdown().await;
+
+    let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf8");
+    assert!(logs.contains(r#"route="/events""#) && logs.contains("token refused"), "the capture works and spans name the route:\n{logs}");
+    for t in [&good, &expired, &forged] {
+        let signature = t.rsplit('.').next().expect("signature");
+        assert!(!logs.contains(signature), "a token leaked into the logs:\n{logs}");
+    }
+    assert!(!logs.contains("access_token"), "the query string leaked into the logs:\n{logs}");
+}
