@@ -2,6 +2,7 @@
 //! into real types and cross-validated once at start. A bad value stops the process with one line
 //! that names the variable, before any task starts.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -163,14 +164,14 @@ pub struct JwtConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid {var}: {reason}")]
-    Invalid { var: &'static str, reason: String },
+    Invalid { var: Cow<'static, str>, reason: String },
     /// `--help` or `--version`: print and exit 0.
     #[error("{0}")]
     Display(String),
 }
 
 fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { var, reason: reason.into() }
+    ConfigError::Invalid { var: Cow::Borrowed(var), reason: reason.into() }
 }
 
 impl Config {
@@ -328,8 +329,8 @@ fn clap_error(err: clap::Error) -> ConfigError {
         .map(|e| e.to_string_lossy().into_owned());
     let reason = err.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
     match var {
-        Some(var) => ConfigError::Invalid { var: Box::leak(var.into_boxed_str()), reason: format!("{value:?} (--{long}): {reason}") },
-        None => ConfigError::Invalid { var: "arguments", reason },
+        Some(var) => ConfigError::Invalid { var: Cow::Owned(var), reason: format!("{value:?} (--{long}): {reason}") },
+        None => ConfigError::Invalid { var: Cow::Borrowed("arguments"), reason },
     }
 }
 
@@ -348,9 +349,9 @@ mod tests {
         assert_eq!(c.clock_interval, Some(Duration::from_secs(5)));
     }
 
-    fn err_var(args: Args) -> &'static str {
+    fn err_var(args: Args) -> String {
         match Config::from_args(args) {
-            Err(ConfigError::Invalid { var, .. }) => var,
+            Err(ConfigError::Invalid { var, .. }) => var.into_owned(),
             other => panic!("expected an error, got {other:?}"),
         }
     }
