@@ -243,8 +243,7 @@ impl Connection {
             self.pending.push_back(d.frame.frame().clone());
         } else {
             self.pending.push_back(d.frame.fields_without_id());
-            let cursor = cursor::encode(self.topics.iter().map(|t| (t.key, t.position)));
-            self.pending.push_back(Bytes::from(format!("id: {cursor}\n\n")));
+            self.pending.push_back(Bytes::from(format!("id: {}\n\n", self.cursor())));
         }
     }
 
