@@ -11,8 +11,10 @@ use tokio::net::TcpListener;
 
 use crate::auth::{Authenticator, KeyMaterial};
 use crate::bus::Bus;
+use crate::bus::BusError;
 use crate::bus::fanout::Fanout;
 use crate::bus::memory::MemoryBus;
+use crate::bus::redis::{RedisBus, RedisSettings};
 use crate::config::{Config, JwtConfig};
 use crate::demo::{self, DemoTokens};
 use crate::listener::{ClientInfo, GatewayListener};
@@ -31,6 +33,15 @@ pub enum BuildError {
     },
     #[error("the JWT key cannot be used")]
     Key(#[source] jsonwebtoken::errors::Error),
+    #[error("cannot use Redis")]
+    Redis(#[source] BusError),
+}
+
+/// Which bus this node runs; the app owns their lifecycles (sweeping, closing).
+#[derive(Debug)]
+enum Backend {
+    Memory(Arc<MemoryBus>),
+    Redis(Arc<RedisBus>),
 }
 
 #[derive(Debug)]
@@ -38,7 +49,7 @@ pub struct App {
     listener: GatewayListener,
     addr: SocketAddr,
     state: AppState,
-    memory_bus: Arc<MemoryBus>,
+    backend: Backend,
     demo: Option<DemoTokens>,
 }
 
@@ -67,17 +78,26 @@ impl App {
         let addr = tcp.local_addr().map_err(|source| BuildError::Bind { addr: config.listen_addr, source })?;
         let stats = Arc::new(Stats::default());
         let fanout = Arc::new(Fanout::new(config.client_queue, Arc::clone(&stats)));
-        let memory_bus = Arc::new(MemoryBus::new(Arc::clone(&fanout), config.history_max_len, config.history_max_age));
-        let state = AppState {
-            auth: Arc::new(auth),
-            bus: memory_bus.clone() as Arc<dyn Bus>,
-            fanout,
-            stats,
-            shutdown: Shutdown::default(),
-            config: Arc::new(config),
+        let shutdown = Shutdown::default();
+        let (backend, bus): (Backend, Arc<dyn Bus>) = match &config.redis_url {
+            None => {
+                let memory = Arc::new(MemoryBus::new(Arc::clone(&fanout), config.history_max_len, config.history_max_age));
+                (Backend::Memory(memory.clone()), memory)
+            }
+            Some(url) => {
+                let settings = RedisSettings {
+                    url: url.clone(),
+                    prefix: config.redis_prefix.clone(),
+                    max_len: config.history_max_len,
+                    max_age: config.history_max_age,
+                };
+                let redis = RedisBus::connect(settings, Arc::clone(&fanout), &shutdown).await.map_err(BuildError::Redis)?;
+                (Backend::Redis(redis.clone()), redis)
+            }
         };
+        let state = AppState { auth: Arc::new(auth), bus, fanout, stats, shutdown, config: Arc::new(config) };
         let listener = GatewayListener::new(tcp, state.config.write_timeout, Arc::clone(&state.stats));
-        Ok(Self { listener, addr, state, memory_bus, demo })
+        Ok(Self { listener, addr, state, backend, demo })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -139,6 +159,9 @@ impl App {
         if tokio::time::timeout(Duration::from_secs(1), shutdown.tracker().wait()).await.is_err() {
             tracing::warn!("background tasks did not finish in time");
         }
+        if let Backend::Redis(redis) = &self.backend {
+            redis.quit().await;
+        }
         tracing::info!("stopped");
         Ok(())
     }
@@ -149,7 +172,8 @@ impl App {
         if let Some(every) = config.clock_interval {
             shutdown.tracker().spawn(clock::run(self.state.bus.clone(), config.clock_topic.clone(), every, shutdown.token()));
         }
-        let bus = Arc::clone(&self.memory_bus);
+        let Backend::Memory(memory) = &self.backend else { return };
+        let bus = Arc::clone(memory);
         let stop = shutdown.token();
         let every = (config.history_max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
         shutdown.tracker().spawn(async move {

@@ -17,7 +17,19 @@ pub async fn run(bus: Arc<dyn Bus>, topic: Topic, every: Duration, stop: Cancell
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let data = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        // With several nodes on one bus, one of them publishes each tick: the first to claim the
+        // tick's slot (wall-clock time divided by the interval).
+        let now = SystemTime::now();
+        let slot = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis() / every.as_millis().max(1);
+        match bus.claim(&format!("clock:{{{topic}}}:{slot}"), every * 2).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "clock tick not claimed");
+                continue;
+            }
+        }
+        let data = humantime::format_rfc3339_seconds(now).to_string();
         let event = NewEvent { topic: topic.clone(), name: None, data, retry: None };
         if let Err(e) = bus.publish(vec![event]).await {
             tracing::warn!(error = %e, "clock tick not published");

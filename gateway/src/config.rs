@@ -112,6 +112,15 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// Redis URL (redis://, rediss://, redis-cluster://, redis-sentinel://). Unset: the embedded,
+    /// single-node bus.
+    #[arg(long, env = "GATEWAY_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel the gateway uses.
+    #[arg(long, env = "GATEWAY_REDIS_PREFIX", default_value = shared::keys::DEFAULT_PREFIX)]
+    pub redis_prefix: String,
+
     /// Log format: "text" or "json".
     #[arg(long, env = "GATEWAY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -149,6 +158,9 @@ pub struct Config {
     pub clock_topic: shared::Topic,
     pub public_url: Option<String>,
     pub json_logs: bool,
+    /// `None`: the embedded bus.
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
 }
 
 /// How tokens are verified.
@@ -221,6 +233,12 @@ impl Config {
         if a.auth_cookie.is_empty() || !a.auth_cookie.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(invalid("GATEWAY_AUTH_COOKIE", "must be a non-empty cookie name of letters, digits, _ and -"));
         }
+        if let Some(url) = &a.redis_url {
+            fred::types::config::Config::from_url(url).map_err(|e| invalid("GATEWAY_REDIS_URL", e.details().to_string()))?;
+        }
+        if a.redis_prefix.is_empty() || !a.redis_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
+            return Err(invalid("GATEWAY_REDIS_PREFIX", "must be non-empty ASCII letters, digits and _ - . :"));
+        }
         Ok(Self {
             listen_addr: a.listen_addr,
             jwt: jwt_config(a.jwt_secret, a.jwt_public_key, a.jwt_algorithms, a.jwt_issuer, a.jwt_audience, a.jwt_leeway.into())?,
@@ -241,6 +259,8 @@ impl Config {
             clock_topic,
             public_url: a.public_url,
             json_logs: a.log_format == "json",
+            redis_url: a.redis_url,
+            redis_prefix: a.redis_prefix,
         })
     }
 
@@ -379,6 +399,14 @@ mod tests {
         let mut a = Args::defaults();
         a.clock_topic = "bad topic".into();
         assert_eq!(err_var(a), "GATEWAY_CLOCK_TOPIC");
+
+        let mut a = Args::defaults();
+        a.redis_url = Some("http://not-redis".into());
+        assert_eq!(err_var(a), "GATEWAY_REDIS_URL");
+
+        let mut a = Args::defaults();
+        a.redis_prefix = "a{b}".into();
+        assert_eq!(err_var(a), "GATEWAY_REDIS_PREFIX");
     }
 
     #[test]

@@ -102,6 +102,7 @@ impl Connection {
             return Err(StartError::KeyCollision(w[0].1.clone(), w[1].1.clone()));
         }
         let sub = fanout.subscribe(&topics, settings.slow);
+        bus.follow(&topics).await?;
         let mut states = Vec::with_capacity(topics.len());
         for topic in topics {
             let resume = cursor.as_ref().and_then(|c| c.position(&topic));

@@ -6,6 +6,7 @@
 pub mod claims;
 pub mod cursor;
 pub mod event;
+pub mod keys;
 pub mod sse;
 
 pub use claims::{Claims, TopicPattern};

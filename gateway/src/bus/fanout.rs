@@ -30,8 +30,8 @@ pub struct Fanout {
     topics: RwLock<HashMap<Topic, Vec<Follower>>>,
     next_id: AtomicU64,
     queue: usize,
-    /// Fires when the set of followed topics changes, so that an upstream reader (Redis) can
-    /// re-arm with the new set.
+    /// Fires when the set of followed topics changes, so that an upstream (Redis) can re-arm with
+    /// the new set. `notify_one` keeps the signal if the upstream is busy when it fires.
     pub topics_changed: Notify,
     stats: Arc<Stats>,
 }
@@ -70,7 +70,7 @@ impl Fanout {
             }
         }
         if added {
-            self.topics_changed.notify_waiters();
+            self.topics_changed.notify_one();
         }
         Subscription { fanout: Arc::clone(self), id, topics: topics.to_vec(), rx, slow }
     }
@@ -115,7 +115,7 @@ impl Fanout {
             }
         }
         if removed {
-            self.topics_changed.notify_waiters();
+            self.topics_changed.notify_one();
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod fanout;
 pub mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -68,12 +69,26 @@ pub enum BusError {
 #[async_trait]
 pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
     /// Appends events to their topics' histories and delivers them to subscribers, in order.
-    /// Returns the assigned ids in input order. A batch is appended as a whole or not at all.
+    /// Returns the assigned ids in input order. Each topic's part of a batch is appended as a
+    /// whole or not at all (with Redis Cluster, different topics live on different shards).
     async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<StreamId>, BusError>;
 
     /// Reads up to `limit` events of `topic` after `after` (none when `after` is `None`; then only
     /// the tail is wanted).
     async fn read(&self, topic: &Topic, after: Option<StreamId>, limit: usize) -> Result<Replay, BusError>;
+
+    /// Makes sure this node receives the live events of `topics` before it returns: a connection
+    /// calls it after registering with the fan-out and before reading its starting positions, so
+    /// that nothing published after those positions can be missed.
+    async fn follow(&self, _topics: &[Topic]) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    /// Claims `name` for `ttl` across every node sharing the bus; true for exactly one caller.
+    /// Lets one node of many do a periodic job (the clock tick).
+    async fn claim(&self, _name: &str, _ttl: std::time::Duration) -> Result<bool, BusError> {
+        Ok(true)
+    }
 
     /// Whether the bus can serve (its store reachable).
     fn is_ready(&self) -> bool;

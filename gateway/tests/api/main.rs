@@ -5,6 +5,8 @@ mod auth;
 mod conformance;
 mod errors;
 mod helpers;
+mod redis;
+mod redis_support;
 mod resume;
 mod shutdown;
 mod slow;

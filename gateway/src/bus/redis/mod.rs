@@ -1,0 +1,192 @@
+//! The Redis bus: any number of stateless gateway nodes sharing one Redis behave as one.
+//!
+//! Key layout (see `shared::keys`): topic `T` is the stream `{prefix}:stream:{T}` (history and
+//! ids) and the channel `{prefix}:live:{T}` (live-only events). Publishing paths:
+//! - `POST /publish` on any node: one atomic script per topic appends (`XADD`, trimmed by
+//!   `MAXLEN ~` and `MINID ~`); nodes deliver from the stream, so a delivered event is always in
+//!   history;
+//! - a plain `XADD {prefix}:stream:{T} * data <payload> [event <name>]` by any service: the same;
+//! - `PUBLISH {prefix}:live:{T} <payload>`: live only, to clients connected at that moment, with
+//!   no id and no resumption.
+//!
+//! Each node learns of new stream entries by keyspace notifications (`notify-keyspace-events`
+//! must include `K` and `t`; the gateway sets it at start if it may) and reads them with `XREAD`
+//! from the last id it delivered: see `upstream.rs`.
+
+pub mod scripts;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::clients::{Client, SubscriberClient};
+use fred::interfaces::{ClientLike, ConfigInterface, KeysInterface, LuaInterface};
+use fred::types::config::{Config as FredConfig, ReconnectPolicy};
+use fred::types::{Builder, Value};
+use fred::types::{Expiration, SetOptions};
+use shared::keys::KeyLayout;
+use shared::{StreamId, Topic};
+
+use super::fanout::Fanout;
+use super::{Bus, BusError, Delivery, NewEvent, Replay};
+use crate::shutdown::Shutdown;
+use upstream::{Upstream, unavailable};
+
+/// What the Redis bus needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    pub prefix: String,
+    /// Approximate stream length bound (0: none).
+    pub max_len: usize,
+    /// Approximate age bound of stream entries.
+    pub max_age: Duration,
+}
+
+#[derive(Debug)]
+pub struct RedisBus {
+    client: Client,
+    subscriber: SubscriberClient,
+    keys: KeyLayout,
+    settings: RedisSettings,
+    upstream: Arc<Upstream>,
+}
+
+impl RedisBus {
+    /// Connects (failing if Redis cannot be reached now), makes sure keyspace notifications for
+    /// streams are on, and starts this node's upstream tasks on the shutdown tracker.
+    pub async fn connect(settings: RedisSettings, fanout: Arc<Fanout>, shutdown: &Shutdown) -> Result<Arc<Self>, BusError> {
+        let config = FredConfig::from_url(&settings.url).map_err(unavailable)?;
+        let db = config.database.unwrap_or(0);
+        let mut builder = Builder::from_config(config);
+        // Reconnect for ever, backing off to 2 s; a command fails after 3 s instead of waiting
+        // for ever, so publishes answer 503 while Redis is away.
+        builder
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+            .with_performance_config(|p| {
+                p.default_command_timeout = Duration::from_secs(3);
+                p.broadcast_channel_capacity = 1 << 16;
+            })
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(3);
+                c.internal_command_timeout = Duration::from_secs(3);
+                c.max_command_attempts = 2;
+                c.unresponsive.max_timeout = Some(Duration::from_secs(5));
+                c.unresponsive.interval = Duration::from_secs(1);
+            });
+        let client = builder.build().map_err(unavailable)?;
+        let subscriber = builder.build_subscriber_client().map_err(unavailable)?;
+        client.init().await.map_err(unavailable)?;
+        subscriber.init().await.map_err(unavailable)?;
+        let _resubscriber = subscriber.manage_subscriptions();
+        enable_keyspace_notifications(&client).await?;
+        let keys = KeyLayout::new(&settings.prefix);
+        let upstream = Arc::new(Upstream::new(client.clone(), subscriber.clone(), keys.clone(), db, fanout));
+        let stop = shutdown.token();
+        shutdown.tracker().spawn(Arc::clone(&upstream).run_sync(stop.clone()));
+        shutdown.tracker().spawn(Arc::clone(&upstream).run_messages(stop.clone()));
+        shutdown.tracker().spawn(Arc::clone(&upstream).run_reader(stop));
+        Ok(Arc::new(Self { client, subscriber, keys, settings, upstream }))
+    }
+
+    /// Closes both connections (the last step of shutdown).
+    pub async fn quit(&self) {
+        let _ = self.subscriber.quit().await;
+        let _ = self.client.quit().await;
+    }
+
+    async fn publish_topic(&self, topic: &Topic, events: &[&NewEvent]) -> Result<Vec<StreamId>, BusError> {
+        let mut args: Vec<String> = vec![self.settings.max_len.to_string(), self.settings.max_age.as_millis().to_string()];
+        for e in events {
+            let mut fields = vec!["data".to_owned(), e.data.clone()];
+            if let Some(name) = &e.name {
+                fields.extend(["event".to_owned(), name.to_string()]);
+            }
+            if let Some(retry) = e.retry {
+                fields.extend(["retry".to_owned(), retry.to_string()]);
+            }
+            args.push((fields.len() / 2).to_string());
+            args.extend(fields);
+        }
+        let reply: Value = self.client.eval(scripts::PUBLISH, self.keys.stream(topic), args).await.map_err(unavailable)?;
+        let Value::Array(ids) = reply else { return Err(BusError::Unavailable("publish script returned no ids".into())) };
+        ids.iter().map(|v| scripts::stream_id(v).map_err(|e| BusError::Unavailable(e.into()))).collect()
+    }
+}
+
+/// Keyspace notifications for stream commands (`K` + `t`, or `A`) are how nodes learn of raw
+/// `XADD`s. Turn them on, keeping whatever else the server had, or say exactly what to set.
+async fn enable_keyspace_notifications(client: &Client) -> Result<(), BusError> {
+    let current: HashMap<String, String> = client.config_get("notify-keyspace-events").await.map_err(unavailable)?;
+    let flags = current.get("notify-keyspace-events").cloned().unwrap_or_default();
+    if flags.contains('K') && (flags.contains('t') || flags.contains('A')) {
+        return Ok(());
+    }
+    let wanted: String = format!("{flags}Kt");
+    client.config_set::<_, _>("notify-keyspace-events", wanted.as_str()).await.map_err(|e| {
+        BusError::Unavailable(
+            format!(
+                "keyspace notifications for streams are off and CONFIG SET was refused ({e}); set notify-keyspace-events to include Kt"
+            )
+            .into(),
+        )
+    })?;
+    tracing::info!(flags = %wanted, "enabled keyspace notifications for streams");
+    Ok(())
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<StreamId>, BusError> {
+        // One atomic script call per topic (a topic's keys live on one shard); ids go back in
+        // the order the events came.
+        let mut by_topic: Vec<(Topic, Vec<usize>)> = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            match by_topic.iter_mut().find(|(t, _)| *t == e.topic) {
+                Some((_, idx)) => idx.push(i),
+                None => by_topic.push((e.topic.clone(), vec![i])),
+            }
+        }
+        let mut ids = vec![StreamId::ZERO; events.len()];
+        for (topic, idx) in &by_topic {
+            let group: Vec<&NewEvent> = idx.iter().map(|&i| &events[i]).collect();
+            for (&i, id) in idx.iter().zip(self.publish_topic(topic, &group).await?) {
+                ids[i] = id;
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn read(&self, topic: &Topic, after: Option<StreamId>, limit: usize) -> Result<Replay, BusError> {
+        let args = vec![after.map(|a| a.to_string()).unwrap_or_default(), limit.to_string()];
+        let reply: Value = self.client.eval(scripts::READ, self.keys.stream(topic), args).await.map_err(unavailable)?;
+        let reply = scripts::read_reply(reply).map_err(|e| BusError::Unavailable(e.into()))?;
+        let mut events = Vec::with_capacity(reply.entries.len());
+        for entry in &reply.entries {
+            match scripts::entry(topic, entry) {
+                Ok(event) => events.push(Arc::new(Delivery::new(&event))),
+                Err(e) => tracing::warn!(topic = %topic, error = %e, "skipping a stream entry"),
+            }
+        }
+        let lost = after.is_some_and(|a| reply.lost_after(a));
+        Ok(Replay { events, lost, tail: reply.tail })
+    }
+
+    async fn follow(&self, topics: &[Topic]) -> Result<(), BusError> {
+        self.upstream.follow(topics).await
+    }
+
+    async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, BusError> {
+        let key = format!("{}:claim:{name}", self.settings.prefix);
+        let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let set: Option<String> =
+            self.client.set(key, "1", Some(Expiration::PX(ms)), Some(SetOptions::NX), false).await.map_err(unavailable)?;
+        Ok(set.is_some())
+    }
+
+    fn is_ready(&self) -> bool {
+        self.client.is_connected() && self.subscriber.is_connected()
+    }
+}

@@ -1,0 +1,169 @@
+//! The Lua scripts the Redis bus runs, and the parsing of their replies. Each runs atomically on
+//! the shard that holds its topic (every key of a script call shares the topic's hash tag).
+
+use fred::types::Value;
+use shared::{Event, EventName, StreamId, Topic};
+
+/// Appends events to one topic's stream and trims it, in one atomic step.
+/// KEYS[1]: the stream. ARGV: max length (0 = none), max age in ms (0 = none), then for each
+/// event the number of field/value pairs followed by the pairs. Returns the ids in order.
+/// Age trimming uses the server's clock (`TIME`), the clock its ids come from.
+pub const PUBLISH: &str = r#"
+local maxlen, maxage = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ids, i = {}, 3
+while i <= #ARGV do
+  local n = tonumber(ARGV[i]); i = i + 1
+  local args = {'XADD', KEYS[1]}
+  if maxlen > 0 then args[#args+1] = 'MAXLEN'; args[#args+1] = '~'; args[#args+1] = maxlen end
+  args[#args+1] = '*'
+  for _ = 1, 2 * n do args[#args+1] = ARGV[i]; i = i + 1 end
+  ids[#ids+1] = redis.call(unpack(args))
+end
+if maxage > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('XTRIM', KEYS[1], 'MINID', '~', tostring(now - maxage))
+end
+return ids
+"#;
+
+/// Reads what decides whether entries after a position are gone (see [`ReadReply::lost_after`])
+/// and, when ARGV[1] is not empty, up to ARGV[2] entries after ARGV[1], atomically, so that "were
+/// events lost?" and "what comes next" describe the same moment. Returns {tail, max_deleted,
+/// first_entry, trimmed (0/1), entries}; a missing stream reads as empty. Needs Redis 7.0.
+pub const READ: &str = r#"
+local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1])
+if not ok then return {'0-0', '0-0', '0-0', 0, {}} end
+local f = {}
+for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
+local trimmed = 0
+if tonumber(f['entries-added']) > tonumber(f['length']) then trimmed = 1 end
+local head = {f['last-generated-id'], f['max-deleted-entry-id'], f['recorded-first-entry-id'], trimmed}
+if ARGV[1] == '' then head[5] = {} else head[5] = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2]) end
+return head
+"#;
+
+/// Why a reply could not be understood.
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected reply from Redis: {0}")]
+pub struct ReplyError(pub &'static str);
+
+pub fn string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.to_string()),
+        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::Integer(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+pub fn stream_id(v: &Value) -> Result<StreamId, ReplyError> {
+    string(v).and_then(|s| StreamId::parse(&s).ok()).ok_or(ReplyError("a stream id"))
+}
+
+/// The parsed reply of [`READ`].
+#[derive(Debug)]
+pub struct ReadReply {
+    pub tail: StreamId,
+    /// The highest id removed by `XDEL`.
+    max_deleted: StreamId,
+    /// The oldest id still held.
+    first: StreamId,
+    /// Whether trimming (or `XDEL`) ever removed entries.
+    removed_any: bool,
+    pub entries: Vec<Value>,
+}
+
+impl ReadReply {
+    /// Whether entries after `position` are gone. Trimming removes the oldest entries (Redis 7.0
+    /// records that in `entries-added` and `recorded-first-entry-id`, not in
+    /// `max-deleted-entry-id`), `XDEL` any entry (recorded in `max-deleted-entry-id`). A position
+    /// that was itself the newest trimmed entry is reported too: the signal errs on the side of
+    /// telling, never on the side of silent loss.
+    pub fn lost_after(&self, position: StreamId) -> bool {
+        position < self.max_deleted || (self.removed_any && position < self.first)
+    }
+}
+
+pub fn read_reply(v: Value) -> Result<ReadReply, ReplyError> {
+    let Value::Array(mut parts) = v else { return Err(ReplyError("an array")) };
+    if parts.len() != 5 {
+        return Err(ReplyError("five parts"));
+    }
+    let entries = match parts.pop() {
+        Some(Value::Array(e)) => e,
+        Some(Value::Null) | None => Vec::new(),
+        Some(_) => return Err(ReplyError("an entry list")),
+    };
+    Ok(ReadReply {
+        tail: stream_id(&parts[0])?,
+        max_deleted: stream_id(&parts[1])?,
+        first: stream_id(&parts[2])?,
+        removed_any: matches!(&parts[3], Value::Integer(1)),
+        entries,
+    })
+}
+
+/// What one stream entry means. Entries a client could be harmed by (an event name with a line
+/// break, no `data` field) are refused here: the gateway cannot answer an `XADD` with an error,
+/// so it logs and skips them rather than deliver something else than was meant.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    #[error("entry is not [id, fields]")]
+    Shape,
+    #[error("entry {0} has no data field")]
+    NoData(StreamId),
+    #[error("entry {0} has an invalid event name: {1}")]
+    EventName(StreamId, shared::ValidationError),
+}
+
+/// Turns `[id, [field, value, …]]` into an event. Fields: `data` (required), `event`, `retry`;
+/// others are ignored.
+pub fn entry(topic: &Topic, v: &Value) -> Result<Event, EntryError> {
+    let Value::Array(pair) = v else { return Err(EntryError::Shape) };
+    let [id, Value::Array(fields)] = pair.as_slice() else { return Err(EntryError::Shape) };
+    let id = stream_id(id).map_err(|_| EntryError::Shape)?;
+    let (mut data, mut name, mut retry) = (None, None, None);
+    for kv in fields.chunks(2) {
+        let [k, v] = kv else { continue };
+        match string(k).as_deref() {
+            Some("data") => data = string(v),
+            Some("event") => name = string(v),
+            Some("retry") => retry = string(v).and_then(|s| s.parse().ok()),
+            _ => {}
+        }
+    }
+    let data = data.ok_or(EntryError::NoData(id))?;
+    let name = name.map(|n| EventName::parse(&n)).transpose().map_err(|e| EntryError::EventName(id, e))?;
+    Ok(Event { topic: topic.clone(), id: Some(id), name, data, retry })
+}
+
+/// The `(stream key, entries)` pairs of an `XREAD` reply, RESP2 (arrays) or RESP3 (a map).
+pub fn xread_reply(v: Value) -> Result<Vec<(String, Vec<Value>)>, ReplyError> {
+    let pairs: Vec<(Value, Value)> = match v {
+        Value::Null => return Ok(Vec::new()),
+        Value::Map(map) => map.inner().into_iter().map(|(k, v)| (Value::from(k), v)).collect(),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::Array(mut kv) if kv.len() == 2 => {
+                    let entries = kv.pop().unwrap_or(Value::Null);
+                    let key = kv.pop().unwrap_or(Value::Null);
+                    Ok((key, entries))
+                }
+                _ => Err(ReplyError("[key, entries] pairs")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(ReplyError("an XREAD reply")),
+    };
+    pairs
+        .into_iter()
+        .map(|(k, entries)| {
+            let key = string(&k).ok_or(ReplyError("a stream key"))?;
+            match entries {
+                Value::Array(e) => Ok((key, e)),
+                _ => Err(ReplyError("an entry list")),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,302 @@
+//! This node's one upstream subscription per followed topic.
+//!
+//! For every topic at least one local connection follows, the node subscribes (on its single
+//! subscriber connection) to the keyspace channel of the topic's stream and to its live channel.
+//! A keyspace `xadd` notification marks the topic pending; one reader task then reads every
+//! pending stream after the last id it delivered, with one `XREAD` for up to `READ_KEYS` topics,
+//! and hands the events to the fan-out. Cost: one pushed notification per event per node that
+//! follows the topic, and at most one `XREAD` per event (fewer when events arrive together):
+//! the work follows the events, not the number of followed topics.
+//!
+//! Because the reader always continues from the last id it delivered, anything it missed (a
+//! reconnection, a lost notification, an outage) is read on the next pass: after a reconnect,
+//! and every `RECONCILE_EVERY` as a safety net, every followed topic is marked pending.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fred::clients::{Client, SubscriberClient};
+use fred::interfaces::{EventInterface, LuaInterface, PubsubInterface, StreamsInterface};
+use fred::types::Value;
+use shared::keys::KeyLayout;
+use shared::{Event, StreamId, Topic};
+use tokio::sync::Notify;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use super::scripts;
+use crate::bus::fanout::Fanout;
+use crate::bus::{BusError, Delivery};
+
+/// Entries read per stream per `XREAD`.
+const READ_COUNT: u64 = 256;
+/// Streams per `XREAD`.
+const READ_KEYS: usize = 512;
+/// How often every followed stream is read regardless of notifications.
+const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+/// How long a connection waits for its topics to be armed before the bus counts as unavailable.
+const ARM_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+struct Follow {
+    /// The last id delivered to the fan-out (or the tail when the topic was armed).
+    last: StreamId,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    followed: HashMap<Topic, Follow>,
+    pending: HashSet<Topic>,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    client: Client,
+    subscriber: SubscriberClient,
+    keys: KeyLayout,
+    keyspace_prefix: String,
+    fanout: Arc<Fanout>,
+    state: Mutex<State>,
+    armed: Notify,
+    wake_reader: Notify,
+}
+
+impl Upstream {
+    pub fn new(client: Client, subscriber: SubscriberClient, keys: KeyLayout, db: u8, fanout: Arc<Fanout>) -> Self {
+        Self {
+            client,
+            subscriber,
+            keys,
+            keyspace_prefix: format!("__keyspace@{db}__:"),
+            fanout,
+            state: Mutex::default(),
+            armed: Notify::new(),
+            wake_reader: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until every topic is armed: subscribed, with its starting position read after the
+    /// subscription took effect. A connection reads its own starting position only after this,
+    /// so the upstream delivers everything after that position.
+    pub async fn follow(&self, topics: &[Topic]) -> Result<(), BusError> {
+        let deadline = tokio::time::Instant::now() + ARM_TIMEOUT;
+        loop {
+            let notified = self.armed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if topics.iter().all(|t| self.state().followed.contains_key(t)) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(BusError::Unavailable("topics were not armed in time (is Redis reachable?)".into()));
+            }
+        }
+    }
+
+    /// Keeps the subscriptions equal to the fan-out's set of followed topics.
+    pub async fn run_sync(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            if let Err(e) = self.sync().await {
+                tracing::warn!(error = %e, "cannot update Redis subscriptions; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.fanout.topics_changed.notified() => {}
+            }
+        }
+    }
+
+    async fn sync(&self) -> Result<(), BusError> {
+        let wanted: HashSet<Topic> = self.fanout.active_topics().into_iter().collect();
+        let (added, removed): (Vec<Topic>, Vec<Topic>) = {
+            let state = self.state();
+            (
+                wanted.iter().filter(|t| !state.followed.contains_key(*t)).cloned().collect(),
+                state.followed.keys().filter(|t| !wanted.contains(*t)).cloned().collect(),
+            )
+        };
+        if !removed.is_empty() {
+            {
+                let mut state = self.state();
+                for t in &removed {
+                    state.followed.remove(t);
+                    state.pending.remove(t);
+                }
+            }
+            self.subscriber.unsubscribe(self.channels(&removed)).await.map_err(unavailable)?;
+        }
+        for chunk in added.chunks(READ_KEYS) {
+            // Subscribe first, then read the tail: an event added in between is both after the
+            // tail and notified, so it is delivered once.
+            self.subscriber.subscribe(self.channels(chunk)).await.map_err(unavailable)?;
+            // Concurrent commands share the one connection, so this is one pipelined round trip.
+            let tails = chunk
+                .iter()
+                .map(|topic| self.client.eval::<Value, _, _, _>(scripts::READ, self.keys.stream(topic), vec![String::new(), "0".into()]));
+            let replies = futures::future::try_join_all(tails).await.map_err(unavailable)?;
+            let mut state = self.state();
+            for (topic, reply) in chunk.iter().zip(replies) {
+                let tail = scripts::read_reply(reply).map_err(|e| BusError::Unavailable(e.into()))?.tail;
+                state.followed.insert(topic.clone(), Follow { last: tail });
+                // A notification may have come before the tail was known: read once to be sure.
+                state.pending.insert(topic.clone());
+            }
+        }
+        if !added.is_empty() {
+            self.armed.notify_waiters();
+            self.wake_reader.notify_one();
+        }
+        Ok(())
+    }
+
+    fn channels(&self, topics: &[Topic]) -> Vec<String> {
+        topics.iter().flat_map(|t| [format!("{}{}", self.keyspace_prefix, self.keys.stream(t)), self.keys.live(t)]).collect()
+    }
+
+    /// Routes pushed messages: keyspace notifications mark topics pending, live-channel messages
+    /// are delivered at once as live-only events.
+    pub async fn run_messages(self: Arc<Self>, stop: CancellationToken) {
+        let mut messages = self.subscriber.message_rx();
+        let mut reconnects = self.subscriber.reconnect_rx();
+        let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                m = messages.recv() => match m {
+                    Ok(m) => self.on_message(&m.channel, &m.value),
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "pub/sub messages were dropped; reading every followed stream");
+                        self.mark_all_pending();
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                _ = reconnects.recv() => {
+                    tracing::info!("Redis subscriber reconnected; reading every followed stream from its last id");
+                    self.mark_all_pending();
+                }
+                _ = reconcile.tick() => self.mark_all_pending(),
+            }
+        }
+    }
+
+    fn on_message(&self, channel: &str, value: &Value) {
+        if let Some(key) = channel.strip_prefix(&self.keyspace_prefix) {
+            if value.as_str().as_deref() == Some("xadd")
+                && let Some(topic) = self.keys.topic_of_stream(key)
+            {
+                self.state().pending.insert(topic);
+                self.wake_reader.notify_one();
+            }
+        } else if let Some(topic) = self.keys.topic_of_live(channel) {
+            let data = scripts::string(value).unwrap_or_default();
+            let event = Event { topic, id: None, name: None, data, retry: None };
+            self.fanout.deliver(Arc::new(Delivery::new(&event)));
+        }
+    }
+
+    fn mark_all_pending(&self) {
+        let mut state = self.state();
+        let all: Vec<Topic> = state.followed.keys().cloned().collect();
+        state.pending.extend(all);
+        drop(state);
+        self.wake_reader.notify_one();
+    }
+
+    /// Reads pending streams after their last delivered id and delivers what it finds, in order.
+    pub async fn run_reader(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.wake_reader.notified() => {}
+            }
+            loop {
+                let batch: Vec<(Topic, StreamId)> = {
+                    let mut state = self.state();
+                    let take: Vec<Topic> = state.pending.iter().take(READ_KEYS).cloned().collect();
+                    take.into_iter()
+                        .filter_map(|t| {
+                            state.pending.remove(&t);
+                            state.followed.get(&t).map(|f| (t, f.last))
+                        })
+                        .collect()
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                if let Err(e) = self.read_batch(&batch).await {
+                    tracing::warn!(error = %e, "reading streams failed; retrying");
+                    self.state().pending.extend(batch.into_iter().map(|(t, _)| t));
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read_batch(&self, batch: &[(Topic, StreamId)]) -> Result<(), BusError> {
+        let keys: Vec<String> = batch.iter().map(|(t, _)| self.keys.stream(t)).collect();
+        let ids: Vec<String> = batch.iter().map(|(_, id)| id.to_string()).collect();
+        let reply: Value = self.client.xread(Some(READ_COUNT), None, keys, ids).await.map_err(unavailable)?;
+        for (key, entries) in scripts::xread_reply(reply).map_err(|e| BusError::Unavailable(e.into()))? {
+            let Some(topic) = self.keys.topic_of_stream(&key) else { continue };
+            let full = entries.len() as u64 >= READ_COUNT;
+            for entry in &entries {
+                match scripts::entry(&topic, entry) {
+                    Ok(event) => self.deliver(event),
+                    Err(e) => {
+                        tracing::warn!(topic = %topic, error = %e, "skipping a stream entry");
+                        if let Some(id) = entry_id(entry) {
+                            self.advance(&topic, id);
+                        }
+                    }
+                }
+            }
+            if full {
+                self.state().pending.insert(topic);
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers a stream event once: only if it is after the topic's last delivered id.
+    fn deliver(&self, event: Event) {
+        let Some(id) = event.id else { return };
+        if self.advance(&event.topic, id) {
+            self.fanout.deliver(Arc::new(Delivery::new(&event)));
+        }
+    }
+
+    /// Moves the topic's position to `id` if that is forward; says whether it moved.
+    fn advance(&self, topic: &Topic, id: StreamId) -> bool {
+        let mut state = self.state();
+        match state.followed.get_mut(topic) {
+            Some(f) if id > f.last => {
+                f.last = id;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+fn entry_id(v: &Value) -> Option<StreamId> {
+    match v {
+        Value::Array(pair) => pair.first().and_then(|id| scripts::stream_id(id).ok()),
+        _ => None,
+    }
+}
+
+pub fn unavailable(e: fred::error::Error) -> BusError {
+    BusError::Unavailable(Box::new(e))
+}

@@ -1,0 +1,204 @@
+//! Several gateway nodes sharing one real Redis behave as one: every publishing path reaches
+//! every client on every node once and in order, and a client resumes on any node.
+
+use std::time::Duration;
+
+use fred::interfaces::{PubsubInterface, StreamsInterface};
+use serde_json::Value;
+use shared::keys::KeyLayout;
+use shared::{StreamId, Topic};
+
+use super::helpers::*;
+use super::redis_support::*;
+
+struct Cluster {
+    redis: TestRedis,
+    prefix: String,
+    nodes: Vec<TestApp>,
+}
+
+async fn three_nodes() -> Cluster {
+    three_nodes_with(|_| {}).await
+}
+
+async fn three_nodes_with(configure: impl Fn(&mut gateway::Config) + Copy) -> Cluster {
+    let redis = TestRedis::start().await;
+    let prefix = unique_prefix();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(spawn_node_with(&redis, &prefix, configure).await);
+    }
+    Cluster { redis, prefix, nodes }
+}
+
+impl Cluster {
+    fn stream_key(&self, topic: &str) -> String {
+        KeyLayout::new(&self.prefix).stream(&Topic::parse(topic).expect("topic"))
+    }
+
+    fn live_channel(&self, topic: &str) -> String {
+        KeyLayout::new(&self.prefix).live(&Topic::parse(topic).expect("topic"))
+    }
+
+    /// Two clients on each node, all following `topics`.
+    async fn clients(&self, topics: &[&str]) -> Vec<SseClient> {
+        let mut clients = Vec::new();
+        for node in &self.nodes {
+            for _ in 0..2 {
+                clients.push(node.subscribe(topics, None).await);
+            }
+        }
+        clients
+    }
+}
+
+#[tokio::test]
+async fn http_publishes_on_one_node_reach_every_client_on_every_node_once_in_order() {
+    let cluster = three_nodes().await;
+    let mut clients = cluster.clients(&["orders"]).await;
+    let mut ids = Vec::new();
+    let expected: Vec<String> = (0..30).map(|i| format!("o{i}")).collect();
+    for d in &expected {
+        ids.push(cluster.nodes[0].publish("orders", d).await);
+    }
+    for c in clients.iter_mut() {
+        let got = c.events(30).await;
+        assert_eq!(data(&got), expected);
+        assert_eq!(got.iter().map(|e| e.last_event_id.clone()).collect::<Vec<_>>(), ids, "ids are the Redis stream ids");
+        c.expect_no_event(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_plain_xadd_by_another_service_reaches_every_client() {
+    let cluster = three_nodes().await;
+    let mut clients = cluster.clients(&["orders"]).await;
+    let redis = redis_client(&cluster.redis).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let fields = vec![("data", format!("x{i}\nline two")), ("event", "order.created".to_owned())];
+        let id: String = redis.xadd(cluster.stream_key("orders"), false, None::<()>, "*", fields).await.expect("xadd");
+        ids.push(id);
+    }
+    for c in clients.iter_mut() {
+        let got = c.events(10).await;
+        assert!(got.iter().all(|e| e.event == "order.created"));
+        assert_eq!(data(&got), (0..10).map(|i| format!("x{i}\nline two")).collect::<Vec<_>>());
+        assert_eq!(got.iter().map(|e| e.last_event_id.clone()).collect::<Vec<_>>(), ids);
+        c.expect_no_event(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_publish_on_the_live_channel_reaches_connected_clients_without_an_id() {
+    let cluster = three_nodes().await;
+    let mut clients = cluster.clients(&["orders"]).await;
+    let stored = cluster.nodes[1].publish("orders", "stored").await;
+    for c in clients.iter_mut() {
+        assert_eq!(c.next_event().await.data, "stored");
+    }
+    let redis = redis_client(&cluster.redis).await;
+    let receivers: i64 = redis.publish(cluster.live_channel("orders"), "live only").await.expect("publish");
+    assert_eq!(receivers, 3, "one upstream subscription per node, not per client");
+    for c in clients.iter_mut() {
+        let e = c.next_event().await;
+        assert_eq!(e.data, "live only");
+        assert_eq!(e.last_event_id, stored, "a live-only event does not move the client's position");
+    }
+}
+
+#[tokio::test]
+async fn a_client_resumes_on_another_node_with_no_gap_and_no_duplicate() {
+    let cluster = three_nodes().await;
+    let mut on_a = cluster.nodes[0].subscribe(&["t"], None).await;
+    for i in 0..5 {
+        cluster.nodes[1].publish("t", &i.to_string()).await;
+    }
+    assert_eq!(data(&on_a.events(5).await), ["0", "1", "2", "3", "4"]);
+    let last = on_a.last_event_id().to_owned();
+    drop(on_a);
+    for i in 5..10 {
+        cluster.nodes[0].publish("t", &i.to_string()).await;
+    }
+    let mut on_c = cluster.nodes[2].subscribe(&["t"], Some(&last)).await;
+    assert_eq!(data(&on_c.events(5).await), ["5", "6", "7", "8", "9"]);
+    cluster.nodes[1].publish("t", "live").await;
+    assert_eq!(on_c.next_event().await.data, "live");
+    on_c.expect_no_event(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn a_multi_topic_cursor_resumes_on_another_node() {
+    let cluster = three_nodes().await;
+    let mut on_a = cluster.nodes[0].subscribe(&["a", "b"], None).await;
+    cluster.nodes[0].publish("a", "a0").await;
+    cluster.nodes[1].publish("b", "b0").await;
+    // Order is per topic; across topics it is arrival order at the node.
+    let mut got: Vec<String> = data(&on_a.events(2).await).into_iter().map(str::to_owned).collect();
+    got.sort();
+    assert_eq!(got, ["a0", "b0"]);
+    let cursor = on_a.last_event_id().to_owned();
+    drop(on_a);
+    cluster.nodes[2].publish("b", "b1").await;
+    cluster.nodes[2].publish("a", "a1").await;
+    let mut on_b = cluster.nodes[1].subscribe(&["b", "a"], Some(&cursor)).await;
+    let mut got: Vec<String> = data(&on_b.events(2).await).into_iter().map(str::to_owned).collect();
+    got.sort();
+    assert_eq!(got, ["a1", "b1"]);
+    on_b.expect_no_event(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn trimmed_history_gives_the_lost_signal_on_any_node() {
+    // MAXLEN ~ trims whole stream nodes (100 entries by default), so publish well past it.
+    let cluster = three_nodes_with(|c| c.history_max_len = 10).await;
+    let first = cluster.nodes[0].publish("t", "first").await;
+    let batch: Vec<_> = (0..400).map(|i| serde_json::json!({ "topic": "t", "data": i.to_string() })).collect();
+    assert_eq!(cluster.nodes[0].publish_raw(serde_json::json!(batch)).await.status(), 200);
+    let mut s = cluster.nodes[2].subscribe(&["t"], Some(&first)).await;
+    let lost = s.next_event().await;
+    assert_eq!(lost.event, "gateway.lost");
+    let info: Value = serde_json::from_str(&lost.data).expect("json");
+    assert_eq!(info["after"], first.as_str());
+    let resumed_from: StreamId = info["resumed_from"].as_str().expect("an id").parse().expect("stream id");
+    let next = s.next_event().await;
+    assert_eq!(next.last_event_id.parse::<StreamId>().expect("id"), resumed_from, "then the oldest retained event");
+    let mut last = next.data.parse::<u32>().expect("number");
+    while last < 399 {
+        let n = s.next_event().await.data.parse::<u32>().expect("number");
+        assert_eq!(n, last + 1, "no gap after the signal");
+        last = n;
+    }
+}
+
+/// A client joining a node that does not follow its topic yet, while events stream in from
+/// another node: the node's new upstream subscription and the client's start must not race.
+#[tokio::test]
+async fn fresh_subscribers_during_a_burst_see_a_gapless_suffix() {
+    let cluster = three_nodes().await;
+    let publisher = {
+        let client = cluster.nodes[0].client.clone();
+        let url = cluster.nodes[0].url("/publish");
+        tokio::spawn(async move {
+            for i in 0..300 {
+                let body = serde_json::json!({ "topic": "burst", "data": i.to_string() });
+                let r = client.post(&url).bearer_auth(token(&[], &["*"])).json(&body).send().await.expect("publish");
+                assert_eq!(r.status(), 200);
+            }
+        })
+    };
+    let mut joined = Vec::new();
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        joined.push(cluster.nodes[1 + round % 2].subscribe(&["burst"], None).await);
+    }
+    publisher.await.expect("publisher");
+    for (i, c) in joined.iter_mut().enumerate() {
+        let first: u32 = c.next_event().await.data.parse().expect("number");
+        for expected in first + 1..300 {
+            let n: u32 = c.next_event().await.data.parse().expect("number");
+            assert_eq!(n, expected, "client {i} saw a gap or a duplicate");
+        }
+        c.expect_no_event(Duration::from_millis(200)).await;
+    }
+}

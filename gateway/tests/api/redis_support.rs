@@ -1,0 +1,113 @@
+//! A real Redis for the tests: `REDIS_URL` if set (each test then isolates itself with its own key
+//! prefix), else a `redis-server` from PATH started on a free loopback port for the test and
+//! killed with it. Without either the test fails and says what it needs.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use super::helpers::*;
+
+pub struct TestRedis {
+    pub url: String,
+    port: u16,
+    dir: Option<PathBuf>,
+    child: Option<Child>,
+}
+
+/// A key prefix no other test uses, so tests can share one server.
+pub fn unique_prefix() -> String {
+    format!("t{}", rand::random::<u64>())
+}
+
+impl TestRedis {
+    pub async fn start() -> Self {
+        if let Ok(url) = std::env::var("REDIS_URL") {
+            return Self { url, port: 0, dir: None, child: None };
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let dir = std::env::temp_dir().join(format!("gateway-test-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut redis = Self { url: format!("redis://127.0.0.1:{port}"), port, dir: Some(dir), child: None };
+        redis.spawn().await;
+        redis
+    }
+
+    async fn spawn(&mut self) {
+        let dir = self.dir.as_ref().expect("a spawned server has a dir");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "always", "--loglevel", "warning", "--dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("these tests need Redis: set REDIS_URL, or put redis-server on PATH (apt-get install redis-server): {e}")
+            });
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !ping(self.port).await {
+            assert!(tokio::time::Instant::now() < deadline, "redis-server did not answer PING on port {}", self.port);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the server (as a crash would: SIGKILL), keeping its data directory.
+    pub async fn stop(&mut self) {
+        let mut child = self.child.take().expect("a spawned server to stop");
+        child.kill().await.expect("kill redis");
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub async fn restart(&mut self) {
+        self.spawn().await;
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+async fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await else { return false };
+    if s.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    matches!(tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut buf)).await, Ok(Ok(_))) && &buf == b"+PONG\r\n"
+}
+
+/// A gateway node on `redis` with key prefix `prefix`.
+pub async fn spawn_node(redis: &TestRedis, prefix: &str) -> TestApp {
+    spawn_node_with(redis, prefix, |_| {}).await
+}
+
+pub async fn spawn_node_with(redis: &TestRedis, prefix: &str, configure: impl FnOnce(&mut gateway::Config)) -> TestApp {
+    let (url, prefix) = (redis.url.clone(), prefix.to_owned());
+    spawn_with(move |c| {
+        c.redis_url = Some(url);
+        c.redis_prefix = prefix;
+        configure(c);
+    })
+    .await
+}
+
+/// A plain Redis client, for publishing the way other services do.
+pub async fn redis_client(redis: &TestRedis) -> fred::clients::Client {
+    use fred::interfaces::ClientLike;
+    let client =
+        fred::types::Builder::from_config(fred::types::config::Config::from_url(&redis.url).expect("url")).build().expect("client");
+    client.init().await.expect("connect to redis");
+    client
+}

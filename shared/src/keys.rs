@@ -1,0 +1,64 @@
+//! The Redis key layout, which publishers in any language rely on:
+//! - `{prefix}:stream:{T}`: the stream of topic `T` (history and ids);
+//! - `{prefix}:live:{T}`: its pub/sub channel for live-only events.
+//!
+//! The braces are literal: they make `T` a Redis Cluster hash tag, so every key of one topic
+//! lives on one shard. Topic names cannot contain braces, so the tag is always exactly `T`.
+
+use crate::event::Topic;
+
+/// The default prefix (`GATEWAY_REDIS_PREFIX`).
+pub const DEFAULT_PREFIX: &str = "sse";
+
+/// Builds and parses the keys of one deployment (one prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLayout {
+    stream_prefix: String,
+    live_prefix: String,
+}
+
+impl KeyLayout {
+    pub fn new(prefix: &str) -> Self {
+        Self { stream_prefix: format!("{prefix}:stream:{{"), live_prefix: format!("{prefix}:live:{{") }
+    }
+
+    pub fn stream(&self, topic: &Topic) -> String {
+        format!("{}{topic}}}", self.stream_prefix)
+    }
+
+    pub fn live(&self, topic: &Topic) -> String {
+        format!("{}{topic}}}", self.live_prefix)
+    }
+
+    /// The topic of a stream key of this layout.
+    pub fn topic_of_stream(&self, key: &str) -> Option<Topic> {
+        Self::tagged(key, &self.stream_prefix)
+    }
+
+    /// The topic of a live channel of this layout.
+    pub fn topic_of_live(&self, channel: &str) -> Option<Topic> {
+        Self::tagged(channel, &self.live_prefix)
+    }
+
+    fn tagged(s: &str, prefix: &str) -> Option<Topic> {
+        Topic::parse(s.strip_prefix(prefix)?.strip_suffix('}')?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_documented_layout_and_parse_back() {
+        let k = KeyLayout::new(DEFAULT_PREFIX);
+        let t = Topic::parse("orders.eu").expect("topic");
+        assert_eq!(k.stream(&t), "sse:stream:{orders.eu}");
+        assert_eq!(k.live(&t), "sse:live:{orders.eu}");
+        assert_eq!(k.topic_of_stream("sse:stream:{orders.eu}"), Some(t.clone()));
+        assert_eq!(k.topic_of_live("sse:live:{orders.eu}"), Some(t));
+        assert_eq!(k.topic_of_stream("sse:live:{orders.eu}"), None);
+        assert_eq!(k.topic_of_stream("other:stream:{x}"), None);
+        assert_eq!(k.topic_of_stream("sse:stream:{a b}"), None, "not a valid topic");
+    }
+}
