@@ -202,3 +202,58 @@ async fn fresh_subscribers_during_a_burst_see_a_gapless_suffix() {
         c.expect_no_event(Duration::from_millis(200)).await;
     }
 }
+
+async fn wait_for_status(node: &TestApp, path: &str, status: u16) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = node.client.get(node.url(path)).send().await.expect("request").status();
+        if got == status {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{path} stayed {got}, expected {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_going_away_and_back_loses_no_later_stream_event() {
+    if std::env::var("REDIS_URL").is_ok() {
+        eprintln!("skipped: this test stops and starts its own redis-server");
+        return;
+    }
+    let mut cluster = three_nodes().await;
+    let mut clients = cluster.clients(&["t"]).await;
+    for i in 0..3 {
+        cluster.nodes[i].publish("t", &format!("before{i}")).await;
+    }
+    for c in clients.iter_mut() {
+        assert_eq!(data(&c.events(3).await), ["before0", "before1", "before2"]);
+    }
+
+    cluster.redis.stop().await;
+    for node in &cluster.nodes {
+        wait_for_status(node, "/readyz", 503).await;
+        assert_eq!(node.client.get(node.url("/healthz")).send().await.expect("healthz").status(), 200, "alive while Redis is away");
+    }
+    let r = cluster.nodes[0].publish_raw(serde_json::json!({ "topic": "t", "data": "refused" })).await;
+    assert_eq!(r.status(), 503, "publishing needs Redis");
+    for c in clients.iter_mut() {
+        c.expect_no_event(Duration::from_millis(100)).await;
+        assert!(!c.ended, "client connections stay open while Redis is away");
+    }
+
+    // Back, with an event added before the nodes have reconnected: they must catch up on it.
+    cluster.redis.restart().await;
+    let redis = redis_client(&cluster.redis).await;
+    let _: String = redis.xadd(cluster.stream_key("t"), false, None::<()>, "*", vec![("data", "during")]).await.expect("xadd");
+    for node in &cluster.nodes {
+        wait_for_status(node, "/readyz", 200).await;
+    }
+    for i in 0..3 {
+        cluster.nodes[i].publish("t", &format!("after{i}")).await;
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(data(&c.events(4).await), ["during", "after0", "after1", "after2"], "client {i}");
+        c.expect_no_event(Duration::from_millis(300)).await;
+    }
+}

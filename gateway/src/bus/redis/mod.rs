@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::clients::{Client, SubscriberClient};
-use fred::interfaces::{ClientLike, ConfigInterface, KeysInterface, LuaInterface};
+use fred::interfaces::{ClientLike, ConfigInterface, HeartbeatInterface, KeysInterface, LuaInterface};
 use fred::types::config::{Config as FredConfig, ReconnectPolicy};
 use fred::types::{Builder, Value};
 use fred::types::{Expiration, SetOptions};
@@ -85,6 +85,12 @@ impl RedisBus {
         let keys = KeyLayout::new(&settings.prefix);
         let upstream = Arc::new(Upstream::new(client.clone(), subscriber.clone(), keys.clone(), db, fanout));
         let stop = shutdown.token();
+        // A subscriber connection sends no commands of its own, so a connection that died
+        // silently (a failover, a dropped NAT entry) would go unnoticed and the node would stay
+        // "healthy" and deaf. A PING every 2 s gives the unresponsive check (5 s) something to
+        // time out on; the reconnect that follows re-subscribes and catches up from the last ids.
+        spawn_heartbeat(shutdown, client.clone());
+        spawn_heartbeat(shutdown, subscriber.clone());
         shutdown.tracker().spawn(Arc::clone(&upstream).run_sync(stop.clone()));
         shutdown.tracker().spawn(Arc::clone(&upstream).run_messages(stop.clone()));
         shutdown.tracker().spawn(Arc::clone(&upstream).run_reader(stop));
@@ -114,6 +120,16 @@ impl RedisBus {
         let Value::Array(ids) = reply else { return Err(BusError::Unavailable("publish script returned no ids".into())) };
         ids.iter().map(|v| scripts::stream_id(v).map_err(|e| BusError::Unavailable(e.into()))).collect()
     }
+}
+
+fn spawn_heartbeat<C: HeartbeatInterface + Send + Sync + 'static>(shutdown: &Shutdown, conn: C) {
+    let stop = shutdown.token();
+    shutdown.tracker().spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = conn.enable_heartbeat(Duration::from_secs(2), false) => {}
+        }
+    });
 }
 
 /// Keyspace notifications for stream commands (`K` + `t`, or `A`) are how nodes learn of raw
