@@ -112,8 +112,8 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_PUBLIC_URL")]
     pub public_url: Option<String>,
 
-    /// Redis URL (redis://, rediss://, redis-cluster://, redis-sentinel://). Unset: the embedded,
-    /// single-node bus.
+    /// Redis URL: redis://[user:pass@]host:port[/db], or redis-sentinel:// (untested). Unset:
+    /// the embedded, single-node bus.
     #[arg(long, env = "GATEWAY_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
@@ -234,7 +234,13 @@ impl Config {
             return Err(invalid("GATEWAY_AUTH_COOKIE", "must be a non-empty cookie name of letters, digits, _ and -"));
         }
         if let Some(url) = &a.redis_url {
-            fred::types::config::Config::from_url(url).map_err(|e| invalid("GATEWAY_REDIS_URL", e.details().to_string()))?;
+            let parsed = fred::types::config::Config::from_url(url).map_err(|e| invalid("GATEWAY_REDIS_URL", e.details().to_string()))?;
+            if parsed.server.is_clustered() {
+                return Err(invalid("GATEWAY_REDIS_URL", "Redis Cluster is not supported yet; use a standalone or Sentinel-managed Redis"));
+            }
+            if url.starts_with("rediss") {
+                return Err(invalid("GATEWAY_REDIS_URL", "TLS to Redis (rediss://) is not supported yet"));
+            }
         }
         if a.redis_prefix.is_empty() || !a.redis_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
             return Err(invalid("GATEWAY_REDIS_PREFIX", "must be non-empty ASCII letters, digits and _ - . :"));
@@ -403,6 +409,10 @@ mod tests {
         let mut a = Args::defaults();
         a.redis_url = Some("http://not-redis".into());
         assert_eq!(err_var(a), "GATEWAY_REDIS_URL");
+
+        let mut a = Args::defaults();
+        a.redis_url = Some("redis-cluster://127.0.0.1:7000".into());
+        assert_eq!(err_var(a), "GATEWAY_REDIS_URL", "refused until it is supported");
 
         let mut a = Args::defaults();
         a.redis_prefix = "a{b}".into();
