@@ -159,8 +159,42 @@ pub struct Config {
     pub public_url: Option<String>,
     pub json_logs: bool,
     /// `None`: the embedded bus.
-    pub redis_url: Option<String>,
+    pub redis_url: Option<RedisUrl>,
     pub redis_prefix: String,
+}
+
+/// A Redis URL the gateway can use. Its `Debug` hides credentials, so a logged or printed config
+/// never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
+        match scheme {
+            "redis" | "redis-sentinel" => {}
+            "rediss" | "rediss-sentinel" => return Err("TLS to Redis (rediss://) is not supported yet".into()),
+            "redis-cluster" | "rediss-cluster" => {
+                return Err("Redis Cluster is not supported yet; use a standalone or Sentinel-managed Redis".into());
+            }
+            _ => return Err("expected redis://host:port[/db] or redis-sentinel://".into()),
+        }
+        fred::types::config::Config::from_url(url).map_err(|e| e.details().to_string())?;
+        Ok(Self(url.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.split_once("://").and_then(|(scheme, rest)| rest.split_once('@').map(|(_, host)| (scheme, host))) {
+            Some((scheme, host)) => write!(f, "{scheme}://***@{host}"),
+            None => f.write_str(&self.0),
+        }
+    }
 }
 
 /// How tokens are verified.
@@ -233,15 +267,7 @@ impl Config {
         if a.auth_cookie.is_empty() || !a.auth_cookie.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(invalid("GATEWAY_AUTH_COOKIE", "must be a non-empty cookie name of letters, digits, _ and -"));
         }
-        if let Some(url) = &a.redis_url {
-            let parsed = fred::types::config::Config::from_url(url).map_err(|e| invalid("GATEWAY_REDIS_URL", e.details().to_string()))?;
-            if parsed.server.is_clustered() {
-                return Err(invalid("GATEWAY_REDIS_URL", "Redis Cluster is not supported yet; use a standalone or Sentinel-managed Redis"));
-            }
-            if url.starts_with("rediss") {
-                return Err(invalid("GATEWAY_REDIS_URL", "TLS to Redis (rediss://) is not supported yet"));
-            }
-        }
+        let redis_url = a.redis_url.map(|url| RedisUrl::parse(&url).map_err(|e| invalid("GATEWAY_REDIS_URL", e))).transpose()?;
         if a.redis_prefix.is_empty() || !a.redis_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
             return Err(invalid("GATEWAY_REDIS_PREFIX", "must be non-empty ASCII letters, digits and _ - . :"));
         }
@@ -265,7 +291,7 @@ impl Config {
             clock_topic,
             public_url: a.public_url,
             json_logs: a.log_format == "json",
-            redis_url: a.redis_url,
+            redis_url,
             redis_prefix: a.redis_prefix,
         })
     }
@@ -413,6 +439,9 @@ mod tests {
         let mut a = Args::defaults();
         a.redis_url = Some("redis-cluster://127.0.0.1:7000".into());
         assert_eq!(err_var(a), "GATEWAY_REDIS_URL", "refused until it is supported");
+
+        let url = RedisUrl::parse("redis://user:s3cret@10.0.0.1:6379/2").expect("valid");
+        assert_eq!(format!("{url:?}"), "redis://***@10.0.0.1:6379/2", "no password in Debug");
 
         let mut a = Args::defaults();
         a.redis_prefix = "a{b}".into();

@@ -96,7 +96,7 @@ pub async fn spawn_node(redis: &TestRedis, prefix: &str) -> TestApp {
 pub async fn spawn_node_with(redis: &TestRedis, prefix: &str, configure: impl FnOnce(&mut gateway::Config)) -> TestApp {
     let (url, prefix) = (redis.url.clone(), prefix.to_owned());
     spawn_with(move |c| {
-        c.redis_url = Some(url);
+        c.redis_url = Some(gateway::config::RedisUrl::parse(&url).expect("redis url"));
         c.redis_prefix = prefix;
         configure(c);
     })

@@ -31,13 +31,14 @@ use shared::{StreamId, Topic};
 
 use super::fanout::Fanout;
 use super::{Bus, BusError, Delivery, NewEvent, Replay};
+use crate::config::RedisUrl;
 use crate::shutdown::Shutdown;
 use upstream::{Upstream, unavailable};
 
 /// What the Redis bus needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    pub url: String,
+    pub url: RedisUrl,
     pub prefix: String,
     /// Approximate stream length bound (0: none).
     pub max_len: usize,
@@ -58,7 +59,7 @@ impl RedisBus {
     /// Connects (failing if Redis cannot be reached now), makes sure keyspace notifications for
     /// streams are on, and starts this node's upstream tasks on the shutdown tracker.
     pub async fn connect(settings: RedisSettings, fanout: Arc<Fanout>, shutdown: &Shutdown) -> Result<Arc<Self>, BusError> {
-        let config = FredConfig::from_url(&settings.url).map_err(unavailable)?;
+        let config = FredConfig::from_url(settings.url.as_str()).map_err(unavailable)?;
         let db = config.database.unwrap_or(0);
         let mut builder = Builder::from_config(config);
         // Reconnect for ever, backing off to 2 s; a command fails after 3 s instead of waiting
