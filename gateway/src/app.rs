@@ -90,6 +90,7 @@ impl App {
                     prefix: config.redis_prefix.clone(),
                     max_len: config.history_max_len,
                     max_age: config.history_max_age,
+                    reconcile_every: config.redis_reconcile,
                 };
                 let redis = RedisBus::connect(settings, Arc::clone(&fanout), &shutdown).await.map_err(BuildError::Redis)?;
                 (Backend::Redis(redis.clone()), redis)

@@ -121,6 +121,11 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_REDIS_PREFIX", default_value = shared::keys::DEFAULT_PREFIX)]
     pub redis_prefix: String,
 
+    /// How often each node reads every followed stream whatever the keyspace notifications said:
+    /// a safety net bounding how late a missed notification can make an event.
+    #[arg(long, env = "GATEWAY_REDIS_RECONCILE", default_value = "5s")]
+    pub redis_reconcile: humantime::Duration,
+
     /// Log format: "text" or "json".
     #[arg(long, env = "GATEWAY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -161,6 +166,7 @@ pub struct Config {
     /// `None`: the embedded bus.
     pub redis_url: Option<RedisUrl>,
     pub redis_prefix: String,
+    pub redis_reconcile: Duration,
 }
 
 /// A Redis URL the gateway can use. Its `Debug` hides credentials, so a logged or printed config
@@ -267,6 +273,10 @@ impl Config {
         if a.auth_cookie.is_empty() || !a.auth_cookie.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(invalid("GATEWAY_AUTH_COOKIE", "must be a non-empty cookie name of letters, digits, _ and -"));
         }
+        let redis_reconcile: Duration = a.redis_reconcile.into();
+        if redis_reconcile < Duration::from_millis(100) {
+            return Err(invalid("GATEWAY_REDIS_RECONCILE", "must be at least 100ms"));
+        }
         let redis_url = a.redis_url.map(|url| RedisUrl::parse(&url).map_err(|e| invalid("GATEWAY_REDIS_URL", e))).transpose()?;
         if a.redis_prefix.is_empty() || !a.redis_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
             return Err(invalid("GATEWAY_REDIS_PREFIX", "must be non-empty ASCII letters, digits and _ - . :"));
@@ -293,6 +303,7 @@ impl Config {
             json_logs: a.log_format == "json",
             redis_url,
             redis_prefix: a.redis_prefix,
+            redis_reconcile,
         })
     }
 

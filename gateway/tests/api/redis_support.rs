@@ -98,6 +98,8 @@ pub async fn spawn_node_with(redis: &TestRedis, prefix: &str, configure: impl Fn
     spawn_with(move |c| {
         c.redis_url = Some(gateway::config::RedisUrl::parse(&url).expect("redis url"));
         c.redis_prefix = prefix;
+        // No safety net in tests: delivery must come from the notification and reconnect paths.
+        c.redis_reconcile = Duration::from_secs(3600);
         configure(c);
     })
     .await

@@ -44,6 +44,8 @@ pub struct RedisSettings {
     pub max_len: usize,
     /// Approximate age bound of stream entries.
     pub max_age: Duration,
+    /// How often every followed stream is read whatever the notifications said (a safety net).
+    pub reconcile_every: Duration,
 }
 
 #[derive(Debug)]
@@ -68,7 +70,8 @@ impl RedisBus {
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
             .with_performance_config(|p| {
                 p.default_command_timeout = Duration::from_secs(3);
-                p.broadcast_channel_capacity = 1 << 16;
+                // Preallocated per notification channel and client; a lag is caught up from the streams.
+                p.broadcast_channel_capacity = 4096;
             })
             .with_connection_config(|c| {
                 c.connection_timeout = Duration::from_secs(3);
@@ -84,7 +87,7 @@ impl RedisBus {
         let _resubscriber = subscriber.manage_subscriptions();
         enable_keyspace_notifications(&client).await?;
         let keys = KeyLayout::new(&settings.prefix);
-        let upstream = Arc::new(Upstream::new(client.clone(), subscriber.clone(), keys.clone(), db, fanout));
+        let upstream = Arc::new(Upstream::new(client.clone(), subscriber.clone(), keys.clone(), db, settings.reconcile_every, fanout));
         let stop = shutdown.token();
         // A subscriber connection sends no commands of its own, so a connection that died
         // silently (a failover, a dropped NAT entry) would go unnoticed and the node would stay
@@ -135,7 +138,7 @@ fn spawn_heartbeat<C: HeartbeatInterface + Send + Sync + 'static>(shutdown: &Shu
 
 /// Keyspace notifications for stream commands (`K` + `t`, or `A`) are how nodes learn of raw
 /// `XADD`s. Turn them on, keeping whatever else the server had, or say exactly what to set.
-async fn enable_keyspace_notifications(client: &Client) -> Result<(), BusError> {
+pub(crate) async fn enable_keyspace_notifications(client: &Client) -> Result<(), BusError> {
     let current: HashMap<String, String> = client.config_get("notify-keyspace-events").await.map_err(unavailable)?;
     let flags = current.get("notify-keyspace-events").cloned().unwrap_or_default();
     if flags.contains('K') && (flags.contains('t') || flags.contains('A')) {

@@ -10,7 +10,7 @@
 //!
 //! Because the reader always continues from the last id it delivered, anything it missed (a
 //! reconnection, a lost notification, an outage) is read on the next pass: after a reconnect,
-//! and every `RECONCILE_EVERY` as a safety net, every followed topic is marked pending.
+//! and every `reconcile_every` as a safety net, every followed topic is marked pending.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -33,8 +33,6 @@ use crate::bus::{BusError, Delivery};
 const READ_COUNT: u64 = 256;
 /// Streams per `XREAD`.
 const READ_KEYS: usize = 512;
-/// How often every followed stream is read regardless of notifications.
-const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 /// How long a connection waits for its topics to be armed before the bus counts as unavailable.
 const ARM_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -55,7 +53,8 @@ pub struct Upstream {
     client: Client,
     subscriber: SubscriberClient,
     keys: KeyLayout,
-    keyspace_prefix: String,
+    db: u8,
+    reconcile_every: Duration,
     fanout: Arc<Fanout>,
     state: Mutex<State>,
     armed: Notify,
@@ -63,12 +62,20 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(client: Client, subscriber: SubscriberClient, keys: KeyLayout, db: u8, fanout: Arc<Fanout>) -> Self {
+    pub fn new(
+        client: Client,
+        subscriber: SubscriberClient,
+        keys: KeyLayout,
+        db: u8,
+        reconcile_every: Duration,
+        fanout: Arc<Fanout>,
+    ) -> Self {
         Self {
             client,
             subscriber,
             keys,
-            keyspace_prefix: format!("__keyspace@{db}__:"),
+            db,
+            reconcile_every,
             fanout,
             state: Mutex::default(),
             armed: Notify::new(),
@@ -159,28 +166,38 @@ impl Upstream {
     }
 
     fn channels(&self, topics: &[Topic]) -> Vec<String> {
-        topics.iter().flat_map(|t| [format!("{}{}", self.keyspace_prefix, self.keys.stream(t)), self.keys.live(t)]).collect()
+        topics.iter().flat_map(|t| [format!("__keyspace@{}__:{}", self.db, self.keys.stream(t)), self.keys.live(t)]).collect()
     }
 
-    /// Routes pushed messages: keyspace notifications mark topics pending, live-channel messages
-    /// are delivered at once as live-only events.
+    /// Routes pushed messages: keyspace notifications (which fred hands out on their own
+    /// channel) mark topics pending, live-channel messages are delivered at once as live-only
+    /// events.
     pub async fn run_messages(self: Arc<Self>, stop: CancellationToken) {
         let mut messages = self.subscriber.message_rx();
+        let mut keyspace = self.subscriber.keyspace_event_rx();
         let mut reconnects = self.subscriber.reconnect_rx();
-        let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+        let mut reconcile = tokio::time::interval(self.reconcile_every);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                m = messages.recv() => match m {
-                    Ok(m) => self.on_message(&m.channel, &m.value),
+                e = keyspace.recv() => match e {
+                    Ok(e) => self.on_keyspace(e.db, &e.operation, &e.key),
                     Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "pub/sub messages were dropped; reading every followed stream");
+                        tracing::warn!(missed = n, "keyspace notifications were dropped; reading every followed stream");
                         self.mark_all_pending();
                     }
                     Err(RecvError::Closed) => return,
                 },
+                m = messages.recv() => match m {
+                    Ok(m) => self.on_message(&m.channel, &m.value),
+                    Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "live-only messages were dropped (at-most-once)"),
+                    Err(RecvError::Closed) => return,
+                },
                 _ = reconnects.recv() => {
-                    tracing::info!("Redis subscriber reconnected; reading every followed stream from its last id");
+                    tracing::info!("Redis subscriber reconnected; re-arming and reading every followed stream from its last id");
+                    if let Err(e) = self.rearm().await {
+                        tracing::warn!(error = %e, "re-arming after a reconnect failed; the safety net will catch up");
+                    }
                     self.mark_all_pending();
                 }
                 _ = reconcile.tick() => self.mark_all_pending(),
@@ -188,15 +205,26 @@ impl Upstream {
         }
     }
 
+    /// After a reconnect the server may be a fresh one (a restart, a failover) with its default
+    /// configuration: notifications must be turned on again and the subscriptions be in place
+    /// before the catch-up read, or events added after that read would go unnoticed.
+    async fn rearm(&self) -> Result<(), BusError> {
+        super::enable_keyspace_notifications(&self.client).await?;
+        self.subscriber.resubscribe_all().await.map_err(unavailable)
+    }
+
+    fn on_keyspace(&self, db: u8, operation: &str, key: &fred::types::Key) {
+        if db != self.db || operation != "xadd" {
+            return;
+        }
+        if let Some(topic) = key.as_str().and_then(|k| self.keys.topic_of_stream(k)) {
+            self.state().pending.insert(topic);
+            self.wake_reader.notify_one();
+        }
+    }
+
     fn on_message(&self, channel: &str, value: &Value) {
-        if let Some(key) = channel.strip_prefix(&self.keyspace_prefix) {
-            if value.as_str().as_deref() == Some("xadd")
-                && let Some(topic) = self.keys.topic_of_stream(key)
-            {
-                self.state().pending.insert(topic);
-                self.wake_reader.notify_one();
-            }
-        } else if let Some(topic) = self.keys.topic_of_live(channel) {
+        if let Some(topic) = self.keys.topic_of_live(channel) {
             let data = scripts::string(value).unwrap_or_default();
             let event = Event { topic, id: None, name: None, data, retry: None };
             self.fanout.deliver(Arc::new(Delivery::new(&event)));
