@@ -103,15 +103,24 @@ impl Connection {
         }
         let sub = fanout.subscribe(&topics, settings.slow);
         bus.follow(&topics).await?;
-        let mut states = Vec::with_capacity(topics.len());
-        for topic in topics {
-            let resume = cursor.as_ref().and_then(|c| c.position(&topic));
-            let position = match resume {
-                Some(p) => p,
-                None => bus.read(&topic, None, 0).await?.tail,
-            };
-            states.push(TopicState { key: cursor::topic_key(&topic), topic, position, replay: resume.is_some() });
-        }
+        // Starting positions are independent reads: issue them together (with Redis they share
+        // one connection, so a connection following many topics pays one round trip, not many).
+        let starts = topics.iter().map(|topic| {
+            let resume = cursor.as_ref().and_then(|c| c.position(topic));
+            let bus = &bus;
+            async move {
+                match resume {
+                    Some(p) => Ok::<_, BusError>((p, true)),
+                    None => Ok((bus.read(topic, None, 0).await?.tail, false)),
+                }
+            }
+        });
+        let starts = futures::future::try_join_all(starts).await?;
+        let states: Vec<TopicState> = topics
+            .into_iter()
+            .zip(starts)
+            .map(|(topic, (position, replay))| TopicState { key: cursor::topic_key(&topic), topic, position, replay })
+            .collect();
         if cursor.is_some() {
             stats.resumptions.fetch_add(1, Ordering::Relaxed);
         }
