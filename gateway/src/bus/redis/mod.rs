@@ -169,10 +169,14 @@ impl Bus for RedisBus {
                 None => by_topic.push((e.topic.clone(), vec![i])),
             }
         }
-        let mut ids = vec![StreamId::ZERO; events.len()];
-        for (topic, idx) in &by_topic {
+        // Topics are independent: their script calls go out together (one round trip).
+        let calls = by_topic.iter().map(|(topic, idx)| {
             let group: Vec<&NewEvent> = idx.iter().map(|&i| &events[i]).collect();
-            for (&i, id) in idx.iter().zip(self.publish_topic(topic, &group).await?) {
+            async move { self.publish_topic(topic, &group).await }
+        });
+        let mut ids = vec![StreamId::ZERO; events.len()];
+        for ((_, idx), assigned) in by_topic.iter().zip(futures::future::try_join_all(calls).await?) {
+            for (&i, id) in idx.iter().zip(assigned) {
                 ids[i] = id;
             }
         }
