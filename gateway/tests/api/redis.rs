@@ -257,3 +257,28 @@ async fn redis_going_away_and_back_loses_no_later_stream_event() {
         c.expect_no_event(Duration::from_millis(300)).await;
     }
 }
+
+#[tokio::test]
+async fn a_batch_across_topics_answers_ids_in_input_order() {
+    let cluster = three_nodes().await;
+    let mut s = cluster.nodes[2].subscribe(&["a", "b"], None).await;
+    let batch = serde_json::json!([
+        { "topic": "a", "data": "a0" }, { "topic": "b", "data": "b0" }, { "topic": "a", "data": "a1" }, { "topic": "b", "data": "b1" }
+    ]);
+    let r = cluster.nodes[0].publish_raw(batch).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.expect("json");
+    let ids: Vec<StreamId> = body["ids"].as_array().expect("ids").iter().map(|v| v.as_str().expect("id").parse().expect("id")).collect();
+    assert_eq!(ids.len(), 4);
+    assert!(ids[0] < ids[2] && ids[1] < ids[3], "per-topic order in the answer: {ids:?}");
+    let redis = redis_client(&cluster.redis).await;
+    for (i, topic) in ["a", "b", "a", "b"].iter().enumerate() {
+        let entries: Vec<(String, std::collections::HashMap<String, String>)> =
+            redis.xrange(cluster.stream_key(topic), ids[i].to_string(), ids[i].to_string(), None).await.expect("xrange");
+        let expected = format!("{topic}{}", i / 2);
+        assert_eq!(entries[0].1["data"], expected, "id {i} belongs to the event at that position");
+    }
+    let mut got: Vec<String> = data(&s.events(4).await).into_iter().map(str::to_owned).collect();
+    got.sort();
+    assert_eq!(got, ["a0", "a1", "b0", "b1"]);
+}
