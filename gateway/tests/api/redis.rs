@@ -282,3 +282,87 @@ async fn a_batch_across_topics_answers_ids_in_input_order() {
     got.sort();
     assert_eq!(got, ["a0", "a1", "b0", "b1"]);
 }
+
+#[tokio::test]
+async fn nodes_work_through_sentinel() {
+    let sentinel = TestSentinel::start().await;
+    let prefix = unique_prefix();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(spawn_node_at(&sentinel.url, &prefix, |_| {}).await);
+    }
+    let mut clients = Vec::new();
+    for node in &nodes {
+        clients.push(node.subscribe(&["t"], None).await);
+    }
+    let redis = redis_client_at(&sentinel.url).await;
+    for (i, node) in nodes.iter().enumerate() {
+        node.publish("t", &format!("http{i}")).await;
+        let _: String =
+            redis.xadd(format!("{prefix}:stream:{{t}}"), false, None::<()>, "*", vec![("data", format!("raw{i}"))]).await.expect("xadd");
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(data(&c.events(6).await), ["http0", "raw0", "http1", "raw1", "http2", "raw2"], "client {i}");
+        c.expect_no_event(Duration::from_millis(300)).await;
+    }
+}
+
+/// Across a Sentinel failover: the new master has default settings (no keyspace notifications)
+/// and none of the subscriptions, and the demoted one keeps accepting writes until Sentinel
+/// converts it (then discards them). The nodes must move at once and miss nothing published on
+/// the new master.
+#[tokio::test]
+#[ignore = "known issue: after +switch-master a node's command connection can stay on the demoted master (its writes are then lost and the new master's entries skipped); see the Redis bus issue note"]
+async fn nodes_follow_a_sentinel_failover_without_losing_later_events() {
+    let sentinel = TestSentinel::start().await;
+    let prefix = unique_prefix();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(spawn_node_at(&sentinel.url, &prefix, |_| {}).await);
+    }
+    let mut clients = Vec::new();
+    for node in &nodes {
+        clients.push(node.subscribe(&["t"], None).await);
+    }
+    nodes[0].publish("t", "before").await;
+    for c in clients.iter_mut() {
+        assert_eq!(c.next_event().await.data, "before");
+    }
+
+    sentinel.fail_over().await;
+
+    // Publishing may fail while the nodes switch masters; once it works, nothing may be lost.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut published = Vec::new();
+    while published.len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "publishing did not recover after the failover");
+        let n = published.len();
+        let r = nodes[n].publish_raw(serde_json::json!({ "topic": "t", "data": format!("after{n}") })).await;
+        if r.status() == 200 {
+            published.push(format!("after{n}"));
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(data(&c.events(3).await), published, "client {i}");
+    }
+    // The reconnect's catch-up read is over: what comes now arrives only by notifications from
+    // the new master, which the nodes had to turn on there themselves.
+    let redis = redis_client_at(&sentinel.url).await;
+    for (i, node) in nodes.iter().enumerate() {
+        node.publish("t", &format!("late{i}")).await;
+        let _: String =
+            redis.xadd(format!("{prefix}:stream:{{t}}"), false, None::<()>, "*", vec![("data", format!("raw{i}"))]).await.expect("xadd");
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(data(&c.events(6).await), ["late0", "raw0", "late1", "raw1", "late2", "raw2"], "client {i}");
+        c.expect_no_event(Duration::from_millis(300)).await;
+    }
+    // And they are in the new master's history, not on the demoted one that will discard them.
+    let master = sentinel.master_port().await.expect("a master");
+    let held = redis_cli(master, &["XRANGE", &format!("{prefix}:stream:{{t}}"), "-", "+"]).await;
+    for e in ["late0", "raw0", "late1", "raw1", "late2", "raw2"] {
+        assert!(held.iter().any(|l| l == e), "{e} is not on the new master: {held:?}");
+    }
+}

@@ -94,7 +94,12 @@ pub async fn spawn_node(redis: &TestRedis, prefix: &str) -> TestApp {
 }
 
 pub async fn spawn_node_with(redis: &TestRedis, prefix: &str, configure: impl FnOnce(&mut gateway::Config)) -> TestApp {
-    let (url, prefix) = (redis.url.clone(), prefix.to_owned());
+    spawn_node_at(&redis.url, prefix, configure).await
+}
+
+/// A gateway node on the Redis at `url` (a plain or a sentinel URL).
+pub async fn spawn_node_at(url: &str, prefix: &str, configure: impl FnOnce(&mut gateway::Config)) -> TestApp {
+    let (url, prefix) = (url.to_owned(), prefix.to_owned());
     spawn_with(move |c| {
         c.redis_url = Some(gateway::config::RedisUrl::parse(&url).expect("redis url"));
         c.redis_prefix = prefix;
@@ -107,9 +112,111 @@ pub async fn spawn_node_with(redis: &TestRedis, prefix: &str, configure: impl Fn
 
 /// A plain Redis client, for publishing the way other services do.
 pub async fn redis_client(redis: &TestRedis) -> fred::clients::Client {
+    redis_client_at(&redis.url).await
+}
+
+pub async fn redis_client_at(url: &str) -> fred::clients::Client {
     use fred::interfaces::ClientLike;
-    let client =
-        fred::types::Builder::from_config(fred::types::config::Config::from_url(&redis.url).expect("url")).build().expect("client");
+    let client = fred::types::Builder::from_config(fred::types::config::Config::from_url(url).expect("url")).build().expect("client");
     client.init().await.expect("connect to redis");
     client
+}
+
+/// A master, a replica and one Sentinel watching them, on loopback ports, all killed with it.
+pub struct TestSentinel {
+    pub url: String,
+    sentinel_port: u16,
+    replica_port: u16,
+    dir: PathBuf,
+    _children: Vec<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+}
+
+fn redis_process(args: &[&str]) -> Child {
+    Command::new("redis-server")
+        .args(args)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("these tests need redis-server on PATH (apt-get install redis-server): {e}"))
+}
+
+/// Runs `redis-cli -p port args…` and returns its output lines.
+pub async fn redis_cli(port: u16, args: &[&str]) -> Vec<String> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("these tests need redis-cli on PATH (apt-get install redis-tools): {e}"));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+impl TestSentinel {
+    pub async fn start() -> Self {
+        let (master, replica, sentinel) = (free_port(), free_port(), free_port());
+        let dir = std::env::temp_dir().join(format!("gateway-test-sentinel-{sentinel}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"];
+        let m = redis_process(&[&["--port", &master.to_string()][..], &common[..]].concat());
+        let r =
+            redis_process(&[&["--port", &replica.to_string(), "--replicaof", "127.0.0.1", &master.to_string()][..], &common[..]].concat());
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {sentinel}\nbind 127.0.0.1\ndir {}\nsentinel monitor gw 127.0.0.1 {master} 1\n\
+                 sentinel down-after-milliseconds gw 1000\nsentinel failover-timeout gw 5000\n",
+                dir.display()
+            ),
+        )
+        .expect("sentinel.conf");
+        let s = redis_process(&[conf.to_str().expect("utf8 path"), "--sentinel", "--loglevel", "warning"]);
+        let this = Self {
+            url: format!("redis-sentinel://127.0.0.1:{sentinel}/0?sentinelServiceName=gw"),
+            sentinel_port: sentinel,
+            replica_port: replica,
+            dir,
+            _children: vec![m, r, s],
+        };
+        this.wait_for(|| async {
+            redis_cli(replica, &["INFO", "replication"]).await.iter().any(|l| l.starts_with("master_link_status:up"))
+        })
+        .await;
+        this.wait_for(|| async { this.master_port().await == Some(master) }).await;
+        // The sentinel must know the replica before it can fail over to it.
+        this.wait_for(|| async { redis_cli(sentinel, &["SENTINEL", "replicas", "gw"]).await.iter().any(|l| l == &replica.to_string()) })
+            .await;
+        this
+    }
+
+    async fn wait_for<F: std::future::Future<Output = bool>>(&self, check: impl Fn() -> F) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !check().await {
+            assert!(tokio::time::Instant::now() < deadline, "the sentinel setup did not settle");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn master_port(&self) -> Option<u16> {
+        redis_cli(self.sentinel_port, &["SENTINEL", "get-master-addr-by-name", "gw"]).await.get(1).and_then(|p| p.parse().ok())
+    }
+
+    /// Promotes the replica and waits until the sentinel names it master. The sentinel refuses
+    /// (`NOGOODSLAVE`) until it has fresh information about the replica, so ask until it agrees.
+    pub async fn fail_over(&self) {
+        self.wait_for(|| async { redis_cli(self.sentinel_port, &["SENTINEL", "failover", "gw"]).await.first().is_some_and(|l| l == "OK") })
+            .await;
+        let replica = self.replica_port;
+        self.wait_for(|| async { self.master_port().await == Some(replica) }).await;
+    }
+}
+
+impl Drop for TestSentinel {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

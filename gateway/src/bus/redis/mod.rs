@@ -14,6 +14,7 @@
 //! from the last id it delivered: see `upstream.rs`.
 
 pub mod scripts;
+pub mod sentinel;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -63,7 +64,7 @@ impl RedisBus {
     pub async fn connect(settings: RedisSettings, fanout: Arc<Fanout>, shutdown: &Shutdown) -> Result<Arc<Self>, BusError> {
         let config = FredConfig::from_url(settings.url.as_str()).map_err(unavailable)?;
         let db = config.database.unwrap_or(0);
-        let mut builder = Builder::from_config(config);
+        let mut builder = Builder::from_config(config.clone());
         // Reconnect for ever, backing off to 2 s; a command fails after 3 s instead of waiting
         // for ever, so publishes answer 503 while Redis is away.
         builder
@@ -86,6 +87,7 @@ impl RedisBus {
         subscriber.init().await.map_err(unavailable)?;
         let _resubscriber = subscriber.manage_subscriptions();
         enable_keyspace_notifications(&client).await?;
+        sentinel::spawn_watchers(&config, &client, &subscriber, shutdown);
         let keys = KeyLayout::new(&settings.prefix);
         let upstream = Arc::new(Upstream::new(client.clone(), subscriber.clone(), keys.clone(), db, settings.reconcile_every, fanout));
         let stop = shutdown.token();
