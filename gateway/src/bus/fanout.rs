@@ -95,6 +95,11 @@ impl Fanout {
         }
     }
 
+    /// Whether at least one local connection follows `topic`.
+    pub fn is_followed(&self, topic: &Topic) -> bool {
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).contains_key(topic)
+    }
+
     /// The topics at least one local connection follows.
     pub fn active_topics(&self) -> Vec<Topic> {
         self.topics.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()

@@ -132,14 +132,22 @@ impl Upstream {
             )
         };
         if !removed.is_empty() {
-            {
+            let removed: Vec<Topic> = {
                 let mut state = self.state();
+                // Ask the fan-out again under the lock: a connection may have started following
+                // since `wanted` was read, and `follow` has then already found the topic armed.
+                // Dropping it now would leave that connection deaf until the next pass re-arms it
+                // at a later position.
+                let removed: Vec<Topic> = removed.into_iter().filter(|t| !self.fanout.is_followed(t)).collect();
                 for t in &removed {
                     state.followed.remove(t);
                     state.pending.remove(t);
                 }
+                removed
+            };
+            if !removed.is_empty() {
+                self.subscriber.unsubscribe(self.channels(&removed)).await.map_err(unavailable)?;
             }
-            self.subscriber.unsubscribe(self.channels(&removed)).await.map_err(unavailable)?;
         }
         for chunk in added.chunks(READ_KEYS) {
             // Subscribe first, then read the tail: an event added in between is both after the
