@@ -283,18 +283,24 @@ async fn a_batch_across_topics_answers_ids_in_input_order() {
     assert_eq!(got, ["a0", "a1", "b0", "b1"]);
 }
 
-#[tokio::test]
-async fn nodes_work_through_sentinel() {
-    let sentinel = TestSentinel::start().await;
-    let prefix = unique_prefix();
+/// Three nodes on the Redis behind `sentinel`, each with a client following "t".
+async fn sentinel_nodes(sentinel: &TestSentinel, prefix: &str) -> (Vec<TestApp>, Vec<SseClient>) {
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        nodes.push(spawn_node_at(&sentinel.url, &prefix, |_| {}).await);
+        nodes.push(spawn_node_at(&sentinel.url, prefix, |_| {}).await);
     }
     let mut clients = Vec::new();
     for node in &nodes {
         clients.push(node.subscribe(&["t"], None).await);
     }
+    (nodes, clients)
+}
+
+#[tokio::test]
+async fn nodes_work_through_sentinel() {
+    let sentinel = TestSentinel::start().await;
+    let prefix = unique_prefix();
+    let (nodes, mut clients) = sentinel_nodes(&sentinel, &prefix).await;
     let redis = redis_client_at(&sentinel.url).await;
     for (i, node) in nodes.iter().enumerate() {
         node.publish("t", &format!("http{i}")).await;
@@ -312,18 +318,11 @@ async fn nodes_work_through_sentinel() {
 /// converts it (then discards them). The nodes must move at once and miss nothing published on
 /// the new master.
 #[tokio::test]
-#[ignore = "known issue: after +switch-master a node's command connection can stay on the demoted master (its writes are then lost and the new master's entries skipped); see the Redis bus issue note"]
+#[ignore = "known issue: for ~250 ms after a failover nodes still write to the demoted master, and the positions they then hold skip the new master's lower ids; see the Redis bus issue note"]
 async fn nodes_follow_a_sentinel_failover_without_losing_later_events() {
     let sentinel = TestSentinel::start().await;
     let prefix = unique_prefix();
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        nodes.push(spawn_node_at(&sentinel.url, &prefix, |_| {}).await);
-    }
-    let mut clients = Vec::new();
-    for node in &nodes {
-        clients.push(node.subscribe(&["t"], None).await);
-    }
+    let (nodes, mut clients) = sentinel_nodes(&sentinel, &prefix).await;
     nodes[0].publish("t", "before").await;
     for c in clients.iter_mut() {
         assert_eq!(c.next_event().await.data, "before");
