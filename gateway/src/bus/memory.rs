@@ -55,7 +55,7 @@ impl MemoryBus {
     /// Drops expired events from every topic and removes emptied logs. Run periodically so that
     /// topics nobody publishes to any more do not hold memory.
     pub fn sweep(&self) {
-        let cutoff = now_ms().saturating_sub(self.max_age.as_millis() as u64);
+        let cutoff = self.age_cutoff();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut dropped_floor = state.floor;
         state.logs.retain(|_, log| {
@@ -68,6 +68,11 @@ impl MemoryBus {
             }
         });
         state.floor = dropped_floor;
+    }
+
+    /// Ids below this millisecond are older than `max_age`.
+    fn age_cutoff(&self) -> u64 {
+        now_ms().saturating_sub(self.max_age.as_millis() as u64)
     }
 
     fn mint(state: &mut State) -> StreamId {
@@ -92,7 +97,7 @@ fn trim_age(log: &mut TopicLog, cutoff_ms: u64) {
 #[async_trait]
 impl Bus for MemoryBus {
     async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<StreamId>, BusError> {
-        let cutoff = now_ms().saturating_sub(self.max_age.as_millis() as u64);
+        let cutoff = self.age_cutoff();
         let mut ids = Vec::with_capacity(events.len());
         // One lock for the whole batch: ids are minted, stored and delivered in the same order,
         // so no connection can see a later id before an earlier one of the same topic.
@@ -127,7 +132,7 @@ impl Bus for MemoryBus {
         let Some(log) = state.logs.get_mut(topic) else {
             return Ok(Replay { events: Vec::new(), lost: after < floor, tail });
         };
-        trim_age(log, now_ms().saturating_sub(self.max_age.as_millis() as u64));
+        trim_age(log, self.age_cutoff());
         let start = log.events.partition_point(|d| d.id.is_some_and(|id| id <= after));
         let events = log.events.iter().skip(start).take(limit).cloned().collect();
         Ok(Replay { events, lost: after < log.floor, tail })
