@@ -31,9 +31,14 @@ async fn three_nodes_with(configure: impl Fn(&mut gateway::Config) + Copy) -> Cl
     Cluster { redis, prefix, nodes }
 }
 
+/// The stream key of `topic` under `prefix`, as the gateway lays it out.
+fn stream_key(prefix: &str, topic: &str) -> String {
+    KeyLayout::new(prefix).stream(&Topic::parse(topic).expect("topic"))
+}
+
 impl Cluster {
     fn stream_key(&self, topic: &str) -> String {
-        KeyLayout::new(&self.prefix).stream(&Topic::parse(topic).expect("topic"))
+        stream_key(&self.prefix, topic)
     }
 
     fn live_channel(&self, topic: &str) -> String {
@@ -283,6 +288,28 @@ async fn a_batch_across_topics_answers_ids_in_input_order() {
     assert_eq!(got, ["a0", "a1", "b0", "b1"]);
 }
 
+/// On topic "t": `{label}{i}` over HTTP on node `i`, each followed by `raw{i}` from a plain `XADD`.
+/// Returns the data in publish order.
+async fn interleave_http_and_xadd(nodes: &[TestApp], redis: &fred::clients::Client, prefix: &str, label: &str) -> Vec<String> {
+    let mut published = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        published.push(format!("{label}{i}"));
+        node.publish("t", &published[published.len() - 1]).await;
+        published.push(format!("raw{i}"));
+        let fields = vec![("data", published[published.len() - 1].clone())];
+        let _: String = redis.xadd(stream_key(prefix, "t"), false, None::<()>, "*", fields).await.expect("xadd");
+    }
+    published
+}
+
+/// Every client receives exactly `expected`, in order, and nothing more.
+async fn expect_on_every_client(clients: &mut [SseClient], expected: &[String]) {
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(data(&c.events(expected.len()).await), expected, "client {i}");
+        c.expect_no_event(Duration::from_millis(300)).await;
+    }
+}
+
 /// Three nodes on the Redis behind `sentinel`, each with a client following "t".
 async fn sentinel_nodes(sentinel: &TestSentinel, prefix: &str) -> (Vec<TestApp>, Vec<SseClient>) {
     let mut nodes = Vec::new();
@@ -302,15 +329,9 @@ async fn nodes_work_through_sentinel() {
     let prefix = unique_prefix();
     let (nodes, mut clients) = sentinel_nodes(&sentinel, &prefix).await;
     let redis = redis_client_at(&sentinel.url).await;
-    for (i, node) in nodes.iter().enumerate() {
-        node.publish("t", &format!("http{i}")).await;
-        let _: String =
-            redis.xadd(format!("{prefix}:stream:{{t}}"), false, None::<()>, "*", vec![("data", format!("raw{i}"))]).await.expect("xadd");
-    }
-    for (i, c) in clients.iter_mut().enumerate() {
-        assert_eq!(data(&c.events(6).await), ["http0", "raw0", "http1", "raw1", "http2", "raw2"], "client {i}");
-        c.expect_no_event(Duration::from_millis(300)).await;
-    }
+    let expected = interleave_http_and_xadd(&nodes, &redis, &prefix, "http").await;
+    assert_eq!(expected, ["http0", "raw0", "http1", "raw1", "http2", "raw2"]);
+    expect_on_every_client(&mut clients, &expected).await;
 }
 
 /// Across a Sentinel failover: the new master has default settings (no keyspace notifications)
@@ -349,18 +370,12 @@ async fn nodes_follow_a_sentinel_failover_without_losing_later_events() {
     // The reconnect's catch-up read is over: what comes now arrives only by notifications from
     // the new master, which the nodes had to turn on there themselves.
     let redis = redis_client_at(&sentinel.url).await;
-    for (i, node) in nodes.iter().enumerate() {
-        node.publish("t", &format!("late{i}")).await;
-        let _: String =
-            redis.xadd(format!("{prefix}:stream:{{t}}"), false, None::<()>, "*", vec![("data", format!("raw{i}"))]).await.expect("xadd");
-    }
-    for (i, c) in clients.iter_mut().enumerate() {
-        assert_eq!(data(&c.events(6).await), ["late0", "raw0", "late1", "raw1", "late2", "raw2"], "client {i}");
-        c.expect_no_event(Duration::from_millis(300)).await;
-    }
+    let expected = interleave_http_and_xadd(&nodes, &redis, &prefix, "late").await;
+    assert_eq!(expected, ["late0", "raw0", "late1", "raw1", "late2", "raw2"]);
+    expect_on_every_client(&mut clients, &expected).await;
     // And they are in the new master's history, not on the demoted one that will discard them.
     let master = sentinel.master_port().await.expect("a master");
-    let held = redis_cli(master, &["XRANGE", &format!("{prefix}:stream:{{t}}"), "-", "+"]).await;
+    let held = redis_cli(master, &["XRANGE", &stream_key(&prefix, "t"), "-", "+"]).await;
     for e in ["late0", "raw0", "late1", "raw1", "late2", "raw2"] {
         assert!(held.iter().any(|l| l == e), "{e} is not on the new master: {held:?}");
     }
