@@ -178,12 +178,9 @@ impl RedisUrl {
     pub fn parse(url: &str) -> Result<Self, String> {
         let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
         match scheme {
-            "redis" | "redis-sentinel" => {}
-            "rediss" | "rediss-sentinel" => return Err("TLS to Redis (rediss://) is not supported yet".into()),
-            "redis-cluster" | "rediss-cluster" => {
-                return Err("Redis Cluster is not supported yet; use a standalone or Sentinel-managed Redis".into());
-            }
-            _ => return Err("expected redis://host:port[/db] or redis-sentinel://".into()),
+            "redis" | "redis-sentinel" | "redis-cluster" => {}
+            "rediss" | "rediss-sentinel" | "rediss-cluster" => return Err("TLS to Redis (rediss://) is not supported yet".into()),
+            _ => return Err("expected redis://host:port[/db], redis-cluster://host:port[?node=host:port…] or redis-sentinel://".into()),
         }
         fred::types::config::Config::from_url(url).map_err(|e| e.details().to_string())?;
         Ok(Self(url.to_owned()))

@@ -11,24 +11,82 @@ use shared::{StreamId, Topic};
 use super::helpers::*;
 use super::redis_support::*;
 
-struct Cluster {
-    redis: TestRedis,
+/// The Redis shapes the same tests run on.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Standalone,
+    Cluster,
+}
+
+enum Store {
+    Standalone(TestRedis),
+    Cluster(TestCluster),
+}
+
+impl Store {
+    async fn start(shape: Shape) -> Self {
+        match shape {
+            Shape::Standalone => Self::Standalone(TestRedis::start().await),
+            Shape::Cluster => Self::Cluster(TestCluster::start().await),
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Self::Standalone(r) => &r.url,
+            Self::Cluster(c) => &c.url,
+        }
+    }
+}
+
+/// Runs a test, written once as `async fn name(shape: Shape)`, on a standalone Redis and on a
+/// three-master Redis Cluster: `name::standalone` and `name::cluster`.
+macro_rules! on_every_shape {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn standalone() {
+                super::$name(super::Shape::Standalone).await
+            }
+            #[tokio::test]
+            async fn cluster() {
+                super::$name(super::Shape::Cluster).await
+            }
+        }
+    )*};
+}
+
+on_every_shape!(
+    http_publishes_on_one_node_reach_every_client_on_every_node_once_in_order,
+    a_plain_xadd_by_another_service_reaches_every_client,
+    a_publish_on_the_live_channel_reaches_connected_clients_without_an_id,
+    a_client_resumes_on_another_node_with_no_gap_and_no_duplicate,
+    a_multi_topic_cursor_resumes_on_another_node,
+    trimmed_history_gives_the_lost_signal_on_any_node,
+    fresh_subscribers_during_a_burst_see_a_gapless_suffix,
+    a_batch_across_topics_answers_ids_in_input_order,
+    a_follower_replacing_the_last_one_never_misses_events,
+);
+
+/// Three gateway nodes sharing one Redis (of either shape) under a key prefix of their own.
+struct Nodes {
+    store: Store,
     prefix: String,
     nodes: Vec<TestApp>,
 }
 
-async fn three_nodes() -> Cluster {
-    three_nodes_with(|_| {}).await
+async fn three_nodes(shape: Shape) -> Nodes {
+    three_nodes_with(shape, |_| {}).await
 }
 
-async fn three_nodes_with(configure: impl Fn(&mut gateway::Config) + Copy) -> Cluster {
-    let redis = TestRedis::start().await;
+async fn three_nodes_with(shape: Shape, configure: impl Fn(&mut gateway::Config) + Copy) -> Nodes {
+    let store = Store::start(shape).await;
     let prefix = unique_prefix();
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        nodes.push(spawn_node_with(&redis, &prefix, configure).await);
+        nodes.push(spawn_node_at(store.url(), &prefix, configure).await);
     }
-    Cluster { redis, prefix, nodes }
+    Nodes { store, prefix, nodes }
 }
 
 /// The stream key of `topic` under `prefix`, as the gateway lays it out.
@@ -36,13 +94,18 @@ fn stream_key(prefix: &str, topic: &str) -> String {
     KeyLayout::new(prefix).stream(&Topic::parse(topic).expect("topic"))
 }
 
-impl Cluster {
+impl Nodes {
     fn stream_key(&self, topic: &str) -> String {
         stream_key(&self.prefix, topic)
     }
 
     fn live_channel(&self, topic: &str) -> String {
         KeyLayout::new(&self.prefix).live(&Topic::parse(topic).expect("topic"))
+    }
+
+    /// A plain client of the same Redis, for publishing the way other services do.
+    async fn redis(&self) -> fred::clients::Client {
+        redis_client_at(self.store.url()).await
     }
 
     /// Two clients on each node, all following `topics`.
@@ -57,14 +120,13 @@ impl Cluster {
     }
 }
 
-#[tokio::test]
-async fn http_publishes_on_one_node_reach_every_client_on_every_node_once_in_order() {
-    let cluster = three_nodes().await;
-    let mut clients = cluster.clients(&["orders"]).await;
+async fn http_publishes_on_one_node_reach_every_client_on_every_node_once_in_order(shape: Shape) {
+    let deployment = three_nodes(shape).await;
+    let mut clients = deployment.clients(&["orders"]).await;
     let mut ids = Vec::new();
     let expected: Vec<String> = (0..30).map(|i| format!("o{i}")).collect();
     for d in &expected {
-        ids.push(cluster.nodes[0].publish("orders", d).await);
+        ids.push(deployment.nodes[0].publish("orders", d).await);
     }
     for c in clients.iter_mut() {
         let got = c.events(30).await;
@@ -74,15 +136,14 @@ async fn http_publishes_on_one_node_reach_every_client_on_every_node_once_in_ord
     }
 }
 
-#[tokio::test]
-async fn a_plain_xadd_by_another_service_reaches_every_client() {
-    let cluster = three_nodes().await;
-    let mut clients = cluster.clients(&["orders"]).await;
-    let redis = redis_client(&cluster.redis).await;
+async fn a_plain_xadd_by_another_service_reaches_every_client(shape: Shape) {
+    let deployment = three_nodes(shape).await;
+    let mut clients = deployment.clients(&["orders"]).await;
+    let redis = deployment.redis().await;
     let mut ids = Vec::new();
     for i in 0..10 {
         let fields = vec![("data", format!("x{i}\nline two")), ("event", "order.created".to_owned())];
-        let id: String = redis.xadd(cluster.stream_key("orders"), false, None::<()>, "*", fields).await.expect("xadd");
+        let id: String = redis.xadd(deployment.stream_key("orders"), false, None::<()>, "*", fields).await.expect("xadd");
         ids.push(id);
     }
     for c in clients.iter_mut() {
@@ -94,73 +155,77 @@ async fn a_plain_xadd_by_another_service_reaches_every_client() {
     }
 }
 
-#[tokio::test]
-async fn a_publish_on_the_live_channel_reaches_connected_clients_without_an_id() {
-    let cluster = three_nodes().await;
-    let mut clients = cluster.clients(&["orders"]).await;
-    let stored = cluster.nodes[1].publish("orders", "stored").await;
+async fn a_publish_on_the_live_channel_reaches_connected_clients_without_an_id(shape: Shape) {
+    let deployment = three_nodes(shape).await;
+    let mut clients = deployment.clients(&["orders"]).await;
+    let stored = deployment.nodes[1].publish("orders", "stored").await;
     for c in clients.iter_mut() {
         assert_eq!(c.next_event().await.data, "stored");
     }
-    let redis = redis_client(&cluster.redis).await;
-    let receivers: i64 = redis.publish(cluster.live_channel("orders"), "live only").await.expect("publish");
+    let redis = deployment.redis().await;
+    // Classic pub/sub: in a cluster PUBLISH goes to every shard, so the count is that of one.
+    let receivers: i64 = redis.publish(deployment.live_channel("orders"), "live only").await.expect("publish");
+    if let Shape::Standalone = shape {
+        assert_eq!(receivers, 3, "one upstream subscription per node, not per client");
+    }
+    // Sharded pub/sub: the topic's shard only.
+    let receivers: i64 = redis.spublish(deployment.live_channel("orders"), "sharded").await.expect("spublish");
     assert_eq!(receivers, 3, "one upstream subscription per node, not per client");
     for c in clients.iter_mut() {
-        let e = c.next_event().await;
-        assert_eq!(e.data, "live only");
-        assert_eq!(e.last_event_id, stored, "a live-only event does not move the client's position");
+        for expected in ["live only", "sharded"] {
+            let e = c.next_event().await;
+            assert_eq!(e.data, expected);
+            assert_eq!(e.last_event_id, stored, "a live-only event does not move the client's position");
+        }
     }
 }
 
-#[tokio::test]
-async fn a_client_resumes_on_another_node_with_no_gap_and_no_duplicate() {
-    let cluster = three_nodes().await;
-    let mut on_a = cluster.nodes[0].subscribe(&["t"], None).await;
+async fn a_client_resumes_on_another_node_with_no_gap_and_no_duplicate(shape: Shape) {
+    let deployment = three_nodes(shape).await;
+    let mut on_a = deployment.nodes[0].subscribe(&["t"], None).await;
     for i in 0..5 {
-        cluster.nodes[1].publish("t", &i.to_string()).await;
+        deployment.nodes[1].publish("t", &i.to_string()).await;
     }
     assert_eq!(data(&on_a.events(5).await), ["0", "1", "2", "3", "4"]);
     let last = on_a.last_event_id().to_owned();
     drop(on_a);
     for i in 5..10 {
-        cluster.nodes[0].publish("t", &i.to_string()).await;
+        deployment.nodes[0].publish("t", &i.to_string()).await;
     }
-    let mut on_c = cluster.nodes[2].subscribe(&["t"], Some(&last)).await;
+    let mut on_c = deployment.nodes[2].subscribe(&["t"], Some(&last)).await;
     assert_eq!(data(&on_c.events(5).await), ["5", "6", "7", "8", "9"]);
-    cluster.nodes[1].publish("t", "live").await;
+    deployment.nodes[1].publish("t", "live").await;
     assert_eq!(on_c.next_event().await.data, "live");
     on_c.expect_no_event(Duration::from_millis(300)).await;
 }
 
-#[tokio::test]
-async fn a_multi_topic_cursor_resumes_on_another_node() {
-    let cluster = three_nodes().await;
-    let mut on_a = cluster.nodes[0].subscribe(&["a", "b"], None).await;
-    cluster.nodes[0].publish("a", "a0").await;
-    cluster.nodes[1].publish("b", "b0").await;
+async fn a_multi_topic_cursor_resumes_on_another_node(shape: Shape) {
+    let deployment = three_nodes(shape).await;
+    let mut on_a = deployment.nodes[0].subscribe(&["a", "b"], None).await;
+    deployment.nodes[0].publish("a", "a0").await;
+    deployment.nodes[1].publish("b", "b0").await;
     // Order is per topic; across topics it is arrival order at the node.
     let mut got: Vec<String> = data(&on_a.events(2).await).into_iter().map(str::to_owned).collect();
     got.sort();
     assert_eq!(got, ["a0", "b0"]);
     let cursor = on_a.last_event_id().to_owned();
     drop(on_a);
-    cluster.nodes[2].publish("b", "b1").await;
-    cluster.nodes[2].publish("a", "a1").await;
-    let mut on_b = cluster.nodes[1].subscribe(&["b", "a"], Some(&cursor)).await;
+    deployment.nodes[2].publish("b", "b1").await;
+    deployment.nodes[2].publish("a", "a1").await;
+    let mut on_b = deployment.nodes[1].subscribe(&["b", "a"], Some(&cursor)).await;
     let mut got: Vec<String> = data(&on_b.events(2).await).into_iter().map(str::to_owned).collect();
     got.sort();
     assert_eq!(got, ["a1", "b1"]);
     on_b.expect_no_event(Duration::from_millis(300)).await;
 }
 
-#[tokio::test]
-async fn trimmed_history_gives_the_lost_signal_on_any_node() {
+async fn trimmed_history_gives_the_lost_signal_on_any_node(shape: Shape) {
     // MAXLEN ~ trims whole stream nodes (100 entries by default), so publish well past it.
-    let cluster = three_nodes_with(|c| c.history_max_len = 10).await;
-    let first = cluster.nodes[0].publish("t", "first").await;
+    let deployment = three_nodes_with(shape, |c| c.history_max_len = 10).await;
+    let first = deployment.nodes[0].publish("t", "first").await;
     let batch: Vec<_> = (0..400).map(|i| serde_json::json!({ "topic": "t", "data": i.to_string() })).collect();
-    assert_eq!(cluster.nodes[0].publish_raw(serde_json::json!(batch)).await.status(), 200);
-    let mut s = cluster.nodes[2].subscribe(&["t"], Some(&first)).await;
+    assert_eq!(deployment.nodes[0].publish_raw(serde_json::json!(batch)).await.status(), 200);
+    let mut s = deployment.nodes[2].subscribe(&["t"], Some(&first)).await;
     let lost = s.next_event().await;
     assert_eq!(lost.event, "gateway.lost");
     let info: Value = serde_json::from_str(&lost.data).expect("json");
@@ -178,12 +243,11 @@ async fn trimmed_history_gives_the_lost_signal_on_any_node() {
 
 /// A client joining a node that does not follow its topic yet, while events stream in from
 /// another node: the node's new upstream subscription and the client's start must not race.
-#[tokio::test]
-async fn fresh_subscribers_during_a_burst_see_a_gapless_suffix() {
-    let cluster = three_nodes().await;
+async fn fresh_subscribers_during_a_burst_see_a_gapless_suffix(shape: Shape) {
+    let deployment = three_nodes(shape).await;
     let publisher = {
-        let client = cluster.nodes[0].client.clone();
-        let url = cluster.nodes[0].url("/publish");
+        let client = deployment.nodes[0].client.clone();
+        let url = deployment.nodes[0].url("/publish");
         tokio::spawn(async move {
             for i in 0..300 {
                 let body = serde_json::json!({ "topic": "burst", "data": i.to_string() });
@@ -195,7 +259,7 @@ async fn fresh_subscribers_during_a_burst_see_a_gapless_suffix() {
     let mut joined = Vec::new();
     for round in 0..6 {
         tokio::time::sleep(Duration::from_millis(15)).await;
-        joined.push(cluster.nodes[1 + round % 2].subscribe(&["burst"], None).await);
+        joined.push(deployment.nodes[1 + round % 2].subscribe(&["burst"], None).await);
     }
     publisher.await.expect("publisher");
     for (i, c) in joined.iter_mut().enumerate() {
@@ -226,21 +290,22 @@ async fn redis_going_away_and_back_loses_no_later_stream_event() {
         eprintln!("skipped: this test stops and starts its own redis-server");
         return;
     }
-    let mut cluster = three_nodes().await;
-    let mut clients = cluster.clients(&["t"]).await;
+    let mut deployment = three_nodes(Shape::Standalone).await;
+    let mut clients = deployment.clients(&["t"]).await;
     for i in 0..3 {
-        cluster.nodes[i].publish("t", &format!("before{i}")).await;
+        deployment.nodes[i].publish("t", &format!("before{i}")).await;
     }
     for c in clients.iter_mut() {
         assert_eq!(data(&c.events(3).await), ["before0", "before1", "before2"]);
     }
 
-    cluster.redis.stop().await;
-    for node in &cluster.nodes {
+    let Store::Standalone(redis) = &mut deployment.store else { unreachable!("a standalone Redis") };
+    redis.stop().await;
+    for node in &deployment.nodes {
         wait_for_status(node, "/readyz", 503).await;
         assert_eq!(node.client.get(node.url("/healthz")).send().await.expect("healthz").status(), 200, "alive while Redis is away");
     }
-    let r = cluster.nodes[0].publish_raw(serde_json::json!({ "topic": "t", "data": "refused" })).await;
+    let r = deployment.nodes[0].publish_raw(serde_json::json!({ "topic": "t", "data": "refused" })).await;
     assert_eq!(r.status(), 503, "publishing needs Redis");
     for c in clients.iter_mut() {
         c.expect_no_event(Duration::from_millis(100)).await;
@@ -248,14 +313,14 @@ async fn redis_going_away_and_back_loses_no_later_stream_event() {
     }
 
     // Back, with an event added before the nodes have reconnected: they must catch up on it.
-    cluster.redis.restart().await;
-    let redis = redis_client(&cluster.redis).await;
-    let _: String = redis.xadd(cluster.stream_key("t"), false, None::<()>, "*", vec![("data", "during")]).await.expect("xadd");
-    for node in &cluster.nodes {
+    redis.restart().await;
+    let redis = deployment.redis().await;
+    let _: String = redis.xadd(deployment.stream_key("t"), false, None::<()>, "*", vec![("data", "during")]).await.expect("xadd");
+    for node in &deployment.nodes {
         wait_for_status(node, "/readyz", 200).await;
     }
     for i in 0..3 {
-        cluster.nodes[i].publish("t", &format!("after{i}")).await;
+        deployment.nodes[i].publish("t", &format!("after{i}")).await;
     }
     for (i, c) in clients.iter_mut().enumerate() {
         assert_eq!(data(&c.events(4).await), ["during", "after0", "after1", "after2"], "client {i}");
@@ -263,23 +328,22 @@ async fn redis_going_away_and_back_loses_no_later_stream_event() {
     }
 }
 
-#[tokio::test]
-async fn a_batch_across_topics_answers_ids_in_input_order() {
-    let cluster = three_nodes().await;
-    let mut s = cluster.nodes[2].subscribe(&["a", "b"], None).await;
+async fn a_batch_across_topics_answers_ids_in_input_order(shape: Shape) {
+    let deployment = three_nodes(shape).await;
+    let mut s = deployment.nodes[2].subscribe(&["a", "b"], None).await;
     let batch = serde_json::json!([
         { "topic": "a", "data": "a0" }, { "topic": "b", "data": "b0" }, { "topic": "a", "data": "a1" }, { "topic": "b", "data": "b1" }
     ]);
-    let r = cluster.nodes[0].publish_raw(batch).await;
+    let r = deployment.nodes[0].publish_raw(batch).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.expect("json");
     let ids: Vec<StreamId> = body["ids"].as_array().expect("ids").iter().map(|v| v.as_str().expect("id").parse().expect("id")).collect();
     assert_eq!(ids.len(), 4);
     assert!(ids[0] < ids[2] && ids[1] < ids[3], "per-topic order in the answer: {ids:?}");
-    let redis = redis_client(&cluster.redis).await;
+    let redis = deployment.redis().await;
     for (i, topic) in ["a", "b", "a", "b"].iter().enumerate() {
         let entries: Vec<(String, std::collections::HashMap<String, String>)> =
-            redis.xrange(cluster.stream_key(topic), ids[i].to_string(), ids[i].to_string(), None).await.expect("xrange");
+            redis.xrange(deployment.stream_key(topic), ids[i].to_string(), ids[i].to_string(), None).await.expect("xrange");
         let expected = format!("{topic}{}", i / 2);
         assert_eq!(entries[0].1["data"], expected, "id {i} belongs to the event at that position");
     }
@@ -384,14 +448,13 @@ async fn nodes_follow_a_sentinel_failover_without_losing_later_events() {
 /// The last follower of a topic leaving a node just as a new one arrives, during a burst, for
 /// ten topics: the node must never end up without its upstream for a topic someone follows (each
 /// newcomer sees a gapless suffix).
-#[tokio::test]
-async fn a_follower_replacing_the_last_one_never_misses_events() {
+async fn a_follower_replacing_the_last_one_never_misses_events(shape: Shape) {
     const ROUNDS: usize = 10;
     const EVENTS: usize = 60;
-    let cluster = three_nodes().await;
+    let deployment = three_nodes(shape).await;
     let publisher = {
-        let client = cluster.nodes[0].client.clone();
-        let url = cluster.nodes[0].url("/publish");
+        let client = deployment.nodes[0].client.clone();
+        let url = deployment.nodes[0].url("/publish");
         tokio::spawn(async move {
             for i in 0..EVENTS {
                 for r in 0..ROUNDS {
@@ -405,9 +468,9 @@ async fn a_follower_replacing_the_last_one_never_misses_events() {
     let mut kept = Vec::new();
     for r in 0..ROUNDS {
         let topic = format!("churn{r}");
-        let leaving = cluster.nodes[1].subscribe(&[&topic], None).await;
+        let leaving = deployment.nodes[1].subscribe(&[&topic], None).await;
         drop(leaving);
-        kept.push(cluster.nodes[1].subscribe(&[&topic], None).await);
+        kept.push(deployment.nodes[1].subscribe(&[&topic], None).await);
     }
     publisher.await.expect("publisher");
     for (r, c) in kept.iter_mut().enumerate() {

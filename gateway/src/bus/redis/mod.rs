@@ -11,10 +11,12 @@
 //!
 //! Each node learns of new stream entries by keyspace notifications (`notify-keyspace-events`
 //! must include `K` and `t`; the gateway sets it at start if it may) and reads them with `XREAD`
-//! from the last id it delivered: see `upstream.rs`.
+//! from the last id it delivered: see `upstream.rs`. Which connections it listens on, for each
+//! Redis shape (standalone, Sentinel, Cluster), is `subscriptions.rs`.
 
 pub mod scripts;
 pub mod sentinel;
+pub mod subscriptions;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -22,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fred::clients::{Client, SubscriberClient};
+use fred::clients::Client;
 use fred::interfaces::{ClientLike, ConfigInterface, HeartbeatInterface, KeysInterface, LuaInterface};
 use fred::types::config::{Config as FredConfig, ReconnectPolicy};
 use fred::types::{Builder, Value};
@@ -34,6 +36,8 @@ use super::fanout::Fanout;
 use super::{Bus, BusError, Delivery, NewEvent, Replay};
 use crate::config::RedisUrl;
 use crate::shutdown::Shutdown;
+use subscriptions::Subscriptions;
+use tokio_util::sync::CancellationToken;
 use upstream::{Upstream, unavailable};
 
 /// What the Redis bus needs from the configuration.
@@ -52,10 +56,35 @@ pub struct RedisSettings {
 #[derive(Debug)]
 pub struct RedisBus {
     client: Client,
-    subscriber: SubscriberClient,
+    subscriptions: Arc<Subscriptions>,
     keys: KeyLayout,
     settings: RedisSettings,
     upstream: Arc<Upstream>,
+}
+
+/// Pushed messages waiting for the upstream (beyond this, the subscriber connections wait).
+const PUSH_QUEUE: usize = 4096;
+
+/// A client builder for `config` with the gateway's connection policy.
+pub(crate) fn builder(config: FredConfig) -> Builder {
+    let mut builder = Builder::from_config(config);
+    // Reconnect for ever, backing off to 2 s; a command fails after 3 s instead of waiting for
+    // ever, so publishes answer 503 while Redis is away.
+    builder
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+        .with_performance_config(|p| {
+            p.default_command_timeout = Duration::from_secs(3);
+            // Preallocated per notification channel and client; a lag is caught up from the streams.
+            p.broadcast_channel_capacity = 4096;
+        })
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(3);
+            c.internal_command_timeout = Duration::from_secs(3);
+            c.max_command_attempts = 2;
+            c.unresponsive.max_timeout = Some(Duration::from_secs(5));
+            c.unresponsive.interval = Duration::from_secs(1);
+        });
+    builder
 }
 
 impl RedisBus {
@@ -64,48 +93,25 @@ impl RedisBus {
     pub async fn connect(settings: RedisSettings, fanout: Arc<Fanout>, shutdown: &Shutdown) -> Result<Arc<Self>, BusError> {
         let config = FredConfig::from_url(settings.url.as_str()).map_err(unavailable)?;
         let db = config.database.unwrap_or(0);
-        let mut builder = Builder::from_config(config.clone());
-        // Reconnect for ever, backing off to 2 s; a command fails after 3 s instead of waiting
-        // for ever, so publishes answer 503 while Redis is away.
-        builder
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
-            .with_performance_config(|p| {
-                p.default_command_timeout = Duration::from_secs(3);
-                // Preallocated per notification channel and client; a lag is caught up from the streams.
-                p.broadcast_channel_capacity = 4096;
-            })
-            .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_secs(3);
-                c.internal_command_timeout = Duration::from_secs(3);
-                c.max_command_attempts = 2;
-                c.unresponsive.max_timeout = Some(Duration::from_secs(5));
-                c.unresponsive.interval = Duration::from_secs(1);
-            });
-        let client = builder.build().map_err(unavailable)?;
-        let subscriber = builder.build_subscriber_client().map_err(unavailable)?;
+        let client = builder(config.clone()).build().map_err(unavailable)?;
         client.init().await.map_err(unavailable)?;
-        subscriber.init().await.map_err(unavailable)?;
-        let _resubscriber = subscriber.manage_subscriptions();
-        enable_keyspace_notifications(&client).await?;
-        sentinel::spawn_watchers(&config, &client, &subscriber, shutdown);
         let keys = KeyLayout::new(&settings.prefix);
-        let upstream = Arc::new(Upstream::new(client.clone(), subscriber.clone(), keys.clone(), db, settings.reconcile_every, fanout));
+        let (pushes, pushed) = tokio::sync::mpsc::channel(PUSH_QUEUE);
+        let subscriptions = Subscriptions::connect(&config, &client, keys.clone(), db, pushes, shutdown).await?;
+        sentinel::spawn_watchers(&config, &client, &subscriptions, shutdown);
+        let upstream =
+            Arc::new(Upstream::new(client.clone(), Arc::clone(&subscriptions), keys.clone(), db, settings.reconcile_every, fanout));
         let stop = shutdown.token();
-        // A subscriber connection sends no commands of its own, so a connection that died
-        // silently (a failover, a dropped NAT entry) would go unnoticed and the node would stay
-        // "healthy" and deaf. A PING every 2 s gives the unresponsive check (5 s) something to
-        // time out on; the reconnect that follows re-subscribes and catches up from the last ids.
-        spawn_heartbeat(shutdown, client.clone());
-        spawn_heartbeat(shutdown, subscriber.clone());
+        spawn_heartbeat(shutdown, stop.clone(), client.clone());
         shutdown.tracker().spawn(Arc::clone(&upstream).run_sync(stop.clone()));
-        shutdown.tracker().spawn(Arc::clone(&upstream).run_messages(stop.clone()));
+        shutdown.tracker().spawn(Arc::clone(&upstream).run_messages(pushed, stop.clone()));
         shutdown.tracker().spawn(Arc::clone(&upstream).run_reader(stop));
-        Ok(Arc::new(Self { client, subscriber, keys, settings, upstream }))
+        Ok(Arc::new(Self { client, subscriptions, keys, settings, upstream }))
     }
 
-    /// Closes both connections (the last step of shutdown).
+    /// Closes every connection (the last step of shutdown).
     pub async fn quit(&self) {
-        let _ = self.subscriber.quit().await;
+        self.subscriptions.quit().await;
         let _ = self.client.quit().await;
     }
 
@@ -128,8 +134,11 @@ impl RedisBus {
     }
 }
 
-fn spawn_heartbeat<C: HeartbeatInterface + Send + Sync + 'static>(shutdown: &Shutdown, conn: C) {
-    let stop = shutdown.token();
+/// A connection that sends no commands of its own (a subscriber, an idle node) would not notice
+/// that it died silently (a failover, a dropped NAT entry), and the node would stay "healthy"
+/// and deaf. A PING every 2 s gives the unresponsive check (5 s) something to time out on; the
+/// reconnect that follows re-arms and catches up from the last ids.
+pub(crate) fn spawn_heartbeat<C: HeartbeatInterface + Send + Sync + 'static>(shutdown: &Shutdown, stop: CancellationToken, conn: C) {
     shutdown.tracker().spawn(async move {
         tokio::select! {
             _ = stop.cancelled() => {}
@@ -140,7 +149,7 @@ fn spawn_heartbeat<C: HeartbeatInterface + Send + Sync + 'static>(shutdown: &Shu
 
 /// Keyspace notifications for stream commands (`K` + `t`, or `A`) are how nodes learn of raw
 /// `XADD`s. Turn them on, keeping whatever else the server had, or say exactly what to set.
-pub(crate) async fn enable_keyspace_notifications(client: &Client) -> Result<(), BusError> {
+pub(crate) async fn enable_keyspace_notifications<C: ConfigInterface + Sync>(client: &C) -> Result<(), BusError> {
     let current: HashMap<String, String> = client.config_get("notify-keyspace-events").await.map_err(unavailable)?;
     let flags = current.get("notify-keyspace-events").cloned().unwrap_or_default();
     if flags.contains('K') && (flags.contains('t') || flags.contains('A')) {
@@ -213,6 +222,6 @@ impl Bus for RedisBus {
     }
 
     fn is_ready(&self) -> bool {
-        self.client.is_connected() && self.subscriber.is_connected()
+        self.client.is_connected() && self.subscriptions.is_connected()
     }
 }

@@ -10,24 +10,27 @@
 
 use std::time::Duration;
 
-use fred::clients::{Client, SubscriberClient};
+use std::sync::Arc;
+
+use fred::clients::Client;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::types::Builder;
 use fred::types::config::{Config as FredConfig, ReconnectPolicy, Server, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
+use super::subscriptions::Subscriptions;
 use crate::shutdown::Shutdown;
 
 /// Starts one watcher per known Sentinel (any of them announcing the switch is enough).
-pub fn spawn_watchers(config: &FredConfig, client: &Client, subscriber: &SubscriberClient, shutdown: &Shutdown) {
+pub fn spawn_watchers(config: &FredConfig, client: &Client, subscriptions: &Arc<Subscriptions>, shutdown: &Shutdown) {
     let ServerConfig::Sentinel { hosts, service_name, .. } = &config.server else { return };
     for host in hosts {
-        let task = watch(host.clone(), service_name.clone(), client.clone(), subscriber.clone(), shutdown.token());
+        let task = watch(host.clone(), service_name.clone(), client.clone(), Arc::clone(subscriptions), shutdown.token());
         shutdown.tracker().spawn(task);
     }
 }
 
-async fn watch(sentinel: Server, service: String, client: Client, subscriber: SubscriberClient, stop: CancellationToken) {
+async fn watch(sentinel: Server, service: String, client: Client, subscriptions: Arc<Subscriptions>, stop: CancellationToken) {
     let config = FredConfig { server: ServerConfig::new_centralized(sentinel.host.to_string(), sentinel.port), ..FredConfig::default() };
     let mut builder = Builder::from_config(config);
     builder.set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
@@ -64,9 +67,7 @@ async fn watch(sentinel: Server, service: String, client: Client, subscriber: Su
                     if let Err(e) = client.force_reconnection().await {
                         tracing::warn!(error = %e, "reconnecting the command connection failed; it will retry");
                     }
-                    if let Err(e) = subscriber.force_reconnection().await {
-                        tracing::warn!(error = %e, "reconnecting the subscriber failed; it will retry");
-                    }
+                    subscriptions.reconnect().await;
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

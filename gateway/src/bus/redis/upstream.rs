@@ -1,12 +1,13 @@
 //! This node's one upstream subscription per followed topic.
 //!
-//! For every topic at least one local connection follows, the node subscribes (on its single
-//! subscriber connection) to the keyspace channel of the topic's stream and to its live channel.
+//! For every topic at least one local connection follows, the node subscribes (see
+//! `subscriptions.rs`) to the keyspace channel of the topic's stream and to its live channel.
 //! A keyspace `xadd` notification marks the topic pending; one reader task then reads every
-//! pending stream after the last id it delivered, with one `XREAD` for up to `READ_KEYS` topics,
-//! and hands the events to the fan-out. Cost: one pushed notification per event per node that
-//! follows the topic, and at most one `XREAD` per event (fewer when events arrive together):
-//! the work follows the events, not the number of followed topics.
+//! pending stream after the last id it delivered, with one `XREAD` for up to `READ_KEYS` topics
+//! (in a cluster, one per hash slot, sent together), and hands the events to the fan-out. Cost:
+//! one pushed notification per event per node that follows the topic, and at most one `XREAD`
+//! per event (fewer when events arrive together): the work follows the events, not the number of
+//! followed topics.
 //!
 //! Because the reader always continues from the last id it delivered, anything it missed (a
 //! reconnection, a lost notification, an outage) is read on the next pass: after a reconnect,
@@ -16,16 +17,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fred::clients::{Client, SubscriberClient};
-use fred::interfaces::{EventInterface, LuaInterface, PubsubInterface, StreamsInterface};
+use fred::clients::Client;
+use fred::interfaces::{ClientLike, LuaInterface, StreamsInterface};
 use fred::types::Value;
 use shared::keys::KeyLayout;
 use shared::{Event, StreamId, Topic};
-use tokio::sync::Notify;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::scripts;
+use super::subscriptions::{Push, Subscriptions};
 use crate::bus::fanout::Fanout;
 use crate::bus::{BusError, Delivery};
 
@@ -51,7 +52,7 @@ struct State {
 #[derive(Debug)]
 pub struct Upstream {
     client: Client,
-    subscriber: SubscriberClient,
+    subscriptions: Arc<Subscriptions>,
     keys: KeyLayout,
     db: u8,
     reconcile_every: Duration,
@@ -64,7 +65,7 @@ pub struct Upstream {
 impl Upstream {
     pub fn new(
         client: Client,
-        subscriber: SubscriberClient,
+        subscriptions: Arc<Subscriptions>,
         keys: KeyLayout,
         db: u8,
         reconcile_every: Duration,
@@ -72,7 +73,7 @@ impl Upstream {
     ) -> Self {
         Self {
             client,
-            subscriber,
+            subscriptions,
             keys,
             db,
             reconcile_every,
@@ -146,13 +147,13 @@ impl Upstream {
                 removed
             };
             if !removed.is_empty() {
-                self.subscriber.unsubscribe(self.channels(&removed)).await.map_err(unavailable)?;
+                self.subscriptions.unsubscribe(&removed).await?;
             }
         }
         for chunk in added.chunks(READ_KEYS) {
             // Subscribe first, then read the tail: an event added in between is both after the
             // tail and notified, so it is delivered once.
-            self.subscriber.subscribe(self.channels(chunk)).await.map_err(unavailable)?;
+            self.subscriptions.subscribe(chunk).await?;
             // Concurrent commands share the one connection, so this is one pipelined round trip.
             let tails = chunk
                 .iter()
@@ -173,52 +174,24 @@ impl Upstream {
         Ok(())
     }
 
-    fn channels(&self, topics: &[Topic]) -> Vec<String> {
-        topics.iter().flat_map(|t| [format!("__keyspace@{}__:{}", self.db, self.keys.stream(t)), self.keys.live(t)]).collect()
-    }
-
-    /// Routes pushed messages: keyspace notifications (which fred hands out on their own
-    /// channel) mark topics pending, live-channel messages are delivered at once as live-only
-    /// events.
-    pub async fn run_messages(self: Arc<Self>, stop: CancellationToken) {
-        let mut messages = self.subscriber.message_rx();
-        let mut keyspace = self.subscriber.keyspace_event_rx();
-        let mut reconnects = self.subscriber.reconnect_rx();
+    /// Routes what the subscriber connections push: keyspace notifications mark topics pending,
+    /// live-channel messages are delivered at once as live-only events, and a reconnect, a lag or
+    /// a slot move has the reader catch up from the last ids.
+    pub async fn run_messages(self: Arc<Self>, mut pushed: mpsc::Receiver<Push>, stop: CancellationToken) {
         let mut reconcile = tokio::time::interval(self.reconcile_every);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                e = keyspace.recv() => match e {
-                    Ok(e) => self.on_keyspace(e.db, &e.operation, &e.key),
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "keyspace notifications were dropped; reading every followed stream");
-                        self.mark_all_pending();
-                    }
-                    Err(RecvError::Closed) => return,
+                p = pushed.recv() => match p {
+                    None => return,
+                    Some(Push::Keyspace(e)) => self.on_keyspace(e.db, &e.operation, &e.key),
+                    Some(Push::Live(m)) => self.on_message(&m.channel, &m.value),
+                    Some(Push::Missed | Push::Reconnected) => self.mark_all_pending(),
+                    Some(Push::Moved(topics)) => self.mark_pending(topics),
                 },
-                m = messages.recv() => match m {
-                    Ok(m) => self.on_message(&m.channel, &m.value),
-                    Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "live-only messages were dropped (at-most-once)"),
-                    Err(RecvError::Closed) => return,
-                },
-                _ = reconnects.recv() => {
-                    tracing::info!("Redis subscriber reconnected; re-arming and reading every followed stream from its last id");
-                    if let Err(e) = self.rearm().await {
-                        tracing::warn!(error = %e, "re-arming after a reconnect failed; the safety net will catch up");
-                    }
-                    self.mark_all_pending();
-                }
                 _ = reconcile.tick() => self.mark_all_pending(),
             }
         }
-    }
-
-    /// After a reconnect the server may be a fresh one (a restart, a failover) with its default
-    /// configuration: notifications must be turned on again and the subscriptions be in place
-    /// before the catch-up read, or events added after that read would go unnoticed.
-    async fn rearm(&self) -> Result<(), BusError> {
-        super::enable_keyspace_notifications(&self.client).await?;
-        self.subscriber.resubscribe_all().await.map_err(unavailable)
     }
 
     fn on_keyspace(&self, db: u8, operation: &str, key: &fred::types::Key) {
@@ -240,9 +213,14 @@ impl Upstream {
     }
 
     fn mark_all_pending(&self) {
+        let all: Vec<Topic> = self.state().followed.keys().cloned().collect();
+        self.mark_pending(all);
+    }
+
+    fn mark_pending(&self, topics: Vec<Topic>) {
         let mut state = self.state();
-        let all: Vec<Topic> = state.followed.keys().cloned().collect();
-        state.pending.extend(all);
+        let followed: Vec<Topic> = topics.into_iter().filter(|t| state.followed.contains_key(t)).collect();
+        state.pending.extend(followed);
         drop(state);
         self.wake_reader.notify_one();
     }
@@ -280,10 +258,30 @@ impl Upstream {
         }
     }
 
+    /// One `XREAD` for the batch; in a cluster one per hash slot (a command's keys must share a
+    /// slot), sent together on the pipelined connection.
     async fn read_batch(&self, batch: &[(Topic, StreamId)]) -> Result<(), BusError> {
-        let keys: Vec<String> = batch.iter().map(|(t, _)| self.keys.stream(t)).collect();
-        let ids: Vec<String> = batch.iter().map(|(_, id)| id.to_string()).collect();
-        let reply: Value = self.client.xread(Some(READ_COUNT), None, keys, ids).await.map_err(unavailable)?;
+        let groups: Vec<Vec<&(Topic, StreamId)>> = if self.client.is_clustered() {
+            let mut by_slot: HashMap<u16, Vec<&(Topic, StreamId)>> = HashMap::new();
+            for item in batch {
+                by_slot.entry(fred::util::redis_keyslot(self.keys.stream(&item.0).as_bytes())).or_default().push(item);
+            }
+            by_slot.into_values().collect()
+        } else {
+            vec![batch.iter().collect()]
+        };
+        let reads = groups.iter().map(|group| {
+            let keys: Vec<String> = group.iter().map(|(t, _)| self.keys.stream(t)).collect();
+            let ids: Vec<String> = group.iter().map(|(_, id)| id.to_string()).collect();
+            self.client.xread::<Value, _, _>(Some(READ_COUNT), None, keys, ids)
+        });
+        for reply in futures::future::try_join_all(reads).await.map_err(unavailable)? {
+            self.deliver_reply(reply)?;
+        }
+        Ok(())
+    }
+
+    fn deliver_reply(&self, reply: Value) -> Result<(), BusError> {
         for (key, entries) in scripts::xread_reply(reply).map_err(|e| BusError::Unavailable(e.into()))? {
             let Some(topic) = self.keys.topic_of_stream(&key) else { continue };
             let full = entries.len() as u64 >= READ_COUNT;
