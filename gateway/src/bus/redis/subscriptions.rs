@@ -85,7 +85,7 @@ pub struct Subscriptions {
 #[derive(Debug)]
 enum Shape {
     Single(SubscriberClient),
-    Cluster(Shards),
+    Cluster(Box<Shards>),
 }
 
 /// One subscriber connection per cluster master, and which master each topic is subscribed on.
@@ -145,7 +145,7 @@ impl Subscriptions {
                     shards.node(&mut state, &server).await?;
                 }
             }
-            Shape::Cluster(shards)
+            Shape::Cluster(Box::new(shards))
         } else {
             let subscriber = super::builder(config.clone()).build_subscriber_client().map_err(unavailable)?;
             subscriber.init().await.map_err(unavailable)?;
