@@ -482,3 +482,27 @@ async fn a_follower_replacing_the_last_one_never_misses_events(shape: Shape) {
         c.expect_no_event(Duration::from_millis(200)).await;
     }
 }
+
+/// A resharding moves a followed topic's slot to another master while clients listen: the nodes
+/// must notice (no command of theirs runs into the move), subscribe on the new owner and deliver
+/// everything published there, by HTTP and by raw `XADD`, once and in order.
+#[tokio::test]
+async fn a_topic_whose_slot_moves_to_another_master_keeps_streaming() {
+    let deployment = three_nodes(Shape::Cluster).await;
+    let Store::Cluster(cluster) = &deployment.store else { unreachable!("a cluster") };
+    let mut clients = deployment.clients(&["t"]).await;
+    let redis = deployment.redis().await;
+    let before = interleave_http_and_xadd(&deployment.nodes, &redis, &deployment.prefix, "before").await;
+    expect_on_every_client(&mut clients, &before).await;
+
+    let key = deployment.stream_key("t");
+    let from = cluster.owner_of(&key).await;
+    let to = *cluster.ports.iter().find(|p| **p != from).expect("another master");
+    cluster.move_slot_of(&key, to).await;
+    assert_eq!(cluster.owner_of(&key).await, to);
+    // The history moved with the slot; the nodes learn of the move by their topology check.
+    let after = interleave_http_and_xadd(&deployment.nodes, &redis, &deployment.prefix, "after").await;
+    expect_on_every_client(&mut clients, &after).await;
+    let held = redis_cli(to, &["XRANGE", &key, "-", "+"]).await;
+    assert!(before.iter().chain(&after).all(|e| held.contains(e)), "the new owner holds the whole history: {held:?}");
+}
