@@ -24,7 +24,7 @@ use shared::{StreamId, Topic};
 use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::fanout::{Fanout, Subscription};
+use crate::bus::fanout::{Fanout, Queued, Subscription};
 use crate::bus::{Bus, BusError, Delivery};
 use crate::stats::Stats;
 
@@ -222,7 +222,8 @@ impl Connection {
                 self.done = true;
             }
             d = self.sub.rx.recv() => match d {
-                Some(d) => self.push_delivery(&d),
+                Some(Queued::Event(d)) => self.push_delivery(&d),
+                Some(Queued::Rewind { topic, to }) => self.rewind(&topic, to),
                 None => self.done = true,
             },
             _ = self.heartbeat.as_mut() => {
@@ -254,6 +255,13 @@ impl Connection {
         } else {
             self.pending.push_back(d.frame.fields_without_id());
             self.pending.push_back(Bytes::from(format!("id: {}\n\n", self.cursor())));
+        }
+    }
+
+    /// Moves the topic's position back to `to` (see [`Queued::Rewind`]).
+    fn rewind(&mut self, topic: &Topic, to: StreamId) {
+        if let Some(t) = self.topics.iter_mut().find(|t| t.topic == *topic) {
+            t.position = t.position.min(to);
         }
     }
 

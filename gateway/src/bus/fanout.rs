@@ -9,17 +9,31 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use shared::Topic;
+use shared::{StreamId, Topic};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::Delivery;
 use crate::stats::Stats;
 
+/// What a connection's queue carries.
+#[derive(Debug)]
+pub enum Queued {
+    Event(Arc<Delivery>),
+    /// The topic's history after `to` is not what this node delivered (Redis failed over to a
+    /// replica that had not received the newest entries): the connection's position moves back to
+    /// `to`, so that it accepts the events the upstream sends next although their ids may be lower
+    /// than ones it already sent.
+    Rewind {
+        topic: Topic,
+        to: StreamId,
+    },
+}
+
 #[derive(Debug)]
 struct Follower {
     id: u64,
-    tx: mpsc::Sender<Arc<Delivery>>,
+    tx: mpsc::Sender<Queued>,
     /// Cancelled when the queue overflowed: the connection ends itself as too slow.
     slow: CancellationToken,
 }
@@ -43,7 +57,7 @@ pub struct Subscription {
     fanout: Arc<Fanout>,
     id: u64,
     topics: Vec<Topic>,
-    pub rx: mpsc::Receiver<Arc<Delivery>>,
+    pub rx: mpsc::Receiver<Queued>,
     pub slow: CancellationToken,
 }
 
@@ -77,17 +91,27 @@ impl Fanout {
 
     /// Hands a delivery to every local follower of its topic. Never blocks.
     pub fn deliver(&self, delivery: Arc<Delivery>) {
+        let topic = delivery.topic.clone();
+        self.send(&topic, || Queued::Event(Arc::clone(&delivery)));
+    }
+
+    /// Tells every local follower of `topic` that its history after `to` was rewritten.
+    pub fn rewind(&self, topic: &Topic, to: StreamId) {
+        self.send(topic, || Queued::Rewind { topic: topic.clone(), to });
+    }
+
+    fn send(&self, topic: &Topic, item: impl Fn() -> Queued) {
         let table = self.topics.read().unwrap_or_else(|e| e.into_inner());
-        let Some(followers) = table.get(&delivery.topic) else { return };
+        let Some(followers) = table.get(topic) else { return };
         for f in followers {
             if f.slow.is_cancelled() {
                 continue;
             }
-            match f.tx.try_send(Arc::clone(&delivery)) {
+            match f.tx.try_send(item()) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(connection = f.id, topic = %delivery.topic, queue = self.queue, "client too slow, disconnecting");
+                    tracing::warn!(connection = f.id, topic = %topic, queue = self.queue, "client too slow, disconnecting");
                     f.slow.cancel();
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {}

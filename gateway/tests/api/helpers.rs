@@ -190,6 +190,18 @@ impl SseClient {
         out
     }
 
+    /// Every event that comes until none has come for `quiet`.
+    pub async fn events_until_quiet(&mut self, quiet: Duration) -> Vec<ParsedEvent> {
+        let mut out = Vec::new();
+        loop {
+            match self.next_item_within(quiet).await {
+                Ok(Some(Item::Event(e))) => out.push(e),
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(()) => return out,
+            }
+        }
+    }
+
     /// Reads until the server ends the stream, returning everything that came.
     pub async fn until_end(&mut self) -> Vec<Item> {
         let mut out = Vec::new();

@@ -328,6 +328,63 @@ async fn redis_going_away_and_back_loses_no_later_stream_event() {
     }
 }
 
+/// What a failover to a replica that missed the newest writes looks like to a node: the server
+/// comes back holding the shared older history plus its own newer entries, with ids below the
+/// ones the node already delivered. The node must rewind, deliver those entries (and nothing
+/// twice), and its clients must accept them.
+#[tokio::test]
+async fn a_server_that_comes_back_with_another_history_is_followed_without_skipping() {
+    if std::env::var("REDIS_URL").is_ok() {
+        eprintln!("skipped: this test stops and starts its own redis-server");
+        return;
+    }
+    let mut deployment = three_nodes(Shape::Standalone).await;
+    let mut single = deployment.nodes[1].subscribe(&["t"], None).await;
+    let mut multi = deployment.nodes[2].subscribe(&["t", "u"], None).await;
+    let mut ids: Vec<StreamId> = Vec::new();
+    for d in ["shared", "lost1", "lost2"] {
+        ids.push(deployment.nodes[0].publish("t", d).await.parse().expect("stream id"));
+    }
+    for c in [&mut single, &mut multi] {
+        assert_eq!(data(&c.events(3).await), ["shared", "lost1", "lost2"]);
+    }
+
+    // The "replica": the shared entry, then its own entry with an id between the shared one and
+    // the ones it missed.
+    let mut replica = TestRedis::start().await;
+    let own = StreamId::new(ids[0].ms, ids[0].seq + 1);
+    assert!(own < ids[1]);
+    {
+        let r = redis_client(&replica).await;
+        let key = deployment.stream_key("t");
+        let _: String = r.xadd(&key, false, None::<()>, ids[0].to_string(), vec![("data", "shared")]).await.expect("xadd");
+        let _: String = r.xadd(&key, false, None::<()>, own.to_string(), vec![("data", "replica-own")]).await.expect("xadd");
+    }
+    replica.stop().await;
+    let Store::Standalone(redis) = &mut deployment.store else { unreachable!("a standalone Redis") };
+    redis.stop().await;
+    redis.take_data_of(&replica);
+    redis.restart().await;
+    for c in [&mut single, &mut multi] {
+        assert_eq!(c.next_event().await.data, "replica-own", "the new history's entry below the delivered ids");
+    }
+    for node in &deployment.nodes {
+        wait_for_status(node, "/readyz", 200).await;
+    }
+    let after = deployment.nodes[0].publish("t", "after").await;
+    for c in [&mut single, &mut multi] {
+        assert_eq!(c.next_event().await.data, "after");
+        c.expect_no_event(Duration::from_millis(300)).await;
+    }
+    assert_eq!(single.last_event_id(), after, "the client's position is in the new history");
+
+    // A client that saw the discarded events and resumes from one of them: its position was
+    // never in this history, so it is told that events may be missing.
+    let mut resumed = deployment.nodes[0].subscribe(&["t"], Some(&ids[2].to_string())).await;
+    assert_eq!(resumed.next_event().await.event, "gateway.lost");
+    assert_eq!(resumed.next_event().await.data, "after");
+}
+
 async fn a_batch_across_topics_answers_ids_in_input_order(shape: Shape) {
     let deployment = three_nodes(shape).await;
     let mut s = deployment.nodes[2].subscribe(&["a", "b"], None).await;
@@ -398,12 +455,13 @@ async fn nodes_work_through_sentinel() {
     expect_on_every_client(&mut clients, &expected).await;
 }
 
-/// Across a Sentinel failover: the new master has default settings (no keyspace notifications)
-/// and none of the subscriptions, and the demoted one keeps accepting writes until Sentinel
-/// converts it (then discards them). The nodes must move at once and miss nothing published on
-/// the new master.
+/// Across a Sentinel failover, under a steady stream of HTTP and raw `XADD` publishes: the new
+/// master has default settings (no keyspace notifications) and none of the subscriptions, and
+/// the demoted one keeps accepting writes until the nodes move (writes Redis then discards: that
+/// loss is inherent to asynchronous replication). What the nodes must do: deliver every entry of
+/// the new master's history to every client, once and in its order, although before moving they
+/// may have delivered (and advanced past) entries the new master never had.
 #[tokio::test]
-#[ignore = "known issue: for ~250 ms after a failover nodes still write to the demoted master, and the positions they then hold skip the new master's lower ids; see the Redis bus issue note"]
 async fn nodes_follow_a_sentinel_failover_without_losing_later_events() {
     let sentinel = TestSentinel::start().await;
     let prefix = unique_prefix();
@@ -413,35 +471,69 @@ async fn nodes_follow_a_sentinel_failover_without_losing_later_events() {
         assert_eq!(c.next_event().await.data, "before");
     }
 
+    // Publishers on every node and a raw XADD publisher, every 20 ms, until told to stop.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut publishers = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let (client, url, stop) = (node.client.clone(), node.url("/publish"), stop.clone());
+        publishers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.is_cancelled() {
+                let body = serde_json::json!({ "topic": "t", "data": format!("http{n}-{i}") });
+                let _ = client.post(&url).bearer_auth(token(&[], &["*"])).json(&body).send().await;
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+    {
+        let (url, key, stop) = (sentinel.url.clone(), stream_key(&prefix, "t"), stop.clone());
+        publishers.push(tokio::spawn(async move {
+            let redis = redis_client_at(&url).await;
+            let mut i = 0;
+            while !stop.is_cancelled() {
+                let _: Result<String, _> = redis.xadd(&key, false, None::<()>, "*", vec![("data", format!("raw-{i}"))]).await;
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     sentinel.fail_over().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    for p in publishers {
+        p.await.expect("publisher");
+    }
 
-    // Publishing may fail while the nodes switch masters; once it works, nothing may be lost.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut published = Vec::new();
-    while published.len() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "publishing did not recover after the failover");
-        let n = published.len();
-        let r = nodes[n].publish_raw(serde_json::json!({ "topic": "t", "data": format!("after{n}") })).await;
-        if r.status() == 200 {
-            published.push(format!("after{n}"));
-        } else {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    let master = sentinel.master_port().await.expect("a master");
+    let history: Vec<String> = redis_cli(master, &["XRANGE", &stream_key(&prefix, "t"), "-", "+"])
+        .await
+        .into_iter()
+        .filter(|l| l.starts_with("http") || l.starts_with("raw-"))
+        .collect();
+    assert!(history.len() > 50, "the publishers kept publishing through the failover: {}", history.len());
     for (i, c) in clients.iter_mut().enumerate() {
-        assert_eq!(data(&c.events(3).await), published, "client {i}");
+        let got: Vec<String> = c.events_until_quiet(Duration::from_secs(2)).await.into_iter().map(|e| e.data).collect();
+        let mut seen = std::collections::HashSet::new();
+        assert!(got.iter().all(|d| seen.insert(d.clone())), "client {i} received an event twice");
+        let held: Vec<&String> = got.iter().filter(|d| history.contains(d)).collect();
+        assert_eq!(
+            held,
+            history.iter().collect::<Vec<_>>(),
+            "client {i} missed entries of the new master's history, or got them out of order"
+        );
+        eprintln!("client {i}: {} events, {} of them discarded by the failover", got.len(), got.len() - held.len());
     }
-    // The reconnect's catch-up read is over: what comes now arrives only by notifications from
-    // the new master, which the nodes had to turn on there themselves.
+
+    // Settled: what comes now arrives only by notifications from the new master, which the
+    // nodes had to turn on there themselves.
     let redis = redis_client_at(&sentinel.url).await;
     let expected = interleave_http_and_xadd(&nodes, &redis, &prefix, "late").await;
-    assert_eq!(expected, ["late0", "raw0", "late1", "raw1", "late2", "raw2"]);
     expect_on_every_client(&mut clients, &expected).await;
-    // And they are in the new master's history, not on the demoted one that will discard them.
-    let master = sentinel.master_port().await.expect("a master");
     let held = redis_cli(master, &["XRANGE", &stream_key(&prefix, "t"), "-", "+"]).await;
-    for e in ["late0", "raw0", "late1", "raw1", "late2", "raw2"] {
-        assert!(held.iter().any(|l| l == e), "{e} is not on the new master: {held:?}");
+    for e in &expected {
+        assert!(held.contains(e), "{e} is not on the new master: {held:?}");
     }
 }
 

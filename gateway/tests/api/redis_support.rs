@@ -69,12 +69,33 @@ impl TestRedis {
     pub async fn restart(&mut self) {
         self.spawn().await;
     }
+
+    /// Replaces this (stopped) server's data with a copy of `other`'s (stopped too): when it
+    /// restarts it holds another history, as a promoted replica can.
+    pub fn take_data_of(&self, other: &TestRedis) {
+        let (to, from) = (self.dir.as_ref().expect("a spawned server"), other.dir.as_ref().expect("a spawned server"));
+        std::fs::remove_dir_all(to).expect("clear data");
+        copy_dir(from, to);
+    }
 }
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
         if let Some(dir) = &self.dir {
             let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
         }
     }
 }

@@ -30,17 +30,44 @@ return ids
 /// Reads what decides whether entries after a position are gone (see [`ReadReply::lost_after`])
 /// and, when ARGV[1] is not empty, up to ARGV[2] entries after ARGV[1], atomically, so that "were
 /// events lost?" and "what comes next" describe the same moment. Returns {tail, max_deleted,
-/// first_entry, trimmed (0/1), entries}; a missing stream reads as empty. Needs Redis 7.0.
+/// first_entry, trimmed (0/1), held (1 if the stream holds an entry with id ARGV[1]), entries};
+/// a missing stream reads as empty. Needs Redis 7.0.
 pub const READ: &str = r#"
 local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1])
-if not ok then return {'0-0', '0-0', '0-0', 0, {}} end
+if not ok then return {'0-0', '0-0', '0-0', 0, 0, {}} end
 local f = {}
 for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
 local trimmed = 0
 if tonumber(f['entries-added']) > tonumber(f['length']) then trimmed = 1 end
-local head = {f['last-generated-id'], f['max-deleted-entry-id'], f['recorded-first-entry-id'], trimmed}
-if ARGV[1] == '' then head[5] = {} else head[5] = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2]) end
+local head = {f['last-generated-id'], f['max-deleted-entry-id'], f['recorded-first-entry-id'], trimmed, 0}
+if ARGV[1] == '' then
+  head[6] = {}
+else
+  if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) > 0 then head[5] = 1 end
+  head[6] = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+end
 return head
+"#;
+
+/// Where a node should continue reading a stream after it reconnected, given what it delivered.
+/// KEYS[1]: the stream. ARGV[1]: the node's position (the newest id it read); ARGV[2..]: ids it
+/// delivered recently, oldest first. Returns the position if the server holds it; else the newest
+/// of the recent ids the server holds; else, when the server holds nothing at or before the
+/// position, the position (history was trimmed past it, or starts after it); else the newest
+/// entry at or before the oldest recent id. Anything other than ARGV[1] means the server's
+/// history diverged from what the node delivered (a failover lost the newest writes): the node
+/// rewinds there and delivers what it has not delivered yet.
+pub const RESUME_POINT: &str = r#"
+local function held(id) return #redis.call('XRANGE', KEYS[1], id, id) > 0 end
+if held(ARGV[1]) then return ARGV[1] end
+for i = #ARGV, 2, -1 do
+  if held(ARGV[i]) then return ARGV[i] end
+end
+if #redis.call('XREVRANGE', KEYS[1], ARGV[1], '-', 'COUNT', 1) == 0 then return ARGV[1] end
+local oldest = ARGV[2] or ARGV[1]
+local before = redis.call('XREVRANGE', KEYS[1], oldest, '-', 'COUNT', 1)
+if #before > 0 then return before[1][1] end
+return oldest
 "#;
 
 /// Why a reply could not be understood.
@@ -71,6 +98,8 @@ pub struct ReadReply {
     first: StreamId,
     /// Whether trimming (or `XDEL`) ever removed entries.
     removed_any: bool,
+    /// Whether the stream holds an entry with the asked position's id.
+    held: bool,
     pub entries: Vec<Value>,
 }
 
@@ -80,15 +109,20 @@ impl ReadReply {
     /// `max-deleted-entry-id`), `XDEL` any entry (recorded in `max-deleted-entry-id`). A position
     /// that was itself the newest trimmed entry is reported too: the signal errs on the side of
     /// telling, never on the side of silent loss.
+    ///
+    /// A position inside the stream's range that is not one of its entries was never in this
+    /// history: a client saw events that a failover discarded, and entries the new master wrote
+    /// meanwhile may have lower ids than its position. It is reported as lost too.
     pub fn lost_after(&self, position: StreamId) -> bool {
-        position < self.max_deleted || (self.removed_any && position < self.first)
+        let foreign = !self.held && position > StreamId::ZERO && self.first <= position && position <= self.tail;
+        position < self.max_deleted || (self.removed_any && position < self.first) || foreign
     }
 }
 
 pub fn read_reply(v: Value) -> Result<ReadReply, ReplyError> {
     let Value::Array(mut parts) = v else { return Err(ReplyError("an array")) };
-    if parts.len() != 5 {
-        return Err(ReplyError("five parts"));
+    if parts.len() != 6 {
+        return Err(ReplyError("six parts"));
     }
     let entries = match parts.pop() {
         Some(Value::Array(e)) => e,
@@ -100,6 +134,7 @@ pub fn read_reply(v: Value) -> Result<ReadReply, ReplyError> {
         max_deleted: stream_id(&parts[1])?,
         first: stream_id(&parts[2])?,
         removed_any: matches!(&parts[3], Value::Integer(1)),
+        held: matches!(&parts[4], Value::Integer(1)),
         entries,
     })
 }

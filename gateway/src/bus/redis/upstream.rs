@@ -12,8 +12,15 @@
 //! Because the reader always continues from the last id it delivered, anything it missed (a
 //! reconnection, a lost notification, an outage) is read on the next pass: after a reconnect,
 //! and every `reconcile_every` as a safety net, every followed topic is marked pending.
+//!
+//! After a reconnect the server may also hold a different history: a failover to a replica that
+//! had not received the newest writes. The node then holds positions the new master never had,
+//! and reading after them would skip the new master's entries with lower ids. So after every
+//! reconnect the reader first asks the server where to continue ([`scripts::RESUME_POINT`]),
+//! given the position and the last ids it delivered; on a divergence it rewinds there, tells the
+//! topic's connections to move back too, and delivers only what it had not delivered.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,17 +43,31 @@ const READ_COUNT: u64 = 256;
 const READ_KEYS: usize = 512;
 /// How long a connection waits for its topics to be armed before the bus counts as unavailable.
 const ARM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Ids remembered per topic to find, after a failover, where the server's history and what the
+/// node delivered part (and not to deliver an event twice across a rewind).
+const RECENT: usize = 32;
 
 #[derive(Debug)]
 struct Follow {
-    /// The last id delivered to the fan-out (or the tail when the topic was armed).
+    /// The newest id read (delivered to the fan-out, or skipped), or the tail when the topic was
+    /// armed.
     last: StreamId,
+    /// The ids delivered last, oldest first.
+    recent: VecDeque<StreamId>,
+}
+
+impl Follow {
+    fn new(tail: StreamId) -> Self {
+        Self { last: tail, recent: VecDeque::new() }
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
     followed: HashMap<Topic, Follow>,
     pending: HashSet<Topic>,
+    /// Topics whose position must be checked against the server before the next read.
+    verify: HashSet<Topic>,
 }
 
 #[derive(Debug)]
@@ -143,6 +164,7 @@ impl Upstream {
                 for t in &removed {
                     state.followed.remove(t);
                     state.pending.remove(t);
+                    state.verify.remove(t);
                 }
                 removed
             };
@@ -162,7 +184,7 @@ impl Upstream {
             let mut state = self.state();
             for (topic, reply) in chunk.iter().zip(replies) {
                 let tail = scripts::read_reply(reply).map_err(|e| BusError::Unavailable(e.into()))?.tail;
-                state.followed.insert(topic.clone(), Follow { last: tail });
+                state.followed.insert(topic.clone(), Follow::new(tail));
                 // A notification may have come before the tail was known: read once to be sure.
                 state.pending.insert(topic.clone());
             }
@@ -186,7 +208,14 @@ impl Upstream {
                     None => return,
                     Some(Push::Keyspace(e)) => self.on_keyspace(e.db, &e.operation, &e.key),
                     Some(Push::Live(m)) => self.on_message(&m.channel, &m.value),
-                    Some(Push::Missed | Push::Reconnected) => self.mark_all_pending(),
+                    Some(Push::Missed) => self.mark_all_pending(),
+                    Some(Push::Reconnected) => {
+                        let mut state = self.state();
+                        let all: Vec<Topic> = state.followed.keys().cloned().collect();
+                        state.verify.extend(all);
+                        drop(state);
+                        self.mark_all_pending();
+                    }
                     Some(Push::Moved(topics)) => self.mark_pending(topics),
                 },
                 _ = reconcile.tick() => self.mark_all_pending(),
@@ -246,7 +275,11 @@ impl Upstream {
                 if batch.is_empty() {
                     break;
                 }
-                if let Err(e) = self.read_batch(&batch).await {
+                let read = async {
+                    let batch = self.resume_points(batch.clone()).await?;
+                    self.read_batch(&batch).await
+                };
+                if let Err(e) = read.await {
                     tracing::warn!(error = %e, "reading streams failed; retrying");
                     self.state().pending.extend(batch.into_iter().map(|(t, _)| t));
                     tokio::select! {
@@ -256,6 +289,54 @@ impl Upstream {
                 }
             }
         }
+    }
+
+    /// For the topics of `batch` marked for verification (after a reconnect): asks the server
+    /// where to continue and rewinds where its history diverged from what was delivered. Returns
+    /// the batch with the positions to read from.
+    async fn resume_points(&self, mut batch: Vec<(Topic, StreamId)>) -> Result<Vec<(Topic, StreamId)>, BusError> {
+        let checks: Vec<(usize, Vec<String>)> = {
+            let mut state = self.state();
+            let mut checks = Vec::new();
+            for (i, (topic, last)) in batch.iter().enumerate() {
+                if !state.verify.remove(topic) {
+                    continue;
+                }
+                let Some(f) = state.followed.get(topic) else { continue };
+                let mut recent: Vec<StreamId> = f.recent.iter().copied().filter(|id| id < last).collect();
+                recent.sort();
+                checks.push((i, std::iter::once(last).chain(&recent).map(StreamId::to_string).collect()));
+            }
+            checks
+        };
+        if checks.is_empty() {
+            return Ok(batch);
+        }
+        let calls = checks
+            .iter()
+            .map(|(i, args)| self.client.eval::<Value, _, _, _>(scripts::RESUME_POINT, self.keys.stream(&batch[*i].0), args.clone()));
+        let answers = match futures::future::try_join_all(calls).await {
+            Ok(answers) => answers,
+            Err(e) => {
+                // Check again on the next attempt.
+                let mut state = self.state();
+                state.verify.extend(checks.iter().map(|(i, _)| batch[*i].0.clone()));
+                return Err(unavailable(e));
+            }
+        };
+        for ((i, _), answer) in checks.iter().zip(answers) {
+            let point = scripts::stream_id(&answer).map_err(|e| BusError::Unavailable(e.into()))?;
+            let (topic, last) = &mut batch[*i];
+            if point < *last {
+                tracing::warn!(topic = %topic, delivered = %last, server = %point, "Redis holds a different history than this node delivered (a failover lost writes); rewinding");
+                if let Some(f) = self.state().followed.get_mut(topic) {
+                    f.last = point;
+                }
+                self.fanout.rewind(topic, point);
+                *last = point;
+            }
+        }
+        Ok(batch)
     }
 
     /// One `XREAD` for the batch; in a cluster one per hash slot (a command's keys must share a
@@ -303,10 +384,28 @@ impl Upstream {
         Ok(())
     }
 
-    /// Delivers a stream event once: only if it is after the topic's last delivered id.
+    /// Delivers a stream event once: only if it is after the topic's position and was not
+    /// delivered before a rewind.
     fn deliver(&self, event: Event) {
         let Some(id) = event.id else { return };
-        if self.advance(&event.topic, id) {
+        let fresh = {
+            let mut state = self.state();
+            match state.followed.get_mut(&event.topic) {
+                Some(f) if id > f.last => {
+                    f.last = id;
+                    let fresh = !f.recent.contains(&id);
+                    if fresh {
+                        if f.recent.len() == RECENT {
+                            f.recent.pop_front();
+                        }
+                        f.recent.push_back(id);
+                    }
+                    fresh
+                }
+                _ => false,
+            }
+        };
+        if fresh {
             self.fanout.deliver(Arc::new(Delivery::new(&event)));
         }
     }
