@@ -1,6 +1,8 @@
 //! A real Redis for the tests: `REDIS_URL` if set (each test then isolates itself with its own key
 //! prefix), else a `redis-server` from PATH started on a free loopback port for the test and
-//! killed with it. Without either the test fails and says what it needs.
+//! killed with it, else a `redis:7` container (testcontainers) when a Docker engine answers.
+//! Without any of them the test fails and says what it needs. Tests that stop and restart the
+//! server, and the Sentinel and Cluster set-ups, need `redis-server` (and `redis-cli`) on PATH.
 
 #![allow(dead_code)]
 
@@ -19,6 +21,7 @@ pub struct TestRedis {
     port: u16,
     dir: Option<PathBuf>,
     child: Option<Child>,
+    _container: Option<testcontainers::ContainerAsync<testcontainers::GenericImage>>,
 }
 
 /// A key prefix no other test uses, so tests can share one server.
@@ -29,17 +32,48 @@ pub fn unique_prefix() -> String {
 impl TestRedis {
     pub async fn start() -> Self {
         if let Ok(url) = std::env::var("REDIS_URL") {
-            return Self { url, port: 0, dir: None, child: None };
+            return Self { url, port: 0, dir: None, child: None, _container: None };
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
         let dir = std::env::temp_dir().join(format!("gateway-test-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut redis = Self { url: format!("redis://127.0.0.1:{port}"), port, dir: Some(dir), child: None };
-        redis.spawn().await;
-        redis
+        let mut redis = Self { url: format!("redis://127.0.0.1:{port}"), port, dir: Some(dir), child: None, _container: None };
+        match redis.try_spawn().await {
+            Ok(()) => redis,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::in_container(e).await,
+            Err(e) => panic!("cannot start redis-server: {e}"),
+        }
+    }
+
+    /// No `redis-server` on PATH: a container, if a Docker engine answers.
+    async fn in_container(not_found: std::io::Error) -> Self {
+        use testcontainers::core::{IntoContainerPort, WaitFor};
+        use testcontainers::runners::AsyncRunner;
+        let started = testcontainers::GenericImage::new("redis", "7")
+            .with_exposed_port(6379.tcp())
+            .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
+            .start()
+            .await;
+        let container = started.unwrap_or_else(|e| {
+            panic!(
+                "these tests need Redis: set REDIS_URL, put redis-server on PATH (apt-get install redis-server), \
+                 or run a Docker engine for testcontainers (redis-server: {not_found}; Docker: {e})"
+            )
+        });
+        let port = container.get_host_port_ipv4(6379.tcp()).await.expect("the container's Redis port");
+        Self { url: format!("redis://127.0.0.1:{port}"), port, dir: None, child: None, _container: Some(container) }
+    }
+
+    /// Whether `stop` and `restart` work: only for a `redis-server` this harness spawned.
+    pub fn can_restart(&self) -> bool {
+        self.dir.is_some()
     }
 
     async fn spawn(&mut self) {
+        self.try_spawn().await.unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+    }
+
+    async fn try_spawn(&mut self) -> std::io::Result<()> {
         let dir = self.dir.as_ref().expect("a spawned server has a dir");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
@@ -47,16 +81,14 @@ impl TestRedis {
             .arg(dir)
             .stdout(Stdio::null())
             .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("these tests need Redis: set REDIS_URL, or put redis-server on PATH (apt-get install redis-server): {e}")
-            });
+            .spawn()?;
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + WAIT;
         while !ping(self.port).await {
             assert!(tokio::time::Instant::now() < deadline, "redis-server did not answer PING on port {}", self.port);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        Ok(())
     }
 
     /// Stops the server (as a crash would: SIGKILL), keeping its data directory.
