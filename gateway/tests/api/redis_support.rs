@@ -21,7 +21,7 @@ pub struct TestRedis {
     port: u16,
     dir: Option<PathBuf>,
     child: Option<Child>,
-    _container: Option<testcontainers::ContainerAsync<testcontainers::GenericImage>>,
+    _container: Option<Box<testcontainers::ContainerAsync<testcontainers::GenericImage>>>,
 }
 
 /// A key prefix no other test uses, so tests can share one server.
@@ -61,7 +61,7 @@ impl TestRedis {
             )
         });
         let port = container.get_host_port_ipv4(6379.tcp()).await.expect("the container's Redis port");
-        Self { url: format!("redis://127.0.0.1:{port}"), port, dir: None, child: None, _container: Some(container) }
+        Self { url: format!("redis://127.0.0.1:{port}"), port, dir: None, child: None, _container: Some(Box::new(container)) }
     }
 
     /// Whether `stop` and `restart` work: only for a `redis-server` this harness spawned.
