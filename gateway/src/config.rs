@@ -112,8 +112,9 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_PUBLIC_URL")]
     pub public_url: Option<String>,
 
-    /// Redis URL: redis://[user:pass@]host:port[/db], or redis-sentinel:// (untested). Unset:
-    /// the embedded, single-node bus.
+    /// Redis URL: redis://[user:pass@]host:port[/db], redis-cluster://host:port[?node=host:port…]
+    /// or redis-sentinel://host:port[/db]?sentinelServiceName=NAME. Unset: the embedded,
+    /// single-node bus.
     #[arg(long, env = "GATEWAY_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
@@ -445,8 +446,12 @@ mod tests {
         assert_eq!(err_var(a), "GATEWAY_REDIS_URL");
 
         let mut a = Args::defaults();
-        a.redis_url = Some("redis-cluster://127.0.0.1:7000".into());
+        a.redis_url = Some("rediss://127.0.0.1:6380".into());
         assert_eq!(err_var(a), "GATEWAY_REDIS_URL", "refused until it is supported");
+
+        for ok in ["redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001", "redis-sentinel://127.0.0.1:26379/0?sentinelServiceName=gw"] {
+            assert!(RedisUrl::parse(ok).is_ok(), "{ok}");
+        }
 
         let url = RedisUrl::parse("redis://user:s3cret@10.0.0.1:6379/2").expect("valid");
         assert_eq!(format!("{url:?}"), "redis://***@10.0.0.1:6379/2", "no password in Debug");
