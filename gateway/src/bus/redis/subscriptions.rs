@@ -308,10 +308,16 @@ impl Shards {
             if group.is_empty() {
                 continue;
             }
-            // Off the old owner first, best effort: it may be gone, or be a replica now.
+            // Off the old owners first, best effort: they may be gone, or be replicas now.
+            let mut by_old: HashMap<&Server, Vec<Topic>> = HashMap::new();
             for t in &group {
-                if let Some(node) = state.owners.get(t).and_then(|old| state.nodes.get(old)) {
-                    let _ = unsubscribe_on(&node.subscriber, channels, std::slice::from_ref(t), true).await;
+                if let Some(old) = state.owners.get(t) {
+                    by_old.entry(old).or_default().push(t.clone());
+                }
+            }
+            for (old, topics) in by_old {
+                if let Some(node) = state.nodes.get(old) {
+                    let _ = unsubscribe_on(&node.subscriber, channels, &topics, true).await;
                 }
             }
             let subscribed = match self.node(&mut state, &server).await {

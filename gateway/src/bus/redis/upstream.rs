@@ -209,14 +209,12 @@ impl Upstream {
                     Some(Push::Keyspace(e)) => self.on_keyspace(e.db, &e.operation, &e.key),
                     Some(Push::Live(m)) => self.on_message(&m.channel, &m.value),
                     Some(Push::Missed) => self.mark_all_pending(),
+                    // A server the node was not reading from a moment ago: check its history first.
                     Some(Push::Reconnected) => {
-                        let mut state = self.state();
-                        let all: Vec<Topic> = state.followed.keys().cloned().collect();
-                        state.verify.extend(all);
-                        drop(state);
-                        self.mark_all_pending();
+                        let all: Vec<Topic> = self.state().followed.keys().cloned().collect();
+                        self.verify_and_read(all);
                     }
-                    Some(Push::Moved(topics)) => self.mark_pending(topics),
+                    Some(Push::Moved(topics)) => self.verify_and_read(topics),
                 },
                 _ = reconcile.tick() => self.mark_all_pending(),
             }
@@ -244,6 +242,11 @@ impl Upstream {
     fn mark_all_pending(&self) {
         let all: Vec<Topic> = self.state().followed.keys().cloned().collect();
         self.mark_pending(all);
+    }
+
+    fn verify_and_read(&self, topics: Vec<Topic>) {
+        self.state().verify.extend(topics.iter().cloned());
+        self.mark_pending(topics);
     }
 
     fn mark_pending(&self, topics: Vec<Topic>) {
@@ -388,26 +391,24 @@ impl Upstream {
     /// delivered before a rewind.
     fn deliver(&self, event: Event) {
         let Some(id) = event.id else { return };
-        let fresh = {
-            let mut state = self.state();
-            match state.followed.get_mut(&event.topic) {
-                Some(f) if id > f.last => {
-                    f.last = id;
-                    let fresh = !f.recent.contains(&id);
-                    if fresh {
-                        if f.recent.len() == RECENT {
-                            f.recent.pop_front();
-                        }
-                        f.recent.push_back(id);
-                    }
-                    fresh
-                }
-                _ => false,
-            }
-        };
-        if fresh {
+        if self.advance(&event.topic, id) && self.remember(&event.topic, id) {
             self.fanout.deliver(Arc::new(Delivery::new(&event)));
         }
+    }
+
+    /// Records `id` among the topic's recently delivered ids; false if it is there already (it
+    /// was delivered before a rewind).
+    fn remember(&self, topic: &Topic, id: StreamId) -> bool {
+        let mut state = self.state();
+        let Some(f) = state.followed.get_mut(topic) else { return false };
+        if f.recent.contains(&id) {
+            return false;
+        }
+        if f.recent.len() == RECENT {
+            f.recent.pop_front();
+        }
+        f.recent.push_back(id);
+        true
     }
 
     /// Moves the topic's position to `id` if that is forward; says whether it moved.
