@@ -17,11 +17,19 @@ use crate::bus::memory::MemoryBus;
 use crate::bus::redis::{RedisBus, RedisSettings};
 use crate::config::{Config, JwtConfig};
 use crate::demo::{self, DemoTokens};
+use crate::limits::Limits;
 use crate::listener::{ClientInfo, GatewayListener};
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::stats::Stats;
 use crate::{clock, routes};
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BuildError> {
+    let tcp = TcpListener::bind(addr).await.map_err(|source| BuildError::Bind { addr, source })?;
+    let local = tcp.local_addr().map_err(|source| BuildError::Bind { addr, source })?;
+    Ok((tcp, local))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -48,6 +56,8 @@ enum Backend {
 pub struct App {
     listener: GatewayListener,
     addr: SocketAddr,
+    /// The admin listener (`GATEWAY_METRICS_ADDR`), if configured.
+    admin: Option<(TcpListener, SocketAddr)>,
     state: AppState,
     backend: Backend,
     demo: Option<DemoTokens>,
@@ -74,8 +84,11 @@ impl App {
             Some(KeyMaterial::Secret(s)) => Some(demo::tokens(&s).map_err(BuildError::Key)?),
             _ => None,
         };
-        let tcp = TcpListener::bind(config.listen_addr).await.map_err(|source| BuildError::Bind { addr: config.listen_addr, source })?;
-        let addr = tcp.local_addr().map_err(|source| BuildError::Bind { addr: config.listen_addr, source })?;
+        let (tcp, addr) = bind(config.listen_addr).await?;
+        let admin = match config.metrics_addr {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
         let stats = Arc::new(Stats::default());
         let fanout = Arc::new(Fanout::new(config.client_queue, Arc::clone(&stats)));
         let shutdown = Shutdown::default();
@@ -92,13 +105,16 @@ impl App {
                     max_age: config.history_max_age,
                     reconcile_every: config.redis_reconcile,
                 };
-                let redis = RedisBus::connect(settings, Arc::clone(&fanout), &shutdown).await.map_err(BuildError::Redis)?;
+                let redis =
+                    RedisBus::connect(settings, Arc::clone(&fanout), Arc::clone(&stats), &shutdown).await.map_err(BuildError::Redis)?;
                 (Backend::Redis(redis.clone()), redis)
             }
         };
-        let state = AppState { auth: Arc::new(auth), bus, fanout, stats, shutdown, config: Arc::new(config) };
+        let metrics = Arc::new(Metrics::new(Arc::clone(&stats), Arc::clone(&fanout)));
+        let limits = Arc::new(Limits::new(config.max_connections, config.max_connections_per_subject));
+        let state = AppState { auth: Arc::new(auth), bus, fanout, stats, metrics, limits, shutdown, config: Arc::new(config) };
         let listener = GatewayListener::new(tcp, state.config.write_timeout, Arc::clone(&state.stats));
-        Ok(Self { listener, addr, state, backend, demo })
+        Ok(Self { listener, addr, admin, state, backend, demo })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -107,6 +123,11 @@ impl App {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Where `/metrics` is served when `GATEWAY_METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, a)| *a)
     }
 
     pub fn state(&self) -> &AppState {
@@ -146,6 +167,16 @@ impl App {
         });
         tracing::info!(addr = %self.addr, "listening");
         let token = shutdown.token();
+        if let Some((admin, addr)) = self.admin {
+            tracing::info!(addr = %addr, "serving metrics and health on the admin address");
+            let admin_server =
+                axum::serve(admin, routes::admin_router(state.clone())).with_graceful_shutdown(token.clone().cancelled_owned());
+            shutdown.tracker().spawn(async move {
+                if let Err(e) = admin_server.await {
+                    tracing::error!(error = %e, "the admin listener failed");
+                }
+            });
+        }
         let service = routes::router(state).into_make_service_with_connect_info::<ClientInfo>();
         let server = axum::serve(self.listener, service).with_graceful_shutdown(token.clone().cancelled_owned());
         let forced = async {

@@ -88,6 +88,21 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_MAX_BATCH", default_value_t = 1000)]
     pub max_batch: usize,
 
+    /// Most event streams open at once on this node (0: no limit). Beyond it a new stream gets
+    /// 503 with Retry-After, so that a load balancer tries another node.
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Most event streams open at once on this node for one token subject (`sub`; 0: no limit).
+    /// Beyond it a new stream gets 429 with Retry-After.
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS_PER_SUBJECT", default_value_t = 0)]
+    pub max_connections_per_subject: usize,
+
+    /// Serve `/metrics` (and `/healthz`, `/readyz`) on this address instead of the main one, e.g.
+    /// 0.0.0.0:9090 for a port that is not exposed to clients. Unset: on the main address.
+    #[arg(long, env = "GATEWAY_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Events kept per topic by the embedded bus (0: no length bound).
     #[arg(long, env = "GATEWAY_HISTORY_MAX_LEN", default_value_t = 10_000)]
     pub history_max_len: usize,
@@ -157,6 +172,9 @@ pub struct Config {
     pub max_topics: usize,
     pub max_body_bytes: usize,
     pub max_batch: usize,
+    pub max_connections: usize,
+    pub max_connections_per_subject: usize,
+    pub metrics_addr: Option<SocketAddr>,
     pub history_max_len: usize,
     pub history_max_age: Duration,
     pub shutdown_grace: Duration,
@@ -292,6 +310,9 @@ impl Config {
             max_topics: a.max_topics,
             max_body_bytes: a.max_body_bytes,
             max_batch: a.max_batch,
+            max_connections: a.max_connections,
+            max_connections_per_subject: a.max_connections_per_subject,
+            metrics_addr: a.metrics_addr,
             history_max_len: a.history_max_len,
             history_max_age,
             shutdown_grace: grace,

@@ -155,7 +155,6 @@ impl Connection {
     pub async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
             if let Some(chunk) = self.pending.pop_front() {
-                self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
                 self.heartbeat.as_mut().reset(Instant::now() + self.heartbeat_every);
                 return Some(chunk);
             }
@@ -243,12 +242,14 @@ impl Connection {
         let Some(i) = self.topics.iter().position(|t| t.topic == d.topic) else { return };
         let Some(id) = d.id else {
             // Live-only: no id line, the client's Last-Event-ID stays where it was.
+            self.stats.events_delivered.fetch_add(1, Ordering::Relaxed);
             self.pending.push_back(d.frame.frame().clone());
             return;
         };
         if id <= self.topics[i].position {
             return;
         }
+        self.stats.events_delivered.fetch_add(1, Ordering::Relaxed);
         self.topics[i].position = id;
         if self.topics.len() == 1 {
             self.pending.push_back(d.frame.frame().clone());

@@ -8,6 +8,7 @@ use shared::Topic;
 
 use crate::auth::AuthError;
 use crate::bus::BusError;
+use crate::limits::LimitError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -25,6 +26,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the gateway is shutting down")]
     ShuttingDown,
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     #[error("the event bus is unavailable")]
     Bus(#[from] BusError),
 }
@@ -43,6 +46,8 @@ impl ApiError {
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            Self::Limit(LimitError::Node(_)) => (StatusCode::SERVICE_UNAVAILABLE, "at_capacity"),
+            Self::Limit(LimitError::Subject(_)) => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections"),
             Self::Bus(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }
@@ -79,7 +84,7 @@ impl IntoResponse for ApiError {
                     headers.insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            Self::ShuttingDown | Self::Bus(_) => {
+            Self::ShuttingDown | Self::Bus(_) | Self::Limit(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}

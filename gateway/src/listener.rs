@@ -76,14 +76,23 @@ impl ClientIo {
         }
     }
 
-    fn count_timeout<T>(&self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if let Poll::Ready(Err(e)) = &r
-            && e.kind() == io::ErrorKind::TimedOut
-        {
+    /// Counts what a write did: bytes written, or a write timeout.
+    fn count_write(&self, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match &r {
+            Poll::Ready(Ok(n)) => {
+                self.stats.bytes_written.fetch_add(*n as u64, Ordering::Relaxed);
+            }
+            Poll::Ready(Err(e)) => self.count_timeout(e),
+            Poll::Pending => {}
+        }
+        r
+    }
+
+    fn count_timeout(&self, e: &io::Error) {
+        if e.kind() == io::ErrorKind::TimedOut {
             self.stats.write_timeouts.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("client stopped reading (write timeout), closing its connection");
         }
-        r
     }
 }
 
@@ -97,13 +106,13 @@ impl AsyncWrite for ClientIo {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.check_killed(cx)?;
         let r = self.inner.as_mut().poll_write(cx, buf);
-        self.count_timeout(r)
+        self.count_write(r)
     }
 
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         self.check_killed(cx)?;
         let r = self.inner.as_mut().poll_write_vectored(cx, bufs);
-        self.count_timeout(r)
+        self.count_write(r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -113,7 +122,10 @@ impl AsyncWrite for ClientIo {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.check_killed(cx)?;
         let r = self.inner.as_mut().poll_flush(cx);
-        self.count_timeout(r)
+        if let Poll::Ready(Err(e)) = &r {
+            self.count_timeout(e);
+        }
+        r
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -9,6 +9,8 @@ use crate::auth::Authenticator;
 use crate::bus::Bus;
 use crate::bus::fanout::Fanout;
 use crate::config::Config;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 
@@ -19,6 +21,8 @@ pub struct AppState {
     pub bus: Arc<dyn Bus>,
     pub fanout: Arc<Fanout>,
     pub stats: Arc<Stats>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Arc<Limits>,
     pub shutdown: Shutdown,
 }
 

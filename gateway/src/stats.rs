@@ -1,9 +1,19 @@
 //! Counters the gateway keeps about itself. Plain atomics so that the hot path pays one relaxed
-//! add; they are what tests assert on and what a metrics endpoint exports.
+//! add; they are what tests assert on and what `metrics.rs` exports. Labelled series and
+//! histograms, on paths that are not per frame, use prometheus-client's types directly.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
-#[derive(Debug, Default)]
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+/// One label: `[(name, value)]`.
+pub type Label = [(&'static str, &'static str); 1];
+type HistogramFamily = Family<Label, Histogram, fn() -> Histogram>;
+
+#[derive(Debug)]
 pub struct Stats {
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
@@ -11,14 +21,72 @@ pub struct Stats {
     pub write_timeouts: AtomicU64,
     pub token_expired_disconnects: AtomicU64,
     pub shutdown_disconnects: AtomicU64,
+    /// Streams refused because a connection limit was reached.
+    pub limit_refusals: AtomicU64,
+    /// Events accepted by `POST /publish` on this node.
     pub events_published: AtomicU64,
-    pub frames_sent: AtomicU64,
+    /// Stream entries this node read that no gateway published (a raw `XADD`).
+    pub events_xadd: AtomicU64,
+    /// Live-only messages this node received (`PUBLISH`/`SPUBLISH`).
+    pub events_live: AtomicU64,
+    /// Events queued to client streams (live, replayed or resumed), once per stream.
+    pub events_delivered: AtomicU64,
+    pub bytes_written: AtomicU64,
     pub resumptions: AtomicU64,
     pub lost_signals: AtomicU64,
+    /// Refused tokens, by reason (`AuthError::code`).
+    pub auth_failures: Family<Label, Counter>,
+    /// Redis round trips by operation, and those that failed.
+    pub redis_latency: HistogramFamily,
+    pub redis_errors: Family<Label, Counter>,
+    /// From an event's id time (the clock of whoever assigned it) to this node handing it to its
+    /// connections.
+    pub publish_to_deliver: Histogram,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to about 3.3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            connections_open: AtomicU64::default(),
+            connections_total: AtomicU64::default(),
+            slow_disconnects: AtomicU64::default(),
+            write_timeouts: AtomicU64::default(),
+            token_expired_disconnects: AtomicU64::default(),
+            shutdown_disconnects: AtomicU64::default(),
+            limit_refusals: AtomicU64::default(),
+            events_published: AtomicU64::default(),
+            events_xadd: AtomicU64::default(),
+            events_live: AtomicU64::default(),
+            events_delivered: AtomicU64::default(),
+            bytes_written: AtomicU64::default(),
+            resumptions: AtomicU64::default(),
+            lost_signals: AtomicU64::default(),
+            auth_failures: Family::default(),
+            redis_latency: Family::new_with_constructor(latency_histogram),
+            redis_errors: Family::default(),
+            publish_to_deliver: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+        }
+    }
 }
 
 impl Stats {
     pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(std::sync::atomic::Ordering::Relaxed)
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Runs one Redis round trip of `op`, recording its latency and whether it failed.
+    pub async fn redis<T, E>(&self, op: &'static str, call: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+        let start = Instant::now();
+        let result = call.await;
+        self.redis_latency.get_or_create(&[("op", op)]).observe(start.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.redis_errors.get_or_create(&[("op", op)]).inc();
+        }
+        result
     }
 }

@@ -91,6 +91,11 @@ impl Fanout {
 
     /// Hands a delivery to every local follower of its topic. Never blocks.
     pub fn deliver(&self, delivery: Arc<Delivery>) {
+        if let Some(id) = delivery.id {
+            // Ids carry the time their publisher's clock (Redis, or this process) gave them.
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            self.stats.publish_to_deliver.observe(now.saturating_sub(std::time::Duration::from_millis(id.ms)).as_secs_f64());
+        }
         let topic = delivery.topic.clone();
         self.send(&topic, || Queued::Event(Arc::clone(&delivery)));
     }
@@ -122,6 +127,11 @@ impl Fanout {
     /// Whether at least one local connection follows `topic`.
     pub fn is_followed(&self, topic: &Topic) -> bool {
         self.topics.read().unwrap_or_else(|e| e.into_inner()).contains_key(topic)
+    }
+
+    /// How many topics at least one local connection follows.
+    pub fn topic_count(&self) -> usize {
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The topics at least one local connection follows.

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
+use futures::StreamExt;
 use shared::{Cursor, Topic};
 
 use super::{Query, authenticate};
@@ -35,6 +36,11 @@ async fn events(
         return Err(ApiError::Forbidden { action: "subscribe", topic: topic.clone() });
     }
     let cursor = last_event_id(&headers, query.last_event_id.as_deref())?;
+    let permit = state.limits.acquire(claims.sub.as_deref()).map_err(|e| {
+        state.stats.limit_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(reason = %e, "stream refused at a connection limit");
+        ApiError::Limit(e)
+    })?;
     let settings = ConnectionSettings {
         heartbeat: state.config.heartbeat,
         retry_ms: state.jittered_retry_ms(),
@@ -51,7 +57,12 @@ async fn events(
             StartError::Bus(e) => ApiError::Bus(e),
         })?;
     tracing::debug!(subject = claims.sub.as_deref().unwrap_or(""), "stream opened");
-    let mut response = Response::new(Body::from_stream(conn.into_stream()));
+    // The permit goes with the stream: it is returned when the stream is dropped.
+    let stream = conn.into_stream().map(move |frame| {
+        let _held = &permit;
+        frame
+    });
+    let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = StatusCode::OK;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -3,6 +3,7 @@
 mod demo;
 mod events;
 mod health;
+mod metrics;
 mod publish;
 
 use axum::Router;
@@ -20,6 +21,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(publish::router(state.config.max_body_bytes))
         .merge(health::router())
+        .merge(if state.config.metrics_addr.is_none() { metrics::router() } else { Router::new() })
         .merge(demo::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -29,6 +31,17 @@ pub fn router(state: AppState) -> Router {
             let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
             tracing::info_span!("request", method = %req.method(), route)
         }))
+        .with_state(state)
+}
+
+/// The admin listener's routes (`GATEWAY_METRICS_ADDR`): metrics and health, nothing a client
+/// uses.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .merge(metrics::router())
+        .merge(health::router())
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
 
@@ -79,9 +92,11 @@ fn authenticate(
     query_token: Option<&str>,
     use_cookie: bool,
 ) -> Result<Claims, ApiError> {
-    let token = state.auth.token(headers, query_token, use_cookie)?;
-    state.auth.verify(token).map_err(|e| {
+    let refused = |e: crate::auth::AuthError| {
         tracing::debug!(reason = e.code(), "token refused");
+        state.stats.auth_failures.get_or_create(&[("reason", e.code())]).inc();
         ApiError::Unauthorized(e)
-    })
+    };
+    let token = state.auth.token(headers, query_token, use_cookie).map_err(refused)?;
+    state.auth.verify(token).map_err(refused)
 }

@@ -22,6 +22,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The admin listener, when `metrics_addr` is configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub base: String,
     pub client: reqwest::Client,
     pub state: AppState,
@@ -38,12 +40,14 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     configure(&mut config);
     let app = App::build(config).await.expect("app builds");
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let state = app.state().clone();
     let stop = CancellationToken::new();
     let signal = stop.clone();
     let handle = tokio::spawn(app.run(async move { signal.cancelled().await }));
     TestApp {
         addr,
+        metrics_addr,
         base: format!("http://{addr}"),
         client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
         state,
@@ -120,6 +124,19 @@ impl TestApp {
 
     pub fn stats(&self) -> &gateway::stats::Stats {
         &self.state.stats
+    }
+
+    /// The `/metrics` text, from the admin address if there is one.
+    pub async fn metrics(&self) -> Metrics {
+        let url = match self.metrics_addr {
+            Some(a) => format!("http://{a}/metrics"),
+            None => self.url("/metrics"),
+        };
+        let r = self.client.get(url).send().await.expect("metrics request");
+        assert_eq!(r.status(), 200);
+        let content_type = r.headers()[reqwest::header::CONTENT_TYPE].to_str().expect("ascii").to_owned();
+        assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+        Metrics(r.text().await.expect("metrics body"))
     }
 }
 
@@ -227,6 +244,20 @@ impl SseClient {
 
     pub fn last_event_id(&self) -> &str {
         self.parser.last_event_id()
+    }
+}
+
+/// A scraped `/metrics` page.
+#[derive(Debug)]
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of the series written exactly `series` (name and labels), or 0 if absent.
+    pub fn value(&self, series: &str) -> f64 {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .map_or(0.0, |v| v.split(' ').next().and_then(|v| v.parse().ok()).expect("a number"))
     }
 }
 

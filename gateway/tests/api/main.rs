@@ -5,6 +5,8 @@ mod auth;
 mod conformance;
 mod errors;
 mod helpers;
+mod limits;
+mod metrics;
 mod redis;
 mod redis_support;
 mod resume;

@@ -36,6 +36,7 @@ use super::fanout::Fanout;
 use super::{Bus, BusError, Delivery, NewEvent, Replay};
 use crate::config::RedisUrl;
 use crate::shutdown::Shutdown;
+use crate::stats::Stats;
 use subscriptions::Subscriptions;
 use tokio_util::sync::CancellationToken;
 use upstream::{Upstream, unavailable};
@@ -60,6 +61,7 @@ pub struct RedisBus {
     keys: KeyLayout,
     settings: RedisSettings,
     upstream: Arc<Upstream>,
+    stats: Arc<Stats>,
 }
 
 /// Pushed messages waiting for the upstream (beyond this, the subscriber connections wait).
@@ -90,7 +92,12 @@ pub(crate) fn builder(config: FredConfig) -> Builder {
 impl RedisBus {
     /// Connects (failing if Redis cannot be reached now), makes sure keyspace notifications for
     /// streams are on, and starts this node's upstream tasks on the shutdown tracker.
-    pub async fn connect(settings: RedisSettings, fanout: Arc<Fanout>, shutdown: &Shutdown) -> Result<Arc<Self>, BusError> {
+    pub async fn connect(
+        settings: RedisSettings,
+        fanout: Arc<Fanout>,
+        stats: Arc<Stats>,
+        shutdown: &Shutdown,
+    ) -> Result<Arc<Self>, BusError> {
         let config = FredConfig::from_url(settings.url.as_str()).map_err(unavailable)?;
         let db = config.database.unwrap_or(0);
         let client = builder(config.clone()).build().map_err(unavailable)?;
@@ -99,14 +106,21 @@ impl RedisBus {
         let (pushes, pushed) = tokio::sync::mpsc::channel(PUSH_QUEUE);
         let subscriptions = Subscriptions::connect(&config, &client, keys.clone(), db, pushes, shutdown).await?;
         sentinel::spawn_watchers(&config, &client, &subscriptions, shutdown);
-        let upstream =
-            Arc::new(Upstream::new(client.clone(), Arc::clone(&subscriptions), keys.clone(), db, settings.reconcile_every, fanout));
+        let upstream = Arc::new(Upstream::new(
+            client.clone(),
+            Arc::clone(&subscriptions),
+            keys.clone(),
+            db,
+            settings.reconcile_every,
+            fanout,
+            Arc::clone(&stats),
+        ));
         let stop = shutdown.token();
         spawn_heartbeat(shutdown, stop.clone(), client.clone());
         shutdown.tracker().spawn(Arc::clone(&upstream).run_sync(stop.clone()));
         shutdown.tracker().spawn(Arc::clone(&upstream).run_messages(pushed, stop.clone()));
         shutdown.tracker().spawn(Arc::clone(&upstream).run_reader(stop));
-        Ok(Arc::new(Self { client, subscriptions, keys, settings, upstream }))
+        Ok(Arc::new(Self { client, subscriptions, keys, settings, upstream, stats }))
     }
 
     /// Closes every connection (the last step of shutdown).
@@ -125,10 +139,12 @@ impl RedisBus {
             if let Some(retry) = e.retry {
                 fields.extend(["retry".to_owned(), retry.to_string()]);
             }
+            fields.extend([scripts::VIA_FIELD.to_owned(), scripts::VIA_GATEWAY.to_owned()]);
             args.push((fields.len() / 2).to_string());
             args.extend(fields);
         }
-        let reply: Value = self.client.eval(scripts::PUBLISH, self.keys.stream(topic), args).await.map_err(unavailable)?;
+        let reply: Value =
+            self.stats.redis("publish", self.client.eval(scripts::PUBLISH, self.keys.stream(topic), args)).await.map_err(unavailable)?;
         let Value::Array(ids) = reply else { return Err(BusError::Unavailable("publish script returned no ids".into())) };
         ids.iter().map(|v| scripts::stream_id(v).map_err(|e| BusError::Unavailable(e.into()))).collect()
     }
@@ -196,12 +212,13 @@ impl Bus for RedisBus {
 
     async fn read(&self, topic: &Topic, after: Option<StreamId>, limit: usize) -> Result<Replay, BusError> {
         let args = vec![after.map(|a| a.to_string()).unwrap_or_default(), limit.to_string()];
-        let reply: Value = self.client.eval(scripts::READ, self.keys.stream(topic), args).await.map_err(unavailable)?;
+        let reply: Value =
+            self.stats.redis("read", self.client.eval(scripts::READ, self.keys.stream(topic), args)).await.map_err(unavailable)?;
         let reply = scripts::read_reply(reply).map_err(|e| BusError::Unavailable(e.into()))?;
         let mut events = Vec::with_capacity(reply.entries.len());
         for entry in &reply.entries {
             match scripts::entry(topic, entry) {
-                Ok(event) => events.push(Arc::new(Delivery::new(&event))),
+                Ok(entry) => events.push(Arc::new(Delivery::new(&entry.event))),
                 Err(e) => tracing::warn!(topic = %topic, error = %e, "skipping a stream entry"),
             }
         }
@@ -216,8 +233,11 @@ impl Bus for RedisBus {
     async fn claim(&self, name: &str, ttl: Duration) -> Result<bool, BusError> {
         let key = format!("{}:claim:{name}", self.settings.prefix);
         let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let set: Option<String> =
-            self.client.set(key, "1", Some(Expiration::PX(ms)), Some(SetOptions::NX), false).await.map_err(unavailable)?;
+        let set: Option<String> = self
+            .stats
+            .redis("claim", self.client.set(key, "1", Some(Expiration::PX(ms)), Some(SetOptions::NX), false))
+            .await
+            .map_err(unavailable)?;
         Ok(set.is_some())
     }
 

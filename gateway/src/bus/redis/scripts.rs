@@ -152,25 +152,39 @@ pub enum EntryError {
     EventName(StreamId, shared::ValidationError),
 }
 
-/// Turns `[id, [field, value, …]]` into an event. Fields: `data` (required), `event`, `retry`;
-/// others are ignored.
-pub fn entry(topic: &Topic, v: &Value) -> Result<Event, EntryError> {
+/// The field a gateway's own `POST /publish` adds to its entries (`via gateway`), so that nodes
+/// can tell them from raw `XADD`s in their metrics.
+pub const VIA_FIELD: &str = "via";
+pub const VIA_GATEWAY: &str = "gateway";
+
+/// A stream entry, understood.
+#[derive(Debug)]
+pub struct Entry {
+    pub event: Event,
+    /// Whether a gateway's `POST /publish` wrote it (rather than another service's `XADD`).
+    pub from_gateway: bool,
+}
+
+/// Turns `[id, [field, value, …]]` into an event. Fields: `data` (required), `event`, `retry`,
+/// `via`; others are ignored.
+pub fn entry(topic: &Topic, v: &Value) -> Result<Entry, EntryError> {
     let Value::Array(pair) = v else { return Err(EntryError::Shape) };
     let [id, Value::Array(fields)] = pair.as_slice() else { return Err(EntryError::Shape) };
     let id = stream_id(id).map_err(|_| EntryError::Shape)?;
-    let (mut data, mut name, mut retry) = (None, None, None);
+    let (mut data, mut name, mut retry, mut from_gateway) = (None, None, None, false);
     for kv in fields.chunks(2) {
         let [k, v] = kv else { continue };
         match string(k).as_deref() {
             Some("data") => data = string(v),
             Some("event") => name = string(v),
             Some("retry") => retry = string(v).and_then(|s| s.parse().ok()),
+            Some(VIA_FIELD) => from_gateway = string(v).as_deref() == Some(VIA_GATEWAY),
             _ => {}
         }
     }
     let data = data.ok_or(EntryError::NoData(id))?;
     let name = name.map(|n| EventName::parse(&n)).transpose().map_err(|e| EntryError::EventName(id, e))?;
-    Ok(Event { topic: topic.clone(), id: Some(id), name, data, retry })
+    Ok(Entry { event: Event { topic: topic.clone(), id: Some(id), name, data, retry }, from_gateway })
 }
 
 /// The `(stream key, entries)` pairs of an `XREAD` reply, RESP2 (arrays) or RESP3 (a map).

@@ -21,6 +21,7 @@
 //! topic's connections to move back too, and delivers only what it had not delivered.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ use super::scripts;
 use super::subscriptions::{Push, Subscriptions};
 use crate::bus::fanout::Fanout;
 use crate::bus::{BusError, Delivery};
+use crate::stats::Stats;
 
 /// Entries read per stream per `XREAD`.
 const READ_COUNT: u64 = 256;
@@ -78,6 +80,7 @@ pub struct Upstream {
     db: u8,
     reconcile_every: Duration,
     fanout: Arc<Fanout>,
+    stats: Arc<Stats>,
     state: Mutex<State>,
     armed: Notify,
     wake_reader: Notify,
@@ -91,6 +94,7 @@ impl Upstream {
         db: u8,
         reconcile_every: Duration,
         fanout: Arc<Fanout>,
+        stats: Arc<Stats>,
     ) -> Self {
         Self {
             client,
@@ -99,6 +103,7 @@ impl Upstream {
             db,
             reconcile_every,
             fanout,
+            stats,
             state: Mutex::default(),
             armed: Notify::new(),
             wake_reader: Notify::new(),
@@ -177,9 +182,12 @@ impl Upstream {
             // tail and notified, so it is delivered once.
             self.subscriptions.subscribe(chunk).await?;
             // Concurrent commands share the one connection, so this is one pipelined round trip.
-            let tails = chunk
-                .iter()
-                .map(|topic| self.client.eval::<Value, _, _, _>(scripts::READ, self.keys.stream(topic), vec![String::new(), "0".into()]));
+            let tails = chunk.iter().map(|topic| {
+                self.stats.redis(
+                    "read",
+                    self.client.eval::<Value, _, _, _>(scripts::READ, self.keys.stream(topic), vec![String::new(), "0".into()]),
+                )
+            });
             let replies = futures::future::try_join_all(tails).await.map_err(unavailable)?;
             let mut state = self.state();
             for (topic, reply) in chunk.iter().zip(replies) {
@@ -234,6 +242,7 @@ impl Upstream {
     fn on_message(&self, channel: &str, value: &Value) {
         if let Some(topic) = self.keys.topic_of_live(channel) {
             let data = scripts::string(value).unwrap_or_default();
+            self.stats.events_live.fetch_add(1, Ordering::Relaxed);
             let event = Event { topic, id: None, name: None, data, retry: None };
             self.fanout.deliver(Arc::new(Delivery::new(&event)));
         }
@@ -315,9 +324,12 @@ impl Upstream {
         if checks.is_empty() {
             return Ok(batch);
         }
-        let calls = checks
-            .iter()
-            .map(|(i, args)| self.client.eval::<Value, _, _, _>(scripts::RESUME_POINT, self.keys.stream(&batch[*i].0), args.clone()));
+        let calls = checks.iter().map(|(i, args)| {
+            self.stats.redis(
+                "resume_point",
+                self.client.eval::<Value, _, _, _>(scripts::RESUME_POINT, self.keys.stream(&batch[*i].0), args.clone()),
+            )
+        });
         let answers = match futures::future::try_join_all(calls).await {
             Ok(answers) => answers,
             Err(e) => {
@@ -357,7 +369,7 @@ impl Upstream {
         let reads = groups.iter().map(|group| {
             let keys: Vec<String> = group.iter().map(|(t, _)| self.keys.stream(t)).collect();
             let ids: Vec<String> = group.iter().map(|(_, id)| id.to_string()).collect();
-            self.client.xread::<Value, _, _>(Some(READ_COUNT), None, keys, ids)
+            self.stats.redis("xread", self.client.xread::<Value, _, _>(Some(READ_COUNT), None, keys, ids))
         });
         for reply in futures::future::try_join_all(reads).await.map_err(unavailable)? {
             self.deliver_reply(reply)?;
@@ -371,7 +383,7 @@ impl Upstream {
             let full = entries.len() as u64 >= READ_COUNT;
             for entry in &entries {
                 match scripts::entry(&topic, entry) {
-                    Ok(event) => self.deliver(event),
+                    Ok(entry) => self.deliver(entry),
                     Err(e) => {
                         tracing::warn!(topic = %topic, error = %e, "skipping a stream entry");
                         if let Some(id) = entry_id(entry) {
@@ -389,9 +401,13 @@ impl Upstream {
 
     /// Delivers a stream event once: only if it is after the topic's position and was not
     /// delivered before a rewind.
-    fn deliver(&self, event: Event) {
+    fn deliver(&self, entry: scripts::Entry) {
+        let event = entry.event;
         let Some(id) = event.id else { return };
         if self.advance(&event.topic, id) && self.remember(&event.topic, id) {
+            if !entry.from_gateway {
+                self.stats.events_xadd.fetch_add(1, Ordering::Relaxed);
+            }
             self.fanout.deliver(Arc::new(Delivery::new(&event)));
         }
     }

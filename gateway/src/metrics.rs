@@ -1,0 +1,137 @@
+//! `GET /metrics`: the node's counters in the Prometheus (OpenMetrics) text format.
+//!
+//! The hot-path counters are plain atomics in [`Stats`]; a collector reads them at scrape time, so
+//! counting costs the request path nothing beyond the atomic add.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::bus::fanout::Fanout;
+use crate::stats::Stats;
+
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl Metrics {
+    pub fn new(stats: Arc<Stats>, fanout: Arc<Fanout>) -> Self {
+        let mut registry = Registry::with_prefix("sse_gateway");
+        registry.register("auth_failures", "Refused tokens, by reason", stats.auth_failures.clone());
+        registry.register_with_unit(
+            "redis_command_duration",
+            "Redis round trips, by operation",
+            Unit::Seconds,
+            stats.redis_latency.clone(),
+        );
+        registry.register("redis_errors", "Failed Redis round trips, by operation", stats.redis_errors.clone());
+        registry.register_with_unit(
+            "publish_to_deliver",
+            "From an event's id time to this node handing it to its connections",
+            Unit::Seconds,
+            stats.publish_to_deliver.clone(),
+        );
+        registry.register_collector(Box::new(Counters { stats, fanout }));
+        Self { registry }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The atomics of [`Stats`] and the fan-out's table size, read at scrape time.
+#[derive(Debug)]
+struct Counters {
+    stats: Arc<Stats>,
+    fanout: Arc<Fanout>,
+}
+
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(value);
+    c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+/// A counter with one label, one series per `(value, count)`.
+fn labelled(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    series: &[(&'static str, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Counter)?;
+    for (value, count) in series {
+        let c = ConstCounter::new(*count);
+        c.encode(metric.encode_family(&[(label, *value)])?)?;
+    }
+    Ok(())
+}
+
+impl Collector for Counters {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &*self.stats;
+        let get = |c: &AtomicU64| Stats::get(c);
+        gauge(&mut encoder, "connections_open", "Open event streams", get(&s.connections_open))?;
+        counter(&mut encoder, "connections_opened", "Event streams opened", get(&s.connections_total))?;
+        let (slow, timeout, expired, shutdown, limit) = (
+            get(&s.slow_disconnects),
+            get(&s.write_timeouts),
+            get(&s.token_expired_disconnects),
+            get(&s.shutdown_disconnects),
+            get(&s.limit_refusals),
+        );
+        // Every closed stream has one reason; the ones the gateway did not cause are the rest.
+        let closed = get(&s.connections_total).saturating_sub(get(&s.connections_open));
+        let client_gone = closed.saturating_sub(slow + timeout + expired + shutdown);
+        labelled(
+            &mut encoder,
+            "connections_closed",
+            "Event streams closed (or, for limit, refused), by reason",
+            "reason",
+            &[
+                ("client_gone", client_gone),
+                ("slow", slow),
+                ("write_timeout", timeout),
+                ("token_expired", expired),
+                ("shutdown", shutdown),
+                ("limit", limit),
+            ],
+        )?;
+        labelled(
+            &mut encoder,
+            "events_published",
+            "Events that entered through this node, by path (xadd and publish: counted by every node that follows the topic)",
+            "path",
+            &[("http", get(&s.events_published)), ("xadd", get(&s.events_xadd)), ("publish", get(&s.events_live))],
+        )?;
+        counter(&mut encoder, "events_delivered", "Events sent to client streams, once per stream", get(&s.events_delivered))?;
+        counter(&mut encoder, "bytes_written", "Bytes written to client sockets", get(&s.bytes_written))?;
+        counter(&mut encoder, "resumptions", "Streams opened with a Last-Event-ID", get(&s.resumptions))?;
+        counter(&mut encoder, "lost_signals", "gateway.lost events sent", get(&s.lost_signals))?;
+        gauge(
+            &mut encoder,
+            "upstream_subscriptions",
+            "Topics this node follows (one upstream subscription each)",
+            self.fanout.topic_count() as u64,
+        )?;
+        Ok(())
+    }
+}
