@@ -1,0 +1,143 @@
+//! The publisher side of a run: M events at R per second, over HTTP (`POST /publish`, batched per
+//! tick), raw `XADD` or `PUBLISH`, each event carrying its per-topic sequence number and send time.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use fred::interfaces::{ClientLike, PubsubInterface, StreamsInterface};
+use shared::Topic;
+use shared::keys::KeyLayout;
+
+use crate::payload;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    Http,
+    Xadd,
+    Publish,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub via: Via,
+    /// HTTP: the node to publish on.
+    pub target: String,
+    pub token: String,
+    /// XADD/PUBLISH: the Redis the gateways use, and their key prefix.
+    pub redis_url: Option<String>,
+    pub prefix: String,
+    /// Events go to these topics in turn.
+    pub topics: Vec<String>,
+    pub events: u64,
+    pub rate: f64,
+    pub payload: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Events accepted, per topic (their numbers are `0..n`).
+    pub published: HashMap<String, u64>,
+    pub errors: u64,
+    pub seconds: f64,
+}
+
+enum Sink {
+    Http { client: reqwest::Client, url: String, token: String },
+    Redis { client: fred::clients::Client, keys: KeyLayout, live: bool },
+}
+
+/// How often events are sent: due events of a tick go out together.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Publishes per `plan`. `progress` is told the running total.
+pub async fn run(plan: &Plan, progress: impl Fn(u64)) -> anyhow::Result<Outcome> {
+    let sink = match plan.via {
+        Via::Http => Sink::Http {
+            client: reqwest::Client::builder().http1_only().build()?,
+            url: format!("{}/publish", plan.target),
+            token: plan.token.clone(),
+        },
+        Via::Xadd | Via::Publish => {
+            let url = plan.redis_url.as_deref().context("--redis-url is needed to publish with XADD or PUBLISH")?;
+            let config = fred::types::config::Config::from_url(url).context("--redis-url")?;
+            let client = fred::types::Builder::from_config(config).build()?;
+            client.init().await.context("connecting to Redis")?;
+            Sink::Redis { client, keys: KeyLayout::new(&plan.prefix), live: plan.via == Via::Publish }
+        }
+    };
+    let topics: Vec<Topic> = plan.topics.iter().map(|t| Topic::parse(t).context("topic")).collect::<Result<_, _>>()?;
+    let mut out = Outcome::default();
+    let mut next_seq: Vec<u64> = vec![0; topics.len()];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while sent < plan.events {
+        tick.tick().await;
+        let due = ((start.elapsed().as_secs_f64() * plan.rate) as u64 + 1).min(plan.events);
+        if due <= sent {
+            continue;
+        }
+        let batch: Vec<(usize, u64)> = (sent..due)
+            .map(|n| {
+                let t = (n % topics.len() as u64) as usize;
+                let seq = next_seq[t];
+                next_seq[t] += 1;
+                (t, seq)
+            })
+            .collect();
+        sent = due;
+        let ok = send(&sink, &topics, &batch, plan.payload).await;
+        for ((t, _), accepted) in batch.iter().zip(ok) {
+            if accepted {
+                *out.published.entry(plan.topics[*t].clone()).or_default() += 1;
+            } else {
+                out.errors += 1;
+            }
+        }
+        progress(sent);
+    }
+    out.seconds = start.elapsed().as_secs_f64();
+    if let Sink::Redis { client, .. } = &sink {
+        let _ = client.quit().await;
+    }
+    Ok(out)
+}
+
+/// Sends one tick's events, in order per topic; says which were accepted.
+async fn send(sink: &Sink, topics: &[Topic], batch: &[(usize, u64)], size: usize) -> Vec<bool> {
+    match sink {
+        Sink::Http { client, url, token } => {
+            let mut accepted = Vec::with_capacity(batch.len());
+            // Within the gateway's default batch limit; chunks go one after the other, in order.
+            for chunk in batch.chunks(500) {
+                let body: Vec<serde_json::Value> = chunk
+                    .iter()
+                    .map(|(t, seq)| serde_json::json!({ "topic": topics[*t].as_str(), "data": payload::make(*seq, size) }))
+                    .collect();
+                let ok = matches!(client.post(url).bearer_auth(token).json(&body).send().await, Ok(r) if r.status() == 200);
+                accepted.extend(std::iter::repeat_n(ok, chunk.len()));
+            }
+            accepted
+        }
+        Sink::Redis { client, keys, live } => {
+            // One connection, pipelined: commands reach Redis in the order they are issued, so
+            // each topic's events keep their order.
+            let calls = batch.iter().map(|(t, seq)| {
+                let data = payload::make(*seq, size);
+                async move {
+                    if *live {
+                        client.publish::<i64, _, _>(keys.live(&topics[*t]), data).await.is_ok()
+                    } else {
+                        client
+                            .xadd::<String, _, _, _, _>(keys.stream(&topics[*t]), false, None::<()>, "*", vec![("data", data)])
+                            .await
+                            .is_ok()
+                    }
+                }
+            });
+            futures::future::join_all(calls).await
+        }
+    }
+}
