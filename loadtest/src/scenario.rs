@@ -116,6 +116,10 @@ pub struct Opts {
     /// Slow consumers: the share of streams that stop reading.
     #[arg(long, global = true, default_value_t = 0.1)]
     pub slow_fraction: f64,
+    /// A shell command to run once every stream is open, just before publishing (e.g. to reset
+    /// Redis's command statistics, or to start a profiler).
+    #[arg(long, global = true)]
+    pub before_publish: Option<String>,
     /// Write the JSON report here.
     #[arg(long, global = true)]
     pub json: Option<PathBuf>,
@@ -292,6 +296,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         });
     }
 
+    if let Some(cmd) = &o.before_publish {
+        let status = tokio::process::Command::new("sh").args(["-c", cmd]).status().await.context("running --before-publish")?;
+        if !status.success() {
+            bail!("--before-publish exited with {status}");
+        }
+    }
     let mut outcome = publisher::Outcome::default();
     let mut notes = Vec::new();
     if scenario == Scenario::Idle {

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The BENCHMARKS.md runs, on this machine: Redis and the gateways pinned to CPU 0, the load tool
+# to CPU 1 (taskset), release builds, loopback only. Raw JSON and text reports land in
+# benchmarks/results/<name>.{json,txt}.
+#
+#   loadtest/scripts/bench.sh                 # every scenario
+#   loadtest/scripts/bench.sh idle fanout     # some: idle fanout fanout-sweep cross-node-http
+#                                             #   cross-node-xadd many-topics reconnect-storm slow-consumers
+#
+# Needs: redis-server, redis-cli, taskset (util-linux), a 20,000 open-file limit.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --release -q -p gateway -p loadtest
+OUT=benchmarks/results
+mkdir -p "$OUT"
+SECRET=bench-secret-0123456789abcdef0123456789
+GW_CPU=${GW_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+redis_up() { # port
+  taskset -c "$GW_CPU" redis-server --port "$1" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning &
+  PIDS+=($!)
+  until redis-cli -p "$1" ping >/dev/null 2>&1; do sleep 0.05; done
+}
+
+gateway_up() { # port [redis-url]; sets GW_PID
+  ( ulimit -n 20000
+    exec env GATEWAY_LISTEN_ADDR=127.0.0.1:$1 GATEWAY_JWT_SECRET=$SECRET GATEWAY_CLOCK_INTERVAL=0s RUST_LOG=warn \
+      ${2:+GATEWAY_REDIS_URL=$2} taskset -c "$GW_CPU" target/release/gateway ) >"$OUT/gateway-$1.log" 2>&1 &
+  GW_PID=$!
+  PIDS+=($GW_PID)
+  until (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; do sleep 0.05; done
+}
+
+down() { cleanup; PIDS=(); sleep 0.5; }
+
+lt() { # name args...
+  local name=$1; shift
+  echo "== $name: loadtest $*"
+  ( ulimit -n 20000; taskset -c "$LOAD_CPU" target/release/loadtest "$@" --secret "$SECRET" --json "$OUT/$name.json" --quiet ) \
+    | tee "$OUT/$name.txt" || echo "(exit $?)" | tee -a "$OUT/$name.txt"
+}
+
+SRC=(--source-ip 127.0.0.2 --source-ip 127.0.0.3 --source-ip 127.0.0.4 --source-ip 127.0.0.5)
+
+run_idle() {
+  gateway_up 18100
+  lt idle idle --target http://127.0.0.1:18100 -n 15000 --ramp 3000 --workers 2 "${SRC[@]}" --hold 5s --gateway-pid "$GW_PID"
+  down
+}
+
+run_fanout() {
+  gateway_up 18100
+  lt fanout fanout --target http://127.0.0.1:18100 -n 1000 -m 3000 -r 200 --payload 256 "${SRC[@]}"
+  down
+}
+
+run_fanout_sweep() {
+  for rate in 100 200 300 400 500 700 1000; do
+    gateway_up 18100
+    lt "fanout-$rate" fanout --target http://127.0.0.1:18100 -n 1000 -m $((rate * 10)) -r "$rate" --payload 256 "${SRC[@]}"
+    down
+  done
+}
+
+three_nodes() { redis_up 16500; NODE_PIDS=(); for p in 18101 18102 18103; do gateway_up $p redis://127.0.0.1:16500; NODE_PIDS+=("$GW_PID"); done; }
+TARGETS=(--target http://127.0.0.1:18101 --target http://127.0.0.1:18102 --target http://127.0.0.1:18103)
+
+run_cross_node_http() {
+  three_nodes
+  lt cross-node-http cross-node "${TARGETS[@]}" -n 3000 -m 3000 -r 100 --via http "${SRC[@]}"
+  down
+}
+
+run_cross_node_xadd() {
+  three_nodes
+  lt cross-node-xadd cross-node "${TARGETS[@]}" -n 3000 -m 3000 -r 100 --via xadd --redis-url redis://127.0.0.1:16500 "${SRC[@]}"
+  down
+}
+
+run_many_topics() {
+  redis_up 16500
+  gateway_up 18101 redis://127.0.0.1:16500
+  # Redis's command counts from the first publish on (the streams' set-up is not counted).
+  lt many-topics many-topics --target http://127.0.0.1:18101 -n 10000 --ramp 2000 -m 20000 -r 2000 --via xadd \
+    --redis-url redis://127.0.0.1:16500 --before-publish "redis-cli -p 16500 CONFIG RESETSTAT" "${SRC[@]}"
+  redis-cli -p 16500 INFO commandstats | tr -d '\r' | grep -E "cmdstat_(xread|xadd|eval|subscribe|ssubscribe|ping)" | tee "$OUT/many-topics-redis.txt"
+  down
+}
+
+run_reconnect_storm() {
+  three_nodes
+  lt reconnect-storm reconnect-storm "${TARGETS[@]}" -n 10000 --ramp 3000 --workers 2 -m 2000 -r 100 \
+    --kill-target 0 --kill-pid "${NODE_PIDS[0]}" --publish-target 1 --drain 30s "${SRC[@]}"
+  down
+}
+
+run_slow_consumers() {
+  gateway_up 18100
+  lt slow-consumers slow-consumers --target http://127.0.0.1:18100 -n 1000 -m 2000 -r 200 --payload 256 --slow-fraction 0.1 "${SRC[@]}"
+  down
+}
+
+ALL=(idle fanout fanout-sweep cross-node-http cross-node-xadd many-topics reconnect-storm slow-consumers)
+for s in "${@:-${ALL[@]}}"; do
+  "run_${s//-/_}"
+done
