@@ -105,7 +105,8 @@ impl Fanout {
         let _entered = span.enter();
         let topic = delivery.topic.clone();
         let handed = self.send(&topic, || Queued::Event(Arc::clone(&delivery)));
-        span.record("connections", handed);
+        // As i64: OpenTelemetry has no unsigned integers (a u64 would become a string).
+        span.record("connections", handed as i64);
     }
 
     /// Tells every local follower of `topic` that its history after `to` was rewritten.

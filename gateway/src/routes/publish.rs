@@ -106,7 +106,7 @@ fn publish_span(events: &[NewEvent]) -> Span {
         "publish",
         otel.kind = "producer",
         topic = tracing::field::Empty,
-        events = events.len(),
+        events = events.len() as i64,
         id = tracing::field::Empty,
     );
     if let Some(first) = events.first().filter(|first| events.iter().all(|e| e.topic == first.topic)) {
