@@ -320,7 +320,9 @@ impl Config {
         if a.redis_prefix.is_empty() || !a.redis_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
             return Err(invalid("GATEWAY_REDIS_PREFIX", "must be non-empty ASCII letters, digits and _ - . :"));
         }
-        let otel = a.otel_exporter_otlp_endpoint.map(|endpoint| otel_config(endpoint, a.otel_service_name)).transpose()?;
+        // Empty is unset, as the OpenTelemetry specification asks (charts often render "").
+        let endpoint = a.otel_exporter_otlp_endpoint.filter(|e| !e.trim().is_empty());
+        let otel = endpoint.map(|endpoint| otel_config(endpoint, a.otel_service_name)).transpose()?;
         Ok(Self {
             listen_addr: a.listen_addr,
             jwt: jwt_config(a.jwt_secret, a.jwt_public_key, a.jwt_algorithms, a.jwt_issuer, a.jwt_audience, a.jwt_leeway.into())?,
@@ -534,6 +536,9 @@ mod tests {
     #[test]
     fn traces_are_on_with_an_endpoint_only() {
         assert!(Config::from_args(Args::defaults()).expect("defaults").otel.is_none());
+        let mut a = Args::defaults();
+        a.otel_exporter_otlp_endpoint = Some(String::new());
+        assert!(Config::from_args(a).expect("empty is unset").otel.is_none());
         let mut a = Args::defaults();
         a.otel_exporter_otlp_endpoint = Some("http://otel-collector:4317".into());
         let otel = Config::from_args(a).expect("valid").otel.expect("traces on");
