@@ -64,12 +64,17 @@ fn finished() -> Vec<SpanData> {
 
 /// Waits until a span named `name` with attribute `key` = `value` is exported, and returns it.
 async fn span(name: &str, key: &str, value: &str) -> SpanData {
+    span_where(&format!("{name} span with {key}={value}"), |s| s.name == name && attr(s, key).as_deref() == Some(value)).await
+}
+
+/// Waits until a span matching `pred` is exported, and returns it.
+async fn span_where(what: &str, pred: impl Fn(&SpanData) -> bool) -> SpanData {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if let Some(s) = finished().into_iter().find(|s| s.name == name && attr(s, key).as_deref() == Some(value)) {
+        if let Some(s) = finished().into_iter().find(&pred) {
             return s;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no {name} span with {key}={value}");
+        assert!(tokio::time::Instant::now() < deadline, "no {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -100,7 +105,9 @@ async fn a_publish_on_one_node_and_its_delivery_on_another_are_one_trace() {
     // The token in the query, as a browser's EventSource sends it: no span may record it.
     let subscribe_token = token(&["*"], &[]);
     let url = format!("{}&access_token={subscribe_token}", b.events_url(&[&topic]));
-    let resp = tokio::time::timeout(WAIT, a.client.get(url).send()).await.expect("connect in time").expect("connect");
+    let (stream_parent, stream_trace, _) = caller();
+    let subscribe = a.client.get(url).header("traceparent", stream_parent).send();
+    let resp = tokio::time::timeout(WAIT, subscribe).await.expect("connect in time").expect("connect");
     assert_eq!(resp.status(), 200);
     let mut client = SseClient::new(resp);
 
@@ -123,10 +130,7 @@ async fn a_publish_on_one_node_and_its_delivery_on_another_are_one_trace() {
     // Node A: the caller's trace continues in the request, whose publish span carries it on.
     let publish = span("publish", "topic", &topic).await;
     assert_eq!(publish.span_context.trace_id().to_string(), caller_trace);
-    let request = finished()
-        .into_iter()
-        .find(|s| s.name == "request" && s.span_context.span_id() == publish.parent_span_id)
-        .expect("the publish request's span");
+    let request = span_where("publish request span", |s| s.name == "request" && s.span_context.span_id() == publish.parent_span_id).await;
     assert_eq!(request.parent_span_id.to_string(), caller_span);
     assert!(request.parent_span_is_remote);
     assert_eq!(attr(&request, "route").as_deref(), Some("/publish"));
@@ -141,16 +145,16 @@ async fn a_publish_on_one_node_and_its_delivery_on_another_are_one_trace() {
     assert_eq!(deliver.span_kind, SpanKind::Consumer);
     assert_eq!(attr(&deliver, "id"), Some(id.clone()));
     assert_eq!(int_attr(&deliver, "connections"), Some(1));
-    let delivers = finished().into_iter().filter(|s| s.name == "deliver" && attr(s, "topic").as_deref() == Some(topic.as_str())).count();
-    assert_eq!(delivers, 1, "once per event per node following the topic (only B does)");
 
     // The stream's request span ends with the stream.
     drop(client);
     a.shutdown().await;
     b.shutdown().await;
-    let spans = finished();
-    assert!(spans.iter().any(|s| s.name == "request" && attr(s, "route").as_deref() == Some("/events")));
-    for s in &spans {
+    let stream = span_where("event stream's request span", |s| s.span_context.trace_id().to_string() == stream_trace).await;
+    assert_eq!((stream.name.as_ref(), attr(&stream, "route").as_deref()), ("request", Some("/events")));
+    let delivers = finished().into_iter().filter(|s| s.name == "deliver" && attr(s, "topic").as_deref() == Some(topic.as_str())).count();
+    assert_eq!(delivers, 1, "once per event per node following the topic (only B does)");
+    for s in &finished() {
         let values = s.attributes.iter().chain(s.events.iter().flat_map(|e| e.attributes.iter()));
         for kv in values {
             let v = kv.value.as_str();
