@@ -145,6 +145,20 @@ pub struct Args {
     /// Log format: "text" or "json".
     #[arg(long, env = "GATEWAY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+
+    /// OTLP collector to export traces to, over gRPC, e.g. http://otel-collector:4317. Unset: no
+    /// traces. The OpenTelemetry SDK reads the other standard OTEL_* variables itself (headers,
+    /// timeout, compression, sampler, batching, resource attributes).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+
+    /// OTLP transport: only "grpc" is built in.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", default_value = "grpc", value_parser = ["grpc"])]
+    pub otel_exporter_otlp_protocol: String,
+
+    /// `service.name` of the exported traces.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "sse-gateway")]
+    pub otel_service_name: String,
 }
 
 impl Args {
@@ -186,6 +200,15 @@ pub struct Config {
     pub redis_url: Option<RedisUrl>,
     pub redis_prefix: String,
     pub redis_reconcile: Duration,
+    /// `None`: no traces are exported.
+    pub otel: Option<OtelConfig>,
+}
+
+/// Where traces go (`OTEL_EXPORTER_OTLP_ENDPOINT`) and under which service name.
+#[derive(Debug, Clone)]
+pub struct OtelConfig {
+    pub endpoint: String,
+    pub service_name: String,
 }
 
 /// A Redis URL the gateway can use. Its `Debug` hides credentials, so a logged or printed config
@@ -297,6 +320,9 @@ impl Config {
         if a.redis_prefix.is_empty() || !a.redis_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
             return Err(invalid("GATEWAY_REDIS_PREFIX", "must be non-empty ASCII letters, digits and _ - . :"));
         }
+        // Empty is unset, as the OpenTelemetry specification asks (charts often render "").
+        let endpoint = a.otel_exporter_otlp_endpoint.filter(|e| !e.trim().is_empty());
+        let otel = endpoint.map(|endpoint| otel_config(endpoint, a.otel_service_name)).transpose()?;
         Ok(Self {
             listen_addr: a.listen_addr,
             jwt: jwt_config(a.jwt_secret, a.jwt_public_key, a.jwt_algorithms, a.jwt_issuer, a.jwt_audience, a.jwt_leeway.into())?,
@@ -323,6 +349,7 @@ impl Config {
             redis_url,
             redis_prefix: a.redis_prefix,
             redis_reconcile,
+            otel,
         })
     }
 
@@ -387,6 +414,24 @@ fn jwt_config(
         parsed
     };
     Ok(Some(JwtConfig { key, algorithms, issuer, audience, leeway }))
+}
+
+fn otel_config(endpoint: String, service_name: String) -> Result<OtelConfig, ConfigError> {
+    let uri: http::Uri = endpoint.parse().map_err(|e| invalid("OTEL_EXPORTER_OTLP_ENDPOINT", format!("not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http") if uri.host().is_some() => {}
+        Some("https") => {
+            return Err(invalid(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https is not supported (no TLS is built in): use http://, e.g. to a collector next to the gateway",
+            ));
+        }
+        _ => return Err(invalid("OTEL_EXPORTER_OTLP_ENDPOINT", "expected http://host:port, e.g. http://otel-collector:4317")),
+    }
+    if service_name.trim().is_empty() {
+        return Err(invalid("OTEL_SERVICE_NAME", "must not be empty"));
+    }
+    Ok(OtelConfig { endpoint, service_name })
 }
 
 /// Turns a clap error into one line naming the variable (and flag) that was wrong.
@@ -480,6 +525,26 @@ mod tests {
         let mut a = Args::defaults();
         a.redis_prefix = "a{b}".into();
         assert_eq!(err_var(a), "GATEWAY_REDIS_PREFIX");
+
+        for bad in ["otel-collector:4317", "https://otel-collector:4317", "http://", "not a url"] {
+            let mut a = Args::defaults();
+            a.otel_exporter_otlp_endpoint = Some(bad.into());
+            assert_eq!(err_var(a), "OTEL_EXPORTER_OTLP_ENDPOINT", "{bad}");
+        }
+    }
+
+    #[test]
+    fn traces_are_on_with_an_endpoint_only() {
+        assert!(Config::from_args(Args::defaults()).expect("defaults").otel.is_none());
+        let mut a = Args::defaults();
+        a.otel_exporter_otlp_endpoint = Some(String::new());
+        assert!(Config::from_args(a).expect("empty is unset").otel.is_none());
+        let mut a = Args::defaults();
+        a.otel_exporter_otlp_endpoint = Some("http://otel-collector:4317".into());
+        let otel = Config::from_args(a).expect("valid").otel.expect("traces on");
+        assert_eq!((otel.endpoint.as_str(), otel.service_name.as_str()), ("http://otel-collector:4317", "sse-gateway"));
+        let err = Args::try_parse_from(["gateway", "--otel-exporter-otlp-protocol", "http/protobuf"]).map_err(clap_error);
+        assert!(matches!(err, Err(ConfigError::Invalid { var, .. }) if var == "OTEL_EXPORTER_OTLP_PROTOCOL"));
     }
 
     #[test]

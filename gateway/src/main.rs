@@ -1,4 +1,4 @@
-//! Thin entry point: config → telemetry → App::build → run until SIGTERM/SIGINT.
+//! Thin entry point: config → telemetry → App::build → run until SIGTERM/SIGINT → flush telemetry.
 
 use std::process::ExitCode;
 
@@ -21,22 +21,39 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    telemetry::init(config.json_logs);
-    let app = match App::build(config).await {
-        Ok(app) => app,
+    let traces = match config.otel.as_ref().map(telemetry::otlp).transpose() {
+        Ok(traces) => traces,
         Err(e) => {
-            eprintln!("gateway: {}", anyhow::Error::from(e).chain().map(ToString::to_string).collect::<Vec<_>>().join(": "));
-            return ExitCode::FAILURE;
+            eprintln!("gateway: {}", chain(e));
+            return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Some(banner) = app.demo_banner() {
-        println!("{banner}");
-    }
-    match app.run(shutdown::signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let logs = if config.json_logs { telemetry::Logs::Json } else { telemetry::Logs::Text };
+    let telemetry = telemetry::init(logs, traces);
+    let code = match App::build(config).await {
+        Ok(app) => {
+            if let Some(banner) = app.demo_banner() {
+                println!("{banner}");
+            }
+            match app.run(shutdown::signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("gateway: server error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Err(e) => {
-            eprintln!("gateway: server error: {e}");
+            eprintln!("gateway: {}", chain(e));
             ExitCode::FAILURE
         }
-    }
+    };
+    // The last step of shutdown: the app has stopped, so its spans are all ended.
+    telemetry.shutdown().await;
+    code
+}
+
+/// An error and its causes on one line.
+fn chain(e: impl std::error::Error + Send + Sync + 'static) -> String {
+    anyhow::Error::from(e).chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }

@@ -4,6 +4,9 @@
 //! Delivery is `try_send` into each follower's queue: a full queue means the client is not
 //! keeping up, so it is marked slow (its stream ends and it resumes from its `Last-Event-ID`)
 //! instead of slowing the publisher or other clients, and memory stays bounded by the queue.
+//!
+//! With traces on, each delivery is one `deliver` span (per event and node, never per
+//! connection), a child of the publish that caused it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,9 +15,11 @@ use std::sync::{Arc, RwLock};
 use shared::{StreamId, Topic};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
+use tracing::Span;
 
 use super::Delivery;
 use crate::stats::Stats;
+use crate::telemetry;
 
 /// What a connection's queue carries.
 #[derive(Debug)]
@@ -96,8 +101,12 @@ impl Fanout {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             self.stats.publish_to_deliver.observe(now.saturating_sub(std::time::Duration::from_millis(id.ms)).as_secs_f64());
         }
+        let span = deliver_span(&delivery);
+        let _entered = span.enter();
         let topic = delivery.topic.clone();
-        self.send(&topic, || Queued::Event(Arc::clone(&delivery)));
+        let handed = self.send(&topic, || Queued::Event(Arc::clone(&delivery)));
+        // As i64: OpenTelemetry has no unsigned integers (a u64 would become a string).
+        span.record("connections", handed as i64);
     }
 
     /// Tells every local follower of `topic` that its history after `to` was rewritten.
@@ -105,15 +114,17 @@ impl Fanout {
         self.send(topic, || Queued::Rewind { topic: topic.clone(), to });
     }
 
-    fn send(&self, topic: &Topic, item: impl Fn() -> Queued) {
+    /// Queues `item` for every follower of `topic`; returns how many took it.
+    fn send(&self, topic: &Topic, item: impl Fn() -> Queued) -> usize {
         let table = self.topics.read().unwrap_or_else(|e| e.into_inner());
-        let Some(followers) = table.get(topic) else { return };
+        let Some(followers) = table.get(topic) else { return 0 };
+        let mut handed = 0;
         for f in followers {
             if f.slow.is_cancelled() {
                 continue;
             }
             match f.tx.try_send(item()) {
-                Ok(()) => {}
+                Ok(()) => handed += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(connection = f.id, topic = %topic, queue = self.queue, "client too slow, disconnecting");
@@ -122,6 +133,7 @@ impl Fanout {
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
+        handed
     }
 
     /// Whether at least one local connection follows `topic`.
@@ -159,6 +171,29 @@ impl Fanout {
     }
 }
 
+/// This node's `deliver` span for one event: a child of the publish span the event came with,
+/// else a root. Nothing at all when traces are off.
+fn deliver_span(delivery: &Delivery) -> Span {
+    if !telemetry::traces_on() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        parent: None,
+        "deliver",
+        otel.kind = "consumer",
+        topic = %delivery.topic,
+        id = tracing::field::Empty,
+        connections = tracing::field::Empty,
+    );
+    if let Some(id) = delivery.id {
+        span.record("id", tracing::field::display(id));
+    }
+    if let Some(trace) = &delivery.trace {
+        trace.parent(&span);
+    }
+    span
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.fanout.unsubscribe(self.id, &self.topics);
@@ -171,7 +206,10 @@ mod tests {
     use shared::{Event, StreamId};
 
     fn delivery(topic: &Topic, seq: u64) -> Arc<Delivery> {
-        Arc::new(Delivery::new(&Event { topic: topic.clone(), id: Some(StreamId::new(1, seq)), name: None, data: "x".into(), retry: None }))
+        Arc::new(Delivery::new(
+            &Event { topic: topic.clone(), id: Some(StreamId::new(1, seq)), name: None, data: "x".into(), retry: None },
+            None,
+        ))
     }
 
     #[test]

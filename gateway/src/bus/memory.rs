@@ -104,7 +104,8 @@ impl Bus for MemoryBus {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for e in events {
             let id = Self::mint(&mut state);
-            let delivery = Arc::new(Delivery::new(&Event { topic: e.topic, id: Some(id), name: e.name, data: e.data, retry: e.retry }));
+            let event = Event { topic: e.topic, id: Some(id), name: e.name, data: e.data, retry: e.retry };
+            let delivery = Arc::new(Delivery::new(&event, e.trace));
             let floor = state.floor;
             let log = state.logs.entry(delivery.topic.clone()).or_insert_with(|| TopicLog { events: VecDeque::new(), floor });
             log.events.push_back(Arc::clone(&delivery));
@@ -152,7 +153,7 @@ mod tests {
     }
 
     fn new_event(topic: &Topic, data: &str) -> NewEvent {
-        NewEvent { topic: topic.clone(), name: None, data: data.into(), retry: None }
+        NewEvent { topic: topic.clone(), name: None, data: data.into(), retry: None, trace: None }
     }
 
     #[tokio::test]

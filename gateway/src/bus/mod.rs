@@ -5,6 +5,9 @@
 //! [`fanout::Fanout`], which pushes it to every local connection following the topic. A
 //! connection that resumes reads the history after its position with [`Bus::read`].
 //!
+//! With traces on, each event carries the [`TraceContext`] of the span that published it, so that
+//! the node fan-outs that deliver it (one `deliver` span per event per node) join its trace.
+//!
 //! The embedded [`memory::MemoryBus`] is the single-node implementation; a Redis implementation
 //! plugs in behind the same trait (the fanout tells it which topics this node follows).
 
@@ -19,6 +22,8 @@ use async_trait::async_trait;
 use shared::sse::EncodedEvent;
 use shared::{Event, EventName, StreamId, Topic};
 
+use crate::telemetry::TraceContext;
+
 /// What a publisher asks for; the bus assigns the id.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -26,6 +31,8 @@ pub struct NewEvent {
     pub name: Option<EventName>,
     pub data: String,
     pub retry: Option<u64>,
+    /// The publishing span's context (traces on), for the deliveries to join its trace.
+    pub trace: Option<TraceContext>,
 }
 
 /// An event inside a node: its topic and id for routing and cursors, and its frame, encoded once
@@ -37,11 +44,14 @@ pub struct Delivery {
     pub frame: EncodedEvent,
     /// When this node received the event; the start of publish-to-deliver latency.
     pub received: Instant,
+    /// The context of the span that published the event, if it came with one: the parent of
+    /// this node's `deliver` span.
+    pub trace: Option<TraceContext>,
 }
 
 impl Delivery {
-    pub fn new(event: &Event) -> Self {
-        Self { topic: event.topic.clone(), id: event.id, frame: EncodedEvent::new(event), received: Instant::now() }
+    pub fn new(event: &Event, trace: Option<TraceContext>) -> Self {
+        Self { topic: event.topic.clone(), id: event.id, frame: EncodedEvent::new(event), received: Instant::now(), trace }
     }
 }
 

@@ -38,7 +38,7 @@ impl Harness {
     }
 
     async fn publish(&self, topic: &str, data: &str) {
-        let e = NewEvent { topic: Topic::parse(topic).expect("topic"), name: None, data: data.into(), retry: None };
+        let e = NewEvent { topic: Topic::parse(topic).expect("topic"), name: None, data: data.into(), retry: None, trace: None };
         self.bus.publish(vec![e]).await.expect("publish");
     }
 }

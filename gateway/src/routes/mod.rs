@@ -29,7 +29,10 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             // The route template only: the query string may hold a token.
             let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
-            tracing::info_span!("request", method = %req.method(), route)
+            let span = tracing::info_span!("request", method = %req.method(), route);
+            // With traces on, a caller's `traceparent` header continues its trace here.
+            crate::telemetry::parent_from_headers(&span, req.headers());
+            span
         }))
         .with_state(state)
 }

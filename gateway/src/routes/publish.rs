@@ -3,6 +3,9 @@
 //! Body: one event `{"topic","data","event"?,"retry"?}` or a JSON array of them (a batch,
 //! validated and authorized as a whole before anything is published). `data` is a string, sent
 //! as is, or any other JSON value, sent serialized.
+//!
+//! With traces on, the append is a `publish` span whose context goes with every event, so that
+//! each node's delivery joins the publisher's trace.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -13,11 +16,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::{EventName, Topic};
+use tracing::{Instrument, Span};
 
 use super::{Query, authenticate};
 use crate::bus::NewEvent;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::telemetry::{self, TraceContext};
 
 pub fn router(max_body: usize) -> Router<AppState> {
     Router::new().route("/publish", post(publish)).layer(DefaultBodyLimit::max(max_body))
@@ -77,10 +82,37 @@ async fn publish(
         events.push(event);
     }
     let count = events.len() as u64;
-    let ids = state.bus.publish(events).await?;
+    let span = publish_span(&events);
+    let trace = TraceContext::of(&span);
+    for e in &mut events {
+        e.trace = trace.clone();
+    }
+    let ids = state.bus.publish(events).instrument(span.clone()).await?;
+    if single {
+        span.record("id", tracing::field::display(ids[0]));
+    }
     state.stats.events_published.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
     let body = if single { json!({ "id": ids[0] }) } else { json!({ "ids": ids }) };
     Ok((StatusCode::OK, Json(body)))
+}
+
+/// The span of a publish (traces on only): the topic when the request has one, the number of
+/// events, and for a single event its id.
+fn publish_span(events: &[NewEvent]) -> Span {
+    if !telemetry::traces_on() {
+        return Span::none();
+    }
+    let span = tracing::info_span!(
+        "publish",
+        otel.kind = "producer",
+        topic = tracing::field::Empty,
+        events = events.len() as i64,
+        id = tracing::field::Empty,
+    );
+    if let Some(first) = events.first().filter(|first| events.iter().all(|e| e.topic == first.topic)) {
+        span.record("topic", tracing::field::display(&first.topic));
+    }
+    span
 }
 
 /// Parses the body, saying what is wrong in terms of the API rather than serde's enum talk.
@@ -110,5 +142,5 @@ fn validate(r: PublishRequest, at: &str) -> Result<NewEvent, ApiError> {
     if r.retry.is_some_and(|ms| ms > 86_400_000) {
         return Err(ApiError::bad_request("invalid_event", format!("{at}retry: at most 86400000 ms")));
     }
-    Ok(NewEvent { topic, name, data, retry: r.retry })
+    Ok(NewEvent { topic, name, data, retry: r.retry, trace: None })
 }

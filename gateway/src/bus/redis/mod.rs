@@ -6,6 +6,8 @@
 //!   `MAXLEN ~` and `MINID ~`); nodes deliver from the stream, so a delivered event is always in
 //!   history;
 //! - a plain `XADD {prefix}:stream:{T} * data <payload> [event <name>]` by any service: the same;
+//!   with a `traceparent` field (and `tracestate`), as a gateway's own publishes carry when
+//!   traces are on, the nodes' `deliver` spans join that trace;
 //! - `PUBLISH {prefix}:live:{T} <payload>`: live only, to clients connected at that moment, with
 //!   no id and no resumption.
 //!
@@ -37,6 +39,7 @@ use super::{Bus, BusError, Delivery, NewEvent, Replay};
 use crate::config::RedisUrl;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
+use crate::telemetry::TraceContext;
 use subscriptions::Subscriptions;
 use tokio_util::sync::CancellationToken;
 use upstream::{Upstream, unavailable};
@@ -140,6 +143,12 @@ impl RedisBus {
                 fields.extend(["retry".to_owned(), retry.to_string()]);
             }
             fields.extend([scripts::VIA_FIELD.to_owned(), scripts::VIA_GATEWAY.to_owned()]);
+            if let Some(trace) = &e.trace {
+                fields.extend([TraceContext::TRACEPARENT.to_owned(), trace.traceparent.clone()]);
+                if let Some(state) = &trace.tracestate {
+                    fields.extend([TraceContext::TRACESTATE.to_owned(), state.clone()]);
+                }
+            }
             args.push((fields.len() / 2).to_string());
             args.extend(fields);
         }
@@ -218,7 +227,8 @@ impl Bus for RedisBus {
         let mut events = Vec::with_capacity(reply.entries.len());
         for entry in &reply.entries {
             match scripts::entry(topic, entry) {
-                Ok(entry) => events.push(Arc::new(Delivery::new(&entry.event))),
+                // A replay goes to one connection, not through the fan-out: no `deliver` span.
+                Ok(entry) => events.push(Arc::new(Delivery::new(&entry.event, None))),
                 Err(e) => tracing::warn!(topic = %topic, error = %e, "skipping a stream entry"),
             }
         }

@@ -4,9 +4,12 @@
 use fred::types::Value;
 use shared::{Event, EventName, StreamId, Topic};
 
+use crate::telemetry::TraceContext;
+
 /// Appends events to one topic's stream and trims it, in one atomic step.
 /// KEYS[1]: the stream. ARGV: max length (0 = none), max age in ms (0 = none), then for each
-/// event the number of field/value pairs followed by the pairs. Returns the ids in order.
+/// event the number of field/value pairs followed by the pairs (`data`, `event`, `retry`, `via`,
+/// and with traces on `traceparent`, `tracestate`: see [`entry`]). Returns the ids in order.
 /// Age trimming uses the server's clock (`TIME`), the clock its ids come from.
 pub const PUBLISH: &str = r#"
 local maxlen, maxage = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -163,15 +166,19 @@ pub struct Entry {
     pub event: Event,
     /// Whether a gateway's `POST /publish` wrote it (rather than another service's `XADD`).
     pub from_gateway: bool,
+    /// The publishing span's W3C context, when the entry carries a `traceparent`.
+    pub trace: Option<TraceContext>,
 }
 
 /// Turns `[id, [field, value, …]]` into an event. Fields: `data` (required), `event`, `retry`,
-/// `via`; others are ignored.
+/// `via`, `traceparent` and `tracestate` (W3C trace context); others are ignored. A malformed
+/// trace context is not an error: the delivery then starts a trace of its own.
 pub fn entry(topic: &Topic, v: &Value) -> Result<Entry, EntryError> {
     let Value::Array(pair) = v else { return Err(EntryError::Shape) };
     let [id, Value::Array(fields)] = pair.as_slice() else { return Err(EntryError::Shape) };
     let id = stream_id(id).map_err(|_| EntryError::Shape)?;
     let (mut data, mut name, mut retry, mut from_gateway) = (None, None, None, false);
+    let (mut traceparent, mut tracestate) = (None, None);
     for kv in fields.chunks(2) {
         let [k, v] = kv else { continue };
         match string(k).as_deref() {
@@ -179,12 +186,15 @@ pub fn entry(topic: &Topic, v: &Value) -> Result<Entry, EntryError> {
             Some("event") => name = string(v),
             Some("retry") => retry = string(v).and_then(|s| s.parse().ok()),
             Some(VIA_FIELD) => from_gateway = string(v).as_deref() == Some(VIA_GATEWAY),
+            Some(TraceContext::TRACEPARENT) => traceparent = string(v),
+            Some(TraceContext::TRACESTATE) => tracestate = string(v),
             _ => {}
         }
     }
     let data = data.ok_or(EntryError::NoData(id))?;
     let name = name.map(|n| EventName::parse(&n)).transpose().map_err(|e| EntryError::EventName(id, e))?;
-    Ok(Entry { event: Event { topic: topic.clone(), id: Some(id), name, data, retry }, from_gateway })
+    let trace = traceparent.map(|traceparent| TraceContext { traceparent, tracestate });
+    Ok(Entry { event: Event { topic: topic.clone(), id: Some(id), name, data, retry }, from_gateway, trace })
 }
 
 /// The `(stream key, entries)` pairs of an `XREAD` reply, RESP2 (arrays) or RESP3 (a map).
@@ -215,4 +225,33 @@ pub fn xread_reply(v: Value) -> Result<Vec<(String, Vec<Value>)>, ReplyError> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(fields: &[&str]) -> Value {
+        Value::Array(vec![Value::from("1700000000000-0"), Value::Array(fields.iter().map(|f| Value::from(*f)).collect())])
+    }
+
+    #[test]
+    fn a_raw_entry_has_no_trace_context() {
+        let topic = Topic::parse("t").expect("topic");
+        let e = entry(&topic, &raw(&["data", "hello", "event", "greeting"])).expect("an event");
+        assert_eq!(e.event.data, "hello");
+        assert!(!e.from_gateway);
+        assert_eq!(e.trace, None);
+    }
+
+    #[test]
+    fn trace_fields_are_read_with_the_event() {
+        let topic = Topic::parse("t").expect("topic");
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let e = entry(&topic, &raw(&["data", "x", "via", "gateway", "traceparent", traceparent, "tracestate", "k=v"])).expect("an event");
+        assert!(e.from_gateway);
+        assert_eq!(e.trace, Some(TraceContext { traceparent: traceparent.into(), tracestate: Some("k=v".into()) }));
+        let e = entry(&topic, &raw(&["traceparent", "garbage", "data", "x"])).expect("a malformed context is no error");
+        assert_eq!(e.trace.map(|t| t.traceparent).as_deref(), Some("garbage"));
+    }
 }

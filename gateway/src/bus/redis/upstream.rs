@@ -244,7 +244,7 @@ impl Upstream {
             let data = scripts::string(value).unwrap_or_default();
             self.stats.events_live.fetch_add(1, Ordering::Relaxed);
             let event = Event { topic, id: None, name: None, data, retry: None };
-            self.fanout.deliver(Arc::new(Delivery::new(&event)));
+            self.fanout.deliver(Arc::new(Delivery::new(&event, None)));
         }
     }
 
@@ -408,7 +408,7 @@ impl Upstream {
             if !entry.from_gateway {
                 self.stats.events_xadd.fetch_add(1, Ordering::Relaxed);
             }
-            self.fanout.deliver(Arc::new(Delivery::new(&event)));
+            self.fanout.deliver(Arc::new(Delivery::new(&event, entry.trace)));
         }
     }
 
