@@ -8,15 +8,20 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use jsonwebtoken::Algorithm;
 
 use crate::auth::KeyMaterial;
+use crate::healthcheck::Probe;
 
 /// The flags and variables as clap reads them. `Config::from_args` turns them into a `Config`.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "gateway", version, about = "Redis-backed, horizontally scaled Server-Sent Events gateway")]
 pub struct Args {
+    /// What to do instead of serving (the default).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on.
     #[arg(long, env = "GATEWAY_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen_addr: SocketAddr,
@@ -25,6 +30,12 @@ pub struct Args {
     /// key the gateway runs in demo mode with a random secret and prints tokens.
     #[arg(long, env = "GATEWAY_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+
+    /// Print a demo page URL and tokens at start, signed with GATEWAY_JWT_SECRET, so that every
+    /// node sharing that secret accepts them (a demo stack of several nodes behind a load
+    /// balancer). The tokens grant every topic for 24 hours: never turn this on for real use.
+    #[arg(long, env = "GATEWAY_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
+    pub demo: bool,
 
     /// Public key for RS*/PS*/ES*/EdDSA tokens: PEM text, or the path of a PEM file.
     #[arg(long, env = "GATEWAY_JWT_PUBLIC_KEY", hide_env_values = true)]
@@ -147,6 +158,19 @@ pub struct Args {
     pub log_format: String,
 }
 
+/// The subcommands: things the binary does besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Ask the gateway listening on GATEWAY_LISTEN_ADDR (on loopback when that is 0.0.0.0 or
+    /// [::]) for GET /healthz and exit 0 if it answers 200 in time, 1 otherwise: the container
+    /// image's HEALTHCHECK, since the image has no curl.
+    Healthcheck {
+        /// How long the whole probe may take.
+        #[arg(long, default_value = "2s")]
+        timeout: humantime::Duration,
+    },
+}
+
 impl Args {
     /// The documented defaults, read without the process environment (for tests).
     pub fn defaults() -> Self {
@@ -162,6 +186,9 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// `None`: demo mode, a random secret is generated at start.
     pub jwt: Option<JwtConfig>,
+    /// Demo tokens signed with the configured secret (`GATEWAY_DEMO`); with no key configured
+    /// the gateway is in demo mode anyway.
+    pub demo: bool,
     pub auth_cookie: String,
     pub cors_origins: Vec<String>,
     pub retry: Duration,
@@ -242,13 +269,30 @@ fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { var: Cow::Borrowed(var), reason: reason.into() }
 }
 
-impl Config {
+/// What the command line asks for: serve (no subcommand), or probe a running server.
+#[derive(Debug)]
+pub enum Invocation {
+    Serve(Box<Config>),
+    HealthCheck(Probe),
+}
+
+impl Invocation {
     /// Parses flags and environment; a parse error is turned into one line naming the variable.
     pub fn load() -> Result<Self, ConfigError> {
-        let args = Args::try_parse().map_err(clap_error)?;
-        Self::from_args(args)
+        Self::from_args(Args::try_parse().map_err(clap_error)?)
     }
 
+    /// The probe reads only the listen address: it must work whatever else the server's
+    /// configuration says, and it validates nothing the server would not.
+    pub fn from_args(mut a: Args) -> Result<Self, ConfigError> {
+        match a.command.take() {
+            Some(Command::Healthcheck { timeout }) => Ok(Self::HealthCheck(Probe::for_listen_addr(a.listen_addr, timeout.into()))),
+            None => Config::from_args(a).map(|c| Self::Serve(Box::new(c))),
+        }
+    }
+}
+
+impl Config {
     pub fn from_args(a: Args) -> Result<Self, ConfigError> {
         let heartbeat: Duration = a.heartbeat.into();
         if heartbeat < Duration::from_secs(1) || heartbeat > Duration::from_secs(120) {
@@ -297,9 +341,17 @@ impl Config {
         if a.redis_prefix.is_empty() || !a.redis_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
             return Err(invalid("GATEWAY_REDIS_PREFIX", "must be non-empty ASCII letters, digits and _ - . :"));
         }
+        let jwt = jwt_config(a.jwt_secret, a.jwt_public_key, a.jwt_algorithms, a.jwt_issuer, a.jwt_audience, a.jwt_leeway.into())?;
+        if a.demo && jwt.as_ref().is_some_and(|j| !matches!(j.key, KeyMaterial::Secret(_))) {
+            return Err(invalid(
+                "GATEWAY_DEMO",
+                "needs GATEWAY_JWT_SECRET (or no key at all): demo tokens cannot be signed with a public key",
+            ));
+        }
         Ok(Self {
             listen_addr: a.listen_addr,
-            jwt: jwt_config(a.jwt_secret, a.jwt_public_key, a.jwt_algorithms, a.jwt_issuer, a.jwt_audience, a.jwt_leeway.into())?,
+            jwt,
+            demo: a.demo,
             auth_cookie: a.auth_cookie,
             cors_origins,
             retry: a.retry.into(),
@@ -480,6 +532,55 @@ mod tests {
         let mut a = Args::defaults();
         a.redis_prefix = "a{b}".into();
         assert_eq!(err_var(a), "GATEWAY_REDIS_PREFIX");
+    }
+
+    /// Parses a command line as `Args::defaults` does: without the process environment.
+    fn args_from(argv: &[&str]) -> Args {
+        let matches = Args::command().mut_args(|a| a.env(None::<&str>)).try_get_matches_from(argv).expect("parses");
+        Args::from_arg_matches(&matches).expect("args")
+    }
+
+    #[test]
+    fn demo_tokens_with_a_configured_key_need_a_secret() {
+        let mut a = Args::defaults();
+        a.demo = true;
+        a.jwt_public_key = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/fixtures/rsa_public.pem").into());
+        assert_eq!(err_var(a), "GATEWAY_DEMO", "nothing can sign with a public key");
+
+        let mut a = Args::defaults();
+        a.demo = true;
+        a.jwt_secret = Some(SECRET.into());
+        assert!(Config::from_args(a).expect("a secret can sign").demo);
+
+        let mut a = Args::defaults();
+        a.demo = true;
+        assert!(Config::from_args(a).expect("no key: demo mode anyway").jwt.is_none());
+
+        assert!(args_from(&["gateway", "--demo"]).demo);
+        assert!(!args_from(&["gateway"]).demo, "off by default");
+    }
+
+    #[test]
+    fn the_healthcheck_subcommand_probes_the_listen_address_on_loopback() {
+        let invocation = |argv: &[&str]| Invocation::from_args(args_from(argv));
+        match invocation(&["gateway", "--listen-addr", "0.0.0.0:9000", "healthcheck", "--timeout", "750ms"]) {
+            Ok(Invocation::HealthCheck(p)) => {
+                assert_eq!(p.addr, "127.0.0.1:9000".parse().expect("addr"));
+                assert_eq!(p.timeout, Duration::from_millis(750));
+            }
+            other => panic!("{other:?}"),
+        }
+        match invocation(&["gateway", "healthcheck"]) {
+            Ok(Invocation::HealthCheck(p)) => {
+                assert_eq!((p.addr.to_string(), p.timeout), ("127.0.0.1:8080".into(), Duration::from_secs(2)))
+            }
+            other => panic!("{other:?}"),
+        }
+        // The probe does not judge the server's settings: a server that started has valid ones.
+        let mut a = args_from(&["gateway", "healthcheck"]);
+        a.jwt_secret = Some("short".into());
+        assert!(matches!(Invocation::from_args(a), Ok(Invocation::HealthCheck(_))));
+        assert!(matches!(invocation(&["gateway"]), Ok(Invocation::Serve(_))));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod auth;
 mod conformance;
 mod errors;
+mod healthcheck;
 mod helpers;
 mod limits;
 mod metrics;
