@@ -15,3 +15,4 @@ mod shutdown;
 mod slow;
 mod streaming;
 mod surface;
+mod topology;
