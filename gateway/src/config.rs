@@ -161,9 +161,9 @@ pub struct Args {
 /// The subcommands: things the binary does besides serving.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Ask the gateway listening on GATEWAY_LISTEN_ADDR (on loopback when that is 0.0.0.0 or
-    /// [::]) for GET /healthz and exit 0 if it answers 200 in time, 1 otherwise: the container
-    /// image's HEALTHCHECK, since the image has no curl.
+    /// Ask the gateway listening on GATEWAY_LISTEN_ADDR (over loopback when that is `0.0.0.0`
+    /// or `[::]`) for GET /healthz and exit 0 if it answers 200 in time, 1 otherwise: the
+    /// container image's HEALTHCHECK, since the image has no curl.
     Healthcheck {
         /// How long the whole probe may take.
         #[arg(long, default_value = "2s")]
