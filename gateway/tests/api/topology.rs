@@ -317,6 +317,19 @@ async fn through_the_balancer_every_event_arrives_once_in_order_and_a_client_res
         assert_eq!((event.data.as_str(), event.last_event_id.as_str()), (data.as_str(), id.as_str()), "{}", t.logs());
         delivered.push(id);
     }
+    // A burst, published on all three nodes at once: the client gets each event once, in the
+    // order of the topic's stream (the ids), however the publishes interleaved.
+    let t_ref = &t;
+    let burst = futures::future::join_all((0..30).map(|i| async move {
+        let data = format!("burst-{i}");
+        (t_ref.publish_on(i % 3, topic, &data).await, data)
+    }))
+    .await;
+    let mut expected: Vec<(String, String)> = burst.into_iter().map(|(id, data)| (data, id)).collect();
+    expected.sort_by_key(|(_, id)| id.parse::<shared::StreamId>().expect("a stream id"));
+    let got = data_and_ids(&stream.events(expected.len()).await);
+    assert_eq!(got, expected, "every event once, in stream order\n{}", t.logs());
+    delivered.push(expected.last().expect("a burst").1.clone());
     stream.expect_no_event(Duration::from_millis(300)).await;
 
     // Kill the node holding the stream. The client is cut off; meanwhile events are published
