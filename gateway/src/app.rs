@@ -16,7 +16,7 @@ use crate::bus::fanout::Fanout;
 use crate::bus::memory::MemoryBus;
 use crate::bus::redis::{RedisBus, RedisSettings};
 use crate::config::{Config, JwtConfig};
-use crate::demo::{self, DemoTokens};
+use crate::demo::{self, DemoTokens, SecretSource};
 use crate::limits::Limits;
 use crate::listener::{ClientInfo, GatewayListener};
 use crate::metrics::Metrics;
@@ -65,23 +65,24 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> Result<Self, BuildError> {
-        let (jwt, demo_secret) = match &config.jwt {
-            Some(jwt) => (jwt.clone(), None),
+        let (jwt, demo_source) = match &config.jwt {
+            Some(jwt) => (jwt.clone(), config.demo.then_some(SecretSource::Configured)),
             None => {
                 let key = demo::random_secret();
                 let jwt = JwtConfig {
-                    key: key.clone(),
                     algorithms: vec![key.default_algorithm()],
+                    key,
                     issuer: None,
                     audience: None,
                     leeway: Duration::from_secs(5),
                 };
-                (jwt, Some(key))
+                (jwt, Some(SecretSource::Random))
             }
         };
         let auth = Authenticator::new(&jwt, &config.auth_cookie).map_err(BuildError::Key)?;
-        let demo = match demo_secret {
-            Some(KeyMaterial::Secret(s)) => Some(demo::tokens(&s).map_err(BuildError::Key)?),
+        // `Config` refuses GATEWAY_DEMO with a public key, so demo mode always has a secret here.
+        let demo = match (demo_source, &jwt.key) {
+            (Some(source), KeyMaterial::Secret(secret)) => Some(demo::tokens(secret, &jwt, source).map_err(BuildError::Key)?),
             _ => None,
         };
         let (tcp, addr) = bind(config.listen_addr).await?;
@@ -134,7 +135,7 @@ impl App {
         &self.state
     }
 
-    /// The tokens printed in demo mode (no key configured).
+    /// The tokens printed in demo mode (no key configured, or `GATEWAY_DEMO`).
     pub fn demo_tokens(&self) -> Option<&DemoTokens> {
         self.demo.as_ref()
     }

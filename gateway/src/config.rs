@@ -8,15 +8,20 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use jsonwebtoken::Algorithm;
 
 use crate::auth::KeyMaterial;
+use crate::healthcheck::Probe;
 
 /// The flags and variables as clap reads them. `Config::from_args` turns them into a `Config`.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "gateway", version, about = "Redis-backed, horizontally scaled Server-Sent Events gateway")]
 pub struct Args {
+    /// What to do instead of serving (the default).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on.
     #[arg(long, env = "GATEWAY_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen_addr: SocketAddr,
@@ -25,6 +30,12 @@ pub struct Args {
     /// key the gateway runs in demo mode with a random secret and prints tokens.
     #[arg(long, env = "GATEWAY_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+
+    /// Print a demo page URL and tokens at start, signed with GATEWAY_JWT_SECRET, so that every
+    /// node sharing that secret accepts them (a demo stack of several nodes behind a load
+    /// balancer). The tokens grant every topic for 24 hours: never turn this on for real use.
+    #[arg(long, env = "GATEWAY_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
+    pub demo: bool,
 
     /// Public key for RS*/PS*/ES*/EdDSA tokens: PEM text, or the path of a PEM file.
     #[arg(long, env = "GATEWAY_JWT_PUBLIC_KEY", hide_env_values = true)]
@@ -161,6 +172,19 @@ pub struct Args {
     pub otel_service_name: String,
 }
 
+/// The subcommands: things the binary does besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Ask the gateway listening on GATEWAY_LISTEN_ADDR (over loopback when that is `0.0.0.0`
+    /// or `[::]`) for GET /healthz and exit 0 if it answers 200 in time, 1 otherwise: the
+    /// container image's HEALTHCHECK, since the image has no curl.
+    Healthcheck {
+        /// How long the whole probe may take.
+        #[arg(long, default_value = "2s")]
+        timeout: humantime::Duration,
+    },
+}
+
 impl Args {
     /// The documented defaults, read without the process environment (for tests).
     pub fn defaults() -> Self {
@@ -176,6 +200,9 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// `None`: demo mode, a random secret is generated at start.
     pub jwt: Option<JwtConfig>,
+    /// Demo tokens signed with the configured secret (`GATEWAY_DEMO`); with no key configured
+    /// the gateway is in demo mode anyway.
+    pub demo: bool,
     pub auth_cookie: String,
     pub cors_origins: Vec<String>,
     pub retry: Duration,
@@ -265,13 +292,30 @@ fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { var: Cow::Borrowed(var), reason: reason.into() }
 }
 
-impl Config {
+/// What the command line asks for: serve (no subcommand), or probe a running server.
+#[derive(Debug)]
+pub enum Invocation {
+    Serve(Box<Config>),
+    HealthCheck(Probe),
+}
+
+impl Invocation {
     /// Parses flags and environment; a parse error is turned into one line naming the variable.
     pub fn load() -> Result<Self, ConfigError> {
-        let args = Args::try_parse().map_err(clap_error)?;
-        Self::from_args(args)
+        Self::from_args(Args::try_parse().map_err(clap_error)?)
     }
 
+    /// The probe reads only the listen address: it must work whatever else the server's
+    /// configuration says, and it validates nothing the server would not.
+    pub fn from_args(mut a: Args) -> Result<Self, ConfigError> {
+        match a.command.take() {
+            Some(Command::Healthcheck { timeout }) => Ok(Self::HealthCheck(Probe::for_listen_addr(a.listen_addr, timeout.into()))),
+            None => Config::from_args(a).map(|c| Self::Serve(Box::new(c))),
+        }
+    }
+}
+
+impl Config {
     pub fn from_args(a: Args) -> Result<Self, ConfigError> {
         let heartbeat: Duration = a.heartbeat.into();
         if heartbeat < Duration::from_secs(1) || heartbeat > Duration::from_secs(120) {
@@ -323,9 +367,17 @@ impl Config {
         // Empty is unset, as the OpenTelemetry specification asks (charts often render "").
         let endpoint = a.otel_exporter_otlp_endpoint.filter(|e| !e.trim().is_empty());
         let otel = endpoint.map(|endpoint| otel_config(endpoint, a.otel_service_name)).transpose()?;
+        let jwt = jwt_config(a.jwt_secret, a.jwt_public_key, a.jwt_algorithms, a.jwt_issuer, a.jwt_audience, a.jwt_leeway.into())?;
+        if a.demo && jwt.as_ref().is_some_and(|j| !matches!(j.key, KeyMaterial::Secret(_))) {
+            return Err(invalid(
+                "GATEWAY_DEMO",
+                "needs GATEWAY_JWT_SECRET (or no key at all): demo tokens cannot be signed with a public key",
+            ));
+        }
         Ok(Self {
             listen_addr: a.listen_addr,
-            jwt: jwt_config(a.jwt_secret, a.jwt_public_key, a.jwt_algorithms, a.jwt_issuer, a.jwt_audience, a.jwt_leeway.into())?,
+            jwt,
+            demo: a.demo,
             auth_cookie: a.auth_cookie,
             cors_origins,
             retry: a.retry.into(),
@@ -462,100 +514,4 @@ fn clap_error(err: clap::Error) -> ConfigError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SECRET: &str = "0123456789abcdef0123456789abcdef";
-
-    #[test]
-    fn defaults_are_valid_and_demo_mode() {
-        let c = Config::from_args(Args::defaults()).expect("defaults");
-        assert!(c.jwt.is_none());
-        assert_eq!(c.listen_addr, "0.0.0.0:8080".parse().expect("addr"));
-        assert_eq!(c.heartbeat, Duration::from_secs(15));
-        assert_eq!(c.clock_interval, Some(Duration::from_secs(5)));
-    }
-
-    fn err_var(args: Args) -> String {
-        match Config::from_args(args) {
-            Err(ConfigError::Invalid { var, .. }) => var.into_owned(),
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn bad_values_name_their_variable() {
-        let mut a = Args::defaults();
-        a.jwt_secret = Some("short".into());
-        assert_eq!(err_var(a), "GATEWAY_JWT_SECRET");
-
-        let mut a = Args::defaults();
-        a.jwt_secret = Some(SECRET.into());
-        a.jwt_algorithms = vec!["RS256".into()];
-        assert_eq!(err_var(a), "GATEWAY_JWT_ALGORITHMS", "HS/RS confusion refused at start");
-
-        let mut a = Args::defaults();
-        a.jwt_secret = Some(SECRET.into());
-        a.jwt_algorithms = vec!["none".into()];
-        assert_eq!(err_var(a), "GATEWAY_JWT_ALGORITHMS");
-
-        let mut a = Args::defaults();
-        a.heartbeat = Duration::from_secs(600).into();
-        assert_eq!(err_var(a), "GATEWAY_HEARTBEAT");
-
-        let mut a = Args::defaults();
-        a.clock_topic = "bad topic".into();
-        assert_eq!(err_var(a), "GATEWAY_CLOCK_TOPIC");
-
-        let mut a = Args::defaults();
-        a.redis_url = Some("http://not-redis".into());
-        assert_eq!(err_var(a), "GATEWAY_REDIS_URL");
-
-        let mut a = Args::defaults();
-        a.redis_url = Some("rediss://127.0.0.1:6380".into());
-        assert_eq!(err_var(a), "GATEWAY_REDIS_URL", "refused until it is supported");
-
-        for ok in ["redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001", "redis-sentinel://127.0.0.1:26379/0?sentinelServiceName=gw"] {
-            assert!(RedisUrl::parse(ok).is_ok(), "{ok}");
-        }
-
-        let url = RedisUrl::parse("redis://user:s3cret@10.0.0.1:6379/2").expect("valid");
-        assert_eq!(format!("{url:?}"), "redis://***@10.0.0.1:6379/2", "no password in Debug");
-
-        let mut a = Args::defaults();
-        a.redis_prefix = "a{b}".into();
-        assert_eq!(err_var(a), "GATEWAY_REDIS_PREFIX");
-
-        for bad in ["otel-collector:4317", "https://otel-collector:4317", "http://", "not a url"] {
-            let mut a = Args::defaults();
-            a.otel_exporter_otlp_endpoint = Some(bad.into());
-            assert_eq!(err_var(a), "OTEL_EXPORTER_OTLP_ENDPOINT", "{bad}");
-        }
-    }
-
-    #[test]
-    fn traces_are_on_with_an_endpoint_only() {
-        assert!(Config::from_args(Args::defaults()).expect("defaults").otel.is_none());
-        let mut a = Args::defaults();
-        a.otel_exporter_otlp_endpoint = Some(String::new());
-        assert!(Config::from_args(a).expect("empty is unset").otel.is_none());
-        let mut a = Args::defaults();
-        a.otel_exporter_otlp_endpoint = Some("http://otel-collector:4317".into());
-        let otel = Config::from_args(a).expect("valid").otel.expect("traces on");
-        assert_eq!((otel.endpoint.as_str(), otel.service_name.as_str()), ("http://otel-collector:4317", "sse-gateway"));
-        let err = Args::try_parse_from(["gateway", "--otel-exporter-otlp-protocol", "http/protobuf"]).map_err(clap_error);
-        assert!(matches!(err, Err(ConfigError::Invalid { var, .. }) if var == "OTEL_EXPORTER_OTLP_PROTOCOL"));
-    }
-
-    #[test]
-    fn clap_parse_errors_name_the_variable() {
-        let err = Args::try_parse_from(["gateway", "--listen-addr", "nope"]).map_err(clap_error);
-        match err {
-            Err(ConfigError::Invalid { var, reason }) => {
-                assert_eq!(var, "GATEWAY_LISTEN_ADDR");
-                assert!(reason.contains("nope"), "{reason}");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-}
+mod tests;

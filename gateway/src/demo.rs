@@ -1,17 +1,33 @@
-//! Demo mode: with no key configured the gateway must not run open, so it makes a random secret
-//! and prints tokens signed with it, valid until the process exits (24 h at most).
+//! Demo mode: a demo page URL and ready-to-use tokens printed at start (24 h, every topic).
+//!
+//! With no key configured the gateway must not run open, so it makes a random secret and signs the
+//! tokens with it; they work until the process exits. A random secret is one process's own, so
+//! several nodes behind a load balancer would refuse each other's tokens: `GATEWAY_DEMO` signs
+//! them with the configured `GATEWAY_JWT_SECRET` instead, which every node shares.
 
 use std::net::SocketAddr;
 
+use jsonwebtoken::{EncodingKey, Header};
 use rand::RngCore;
 use shared::{Claims, TopicPattern};
 
 use crate::auth::{self, KeyMaterial};
+use crate::config::JwtConfig;
 
 #[derive(Debug)]
 pub struct DemoTokens {
     pub subscribe: String,
     pub publish: String,
+    pub secret: SecretSource,
+}
+
+/// Where the signing secret came from, which decides who else accepts the tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Made up at start: only this process accepts the tokens.
+    Random,
+    /// `GATEWAY_JWT_SECRET` with `GATEWAY_DEMO`: every node sharing the secret accepts them.
+    Configured,
 }
 
 pub fn random_secret() -> KeyMaterial {
@@ -20,12 +36,23 @@ pub fn random_secret() -> KeyMaterial {
     KeyMaterial::Secret(secret)
 }
 
-pub fn tokens(secret: &[u8]) -> Result<DemoTokens, jsonwebtoken::errors::Error> {
+/// Tokens the verifier configured by `jwt` accepts: signed with `secret` by its first algorithm
+/// (an HS one: the secret is an HMAC key), carrying its required issuer and audience.
+pub fn tokens(secret: &[u8], jwt: &JwtConfig, source: SecretSource) -> Result<DemoTokens, jsonwebtoken::errors::Error> {
     let all = vec![TopicPattern::parse("*").expect("* is a valid pattern")];
-    let base = Claims { sub: Some("demo".into()), exp: auth::now_secs() + 24 * 3600, iat: Some(auth::now_secs()), ..Claims::default() };
+    let base = Claims {
+        sub: Some("demo".into()),
+        exp: auth::now_secs() + 24 * 3600,
+        iat: Some(auth::now_secs()),
+        iss: jwt.issuer.clone(),
+        aud: jwt.audience.clone().map(serde_json::Value::String),
+        ..Claims::default()
+    };
+    let (header, key) = (Header::new(jwt.algorithms[0]), EncodingKey::from_secret(secret));
     Ok(DemoTokens {
-        subscribe: auth::mint(secret, &Claims { subscribe: all.clone(), ..base.clone() })?,
-        publish: auth::mint(secret, &Claims { publish: all, ..base })?,
+        subscribe: jsonwebtoken::encode(&header, &Claims { subscribe: all.clone(), ..base.clone() }, &key)?,
+        publish: jsonwebtoken::encode(&header, &Claims { publish: all, ..base }, &key)?,
+        secret: source,
     })
 }
 
@@ -40,9 +67,18 @@ pub fn base_url(listen: SocketAddr, public: Option<&str>) -> String {
 
 /// The banner printed to stdout (not the log) in demo mode.
 pub fn banner(base: &str, clock_topic: &str, t: &DemoTokens) -> String {
+    let why = match t.secret {
+        SecretSource::Random => {
+            "Demo mode: neither GATEWAY_JWT_SECRET nor GATEWAY_JWT_PUBLIC_KEY is set, so the gateway made a random\n\
+             secret; these tokens work until it exits. Configure a key for real use."
+        }
+        SecretSource::Configured => {
+            "Demo mode (GATEWAY_DEMO): these tokens are signed with GATEWAY_JWT_SECRET, so every node sharing it\n\
+             accepts them, for 24 hours. They grant every topic: turn GATEWAY_DEMO off for real use."
+        }
+    };
     format!(
-        "\nDemo mode: neither GATEWAY_JWT_SECRET nor GATEWAY_JWT_PUBLIC_KEY is set, so the gateway made a random\n\
-         secret; these tokens work until it exits. Configure a key for real use.\n\n\
+        "\n{why}\n\n\
          \x20 Demo page:  {base}/?topic={clock_topic}&access_token={sub}&publish_token={publ}\n\n\
          \x20 Subscribe:  curl -N '{base}/events?topic={clock_topic}' -H 'Authorization: Bearer {sub}'\n\
          \x20 Publish:    curl '{base}/publish' -H 'Authorization: Bearer {publ}' -H 'Content-Type: application/json' \\\n\

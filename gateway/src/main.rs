@@ -1,8 +1,9 @@
 //! Thin entry point: config → telemetry → App::build → run until SIGTERM/SIGINT → flush telemetry.
+//! Or, as `gateway healthcheck`, probe the running server and exit.
 
 use std::process::ExitCode;
 
-use gateway::config::ConfigError;
+use gateway::config::{ConfigError, Invocation};
 use gateway::{App, Config, shutdown, telemetry};
 
 /// Exit code for a configuration error (EX_USAGE from sysexits.h), as operators' tooling expects.
@@ -10,8 +11,9 @@ const EXIT_CONFIG: u8 = 64;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Config::load() {
-        Ok(c) => c,
+    let config: Config = match Invocation::load() {
+        Ok(Invocation::Serve(c)) => *c,
+        Ok(Invocation::HealthCheck(probe)) => return probe.run().await,
         Err(ConfigError::Display(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;

@@ -4,6 +4,7 @@
 mod auth;
 mod conformance;
 mod errors;
+mod healthcheck;
 mod helpers;
 mod limits;
 mod metrics;
@@ -14,3 +15,4 @@ mod shutdown;
 mod slow;
 mod streaming;
 mod surface;
+mod topology;

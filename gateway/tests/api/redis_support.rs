@@ -184,7 +184,8 @@ pub struct TestSentinel {
     _children: Vec<Child>,
 }
 
-fn free_port() -> u16 {
+/// A loopback port free now (another process may still take it before it is bound again).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
 }
 

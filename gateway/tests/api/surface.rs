@@ -52,6 +52,59 @@ async fn with_a_key_there_is_no_demo_banner() {
     assert!(app.demo_tokens().is_none() && app.demo_banner().is_none());
 }
 
+/// `GATEWAY_DEMO`: the printed tokens are signed with the configured secret, so every node
+/// sharing it accepts them, which a demo stack of several nodes behind one URL needs.
+#[tokio::test]
+async fn with_gateway_demo_the_printed_tokens_work_on_every_node_sharing_the_secret() {
+    let demo_config = || {
+        let mut config = Config::for_tests(SECRET);
+        config.demo = true;
+        config.public_url = Some("http://localhost:8080/".into());
+        config
+    };
+    let printer = App::build(demo_config()).await.expect("app");
+    let tokens = printer.demo_tokens().expect("demo tokens with a configured secret");
+    let banner = printer.demo_banner().expect("banner");
+    assert!(banner.contains("GATEWAY_DEMO") && banner.contains("GATEWAY_JWT_SECRET"), "{banner}");
+    assert!(banner.contains(&format!("http://localhost:8080/?topic=clock&access_token={}", tokens.subscribe)), "{banner}");
+
+    // Another node with the same secret, demo on or off, accepts them; so does any client minting
+    // with the secret.
+    let other = spawn_app().await;
+    let topic = shared::Topic::parse("orders").expect("topic");
+    assert!(other.state.auth.verify(&tokens.subscribe).expect("subscribe token").may_subscribe(&topic));
+    assert!(other.state.auth.verify(&tokens.publish).expect("publish token").may_publish(&topic));
+    let r = other.client.get(format!("{}&access_token={}", other.events_url(&["orders"]), tokens.subscribe)).send().await.expect("stream");
+    assert_eq!(r.status(), 200);
+    let r = other
+        .client
+        .post(other.url("/publish"))
+        .bearer_auth(&tokens.publish)
+        .json(&serde_json::json!({"topic": "orders", "data": "x"}))
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(r.status(), 200);
+    // A node with another secret does not.
+    let stranger = App::build(Config::for_tests("another-secret-0123456789abcdef-0123456789")).await.expect("app");
+    assert!(stranger.state().auth.verify(&tokens.subscribe).is_err());
+}
+
+#[tokio::test]
+async fn gateway_demo_tokens_carry_what_the_verifier_requires() {
+    let mut config = Config::for_tests(SECRET);
+    config.demo = true;
+    let jwt = config.jwt.as_mut().expect("a key");
+    jwt.algorithms = vec![jsonwebtoken::Algorithm::HS512];
+    jwt.issuer = Some("https://issuer.example".into());
+    jwt.audience = Some("sse".into());
+    let app = App::build(config).await.expect("app");
+    let tokens = app.demo_tokens().expect("tokens");
+    let claims = app.state().auth.verify(&tokens.subscribe).expect("accepted by this node's own verifier");
+    assert_eq!(claims.iss.as_deref(), Some("https://issuer.example"));
+    assert_eq!(jsonwebtoken::decode_header(&tokens.subscribe).expect("header").alg, jsonwebtoken::Algorithm::HS512);
+}
+
 #[tokio::test]
 async fn the_demo_page_is_served_at_the_root() {
     let app = spawn_app().await;

@@ -1,0 +1,146 @@
+//! Parsing and validation of the configuration: every bad value names its variable.
+
+use super::*;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+#[test]
+fn defaults_are_valid_and_demo_mode() {
+    let c = Config::from_args(Args::defaults()).expect("defaults");
+    assert!(c.jwt.is_none());
+    assert_eq!(c.listen_addr, "0.0.0.0:8080".parse().expect("addr"));
+    assert_eq!(c.heartbeat, Duration::from_secs(15));
+    assert_eq!(c.clock_interval, Some(Duration::from_secs(5)));
+}
+
+fn err_var(args: Args) -> String {
+    match Config::from_args(args) {
+        Err(ConfigError::Invalid { var, .. }) => var.into_owned(),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_values_name_their_variable() {
+    let mut a = Args::defaults();
+    a.jwt_secret = Some("short".into());
+    assert_eq!(err_var(a), "GATEWAY_JWT_SECRET");
+
+    let mut a = Args::defaults();
+    a.jwt_secret = Some(SECRET.into());
+    a.jwt_algorithms = vec!["RS256".into()];
+    assert_eq!(err_var(a), "GATEWAY_JWT_ALGORITHMS", "HS/RS confusion refused at start");
+
+    let mut a = Args::defaults();
+    a.jwt_secret = Some(SECRET.into());
+    a.jwt_algorithms = vec!["none".into()];
+    assert_eq!(err_var(a), "GATEWAY_JWT_ALGORITHMS");
+
+    let mut a = Args::defaults();
+    a.heartbeat = Duration::from_secs(600).into();
+    assert_eq!(err_var(a), "GATEWAY_HEARTBEAT");
+
+    let mut a = Args::defaults();
+    a.clock_topic = "bad topic".into();
+    assert_eq!(err_var(a), "GATEWAY_CLOCK_TOPIC");
+
+    let mut a = Args::defaults();
+    a.redis_url = Some("http://not-redis".into());
+    assert_eq!(err_var(a), "GATEWAY_REDIS_URL");
+
+    let mut a = Args::defaults();
+    a.redis_url = Some("rediss://127.0.0.1:6380".into());
+    assert_eq!(err_var(a), "GATEWAY_REDIS_URL", "refused until it is supported");
+
+    for ok in ["redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001", "redis-sentinel://127.0.0.1:26379/0?sentinelServiceName=gw"] {
+        assert!(RedisUrl::parse(ok).is_ok(), "{ok}");
+    }
+
+    let url = RedisUrl::parse("redis://user:s3cret@10.0.0.1:6379/2").expect("valid");
+    assert_eq!(format!("{url:?}"), "redis://***@10.0.0.1:6379/2", "no password in Debug");
+
+    let mut a = Args::defaults();
+    a.redis_prefix = "a{b}".into();
+    assert_eq!(err_var(a), "GATEWAY_REDIS_PREFIX");
+
+    for bad in ["otel-collector:4317", "https://otel-collector:4317", "http://", "not a url"] {
+        let mut a = Args::defaults();
+        a.otel_exporter_otlp_endpoint = Some(bad.into());
+        assert_eq!(err_var(a), "OTEL_EXPORTER_OTLP_ENDPOINT", "{bad}");
+    }
+}
+
+/// Parses a command line as `Args::defaults` does: without the process environment.
+fn args_from(argv: &[&str]) -> Args {
+    let matches = Args::command().mut_args(|a| a.env(None::<&str>)).try_get_matches_from(argv).expect("parses");
+    Args::from_arg_matches(&matches).expect("args")
+}
+
+#[test]
+fn demo_tokens_with_a_configured_key_need_a_secret() {
+    let mut a = Args::defaults();
+    a.demo = true;
+    a.jwt_public_key = Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/fixtures/rsa_public.pem").into());
+    assert_eq!(err_var(a), "GATEWAY_DEMO", "nothing can sign with a public key");
+
+    let mut a = Args::defaults();
+    a.demo = true;
+    a.jwt_secret = Some(SECRET.into());
+    assert!(Config::from_args(a).expect("a secret can sign").demo);
+
+    let mut a = Args::defaults();
+    a.demo = true;
+    assert!(Config::from_args(a).expect("no key: demo mode anyway").jwt.is_none());
+
+    assert!(args_from(&["gateway", "--demo"]).demo);
+    assert!(!args_from(&["gateway"]).demo, "off by default");
+}
+
+#[test]
+fn the_healthcheck_subcommand_probes_the_listen_address_on_loopback() {
+    let invocation = |argv: &[&str]| Invocation::from_args(args_from(argv));
+    match invocation(&["gateway", "--listen-addr", "0.0.0.0:9000", "healthcheck", "--timeout", "750ms"]) {
+        Ok(Invocation::HealthCheck(p)) => {
+            assert_eq!(p.addr, "127.0.0.1:9000".parse().expect("addr"));
+            assert_eq!(p.timeout, Duration::from_millis(750));
+        }
+        other => panic!("{other:?}"),
+    }
+    match invocation(&["gateway", "healthcheck"]) {
+        Ok(Invocation::HealthCheck(p)) => {
+            assert_eq!((p.addr.to_string(), p.timeout), ("127.0.0.1:8080".into(), Duration::from_secs(2)))
+        }
+        other => panic!("{other:?}"),
+    }
+    // The probe does not judge the server's settings: a server that started has valid ones.
+    let mut a = args_from(&["gateway", "healthcheck"]);
+    a.jwt_secret = Some("short".into());
+    assert!(matches!(Invocation::from_args(a), Ok(Invocation::HealthCheck(_))));
+    assert!(matches!(invocation(&["gateway"]), Ok(Invocation::Serve(_))));
+}
+
+#[test]
+fn clap_parse_errors_name_the_variable() {
+    let err = Args::try_parse_from(["gateway", "--listen-addr", "nope"]).map_err(clap_error);
+    match err {
+        Err(ConfigError::Invalid { var, reason }) => {
+            assert_eq!(var, "GATEWAY_LISTEN_ADDR");
+            assert!(reason.contains("nope"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn traces_are_on_with_an_endpoint_only() {
+    assert!(Config::from_args(Args::defaults()).expect("defaults").otel.is_none());
+    let mut a = Args::defaults();
+    a.otel_exporter_otlp_endpoint = Some(String::new());
+    assert!(Config::from_args(a).expect("empty is unset").otel.is_none());
+    let mut a = Args::defaults();
+    a.otel_exporter_otlp_endpoint = Some("http://otel-collector:4317".into());
+    let otel = Config::from_args(a).expect("valid").otel.expect("traces on");
+    assert_eq!((otel.endpoint.as_str(), otel.service_name.as_str()), ("http://otel-collector:4317", "sse-gateway"));
+    let err = Args::try_parse_from(["gateway", "--otel-exporter-otlp-protocol", "http/protobuf"]).map_err(clap_error);
+    assert!(matches!(err, Err(ConfigError::Invalid { var, .. }) if var == "OTEL_EXPORTER_OTLP_PROTOCOL"));
+}
