@@ -89,9 +89,8 @@ sleep, the gateway's own grace, and a margin for Redis QUIT and the telemetry fl
 */}}
 {{- define "sse-gateway.terminationGracePeriodSeconds" -}}
 {{- $d := .Values.drain }}
-{{- $needed := add $d.preStopSleepSeconds $d.shutdownGraceSeconds }}
 {{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
-{{- add $needed $d.marginSeconds }}
+{{- add $d.preStopSleepSeconds $d.shutdownGraceSeconds $d.marginSeconds }}
 {{- else }}
 {{- .Values.terminationGracePeriodSeconds }}
 {{- end }}
