@@ -22,7 +22,7 @@ use shared::cursor::{self, Cursor};
 use shared::sse::{self, HEARTBEAT};
 use shared::{StreamId, Topic};
 use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::bus::fanout::{Fanout, Queued, Subscription};
 use crate::bus::{Bus, BusError, Delivery};
@@ -68,9 +68,16 @@ pub struct Connection {
     /// Index of the next topic to replay; `topics.len()` once live.
     replaying: usize,
     heartbeat_every: Duration,
+    /// Fires at the earliest time a heartbeat may be due; see `live_step`.
     heartbeat: Pin<Box<Sleep>>,
+    /// When the last chunk left: a heartbeat is due `heartbeat_every` after it. Recorded per
+    /// chunk instead of resetting the timer per chunk, which costs a timer-wheel update per event.
+    last_write: Instant,
     expiry: Pin<Box<Sleep>>,
-    shutdown: CancellationToken,
+    /// Created once and kept: a fresh `cancelled()` future per event would register and drop a
+    /// waiter on the token's lock for every event of every connection.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
+    slow: Pin<Box<WaitForCancellationFutureOwned>>,
     shutdown_retry_ms: u64,
     stats: Arc<Stats>,
     done: bool,
@@ -127,6 +134,7 @@ impl Connection {
         stats.connections_open.fetch_add(1, Ordering::Relaxed);
         stats.connections_total.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
+        let slow = sub.slow.clone().cancelled_owned();
         Ok(Self {
             topics: states,
             sub,
@@ -135,8 +143,10 @@ impl Connection {
             replaying: 0,
             heartbeat_every: settings.heartbeat,
             heartbeat: Box::pin(sleep_until(now + settings.heartbeat)),
+            last_write: now,
             expiry: Box::pin(sleep_until(now + settings.expires_in)),
-            shutdown: settings.shutdown,
+            shutdown: Box::pin(settings.shutdown.cancelled_owned()),
+            slow: Box::pin(slow),
             shutdown_retry_ms: settings.shutdown_retry_ms,
             stats,
             done: false,
@@ -155,7 +165,7 @@ impl Connection {
     pub async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
             if let Some(chunk) = self.pending.pop_front() {
-                self.heartbeat.as_mut().reset(Instant::now() + self.heartbeat_every);
+                self.last_write = Instant::now();
                 return Some(chunk);
             }
             if self.done {
@@ -179,7 +189,7 @@ impl Connection {
         let (topic, after) = (self.topics[i].topic.clone(), self.topics[i].position);
         let read = tokio::select! {
             biased;
-            _ = self.shutdown.cancelled() => return self.close_for_shutdown(),
+            _ = self.shutdown.as_mut() => return self.close_for_shutdown(),
             r = self.bus.read(&topic, Some(after), REPLAY_PAGE) => r,
         };
         let replay = match read {
@@ -213,8 +223,8 @@ impl Connection {
     async fn live_step(&mut self) {
         tokio::select! {
             biased;
-            _ = self.shutdown.cancelled() => self.close_for_shutdown(),
-            _ = self.sub.slow.cancelled() => self.done = true,
+            _ = self.shutdown.as_mut() => self.close_for_shutdown(),
+            _ = self.slow.as_mut() => self.done = true,
             _ = self.expiry.as_mut() => {
                 self.stats.token_expired_disconnects.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("token expired, closing stream");
@@ -226,7 +236,14 @@ impl Connection {
                 None => self.done = true,
             },
             _ = self.heartbeat.as_mut() => {
-                self.pending.push_back(Bytes::from_static(HEARTBEAT));
+                let due = self.last_write + self.heartbeat_every;
+                if Instant::now() >= due {
+                    self.pending.push_back(Bytes::from_static(HEARTBEAT));
+                    self.heartbeat.as_mut().reset(Instant::now() + self.heartbeat_every);
+                } else {
+                    // Something was written since: wait for a full idle interval after it.
+                    self.heartbeat.as_mut().reset(due);
+                }
             }
         }
     }

@@ -70,6 +70,7 @@ three_nodes() { redis_up 16500; NODE_PIDS=(); for p in 18101 18102 18103; do gat
 TARGETS=(--target http://127.0.0.1:18101 --target http://127.0.0.1:18102 --target http://127.0.0.1:18103)
 
 run_cross_node_http() {
+  ( sleep 12; /tmp/cpu.sh 10 > "$OUT/cross-node-http-cpu.txt" ) &
   three_nodes
   lt cross-node-http cross-node "${TARGETS[@]}" -n 3000 -m 3000 -r 100 --via http "${SRC[@]}"
   down

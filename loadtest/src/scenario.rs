@@ -288,12 +288,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         // Let allocations settle before reading the after figure.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = memory::rss(&o.gateway_pids)?;
-        let n = live.established.load(Ordering::Relaxed).max(1);
-        report_memory = Some(crate::report::Memory {
-            rss_before_bytes: before,
-            rss_after_bytes: after,
-            per_connection_bytes: after.saturating_sub(before) / n,
-        });
+        // Per connection once the reports are in (with workers, only they know how many opened).
+        report_memory = Some(crate::report::Memory { rss_before_bytes: before, rss_after_bytes: after, per_connection_bytes: 0 });
     }
 
     if let Some(cmd) = &o.before_publish {
@@ -364,6 +360,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     report.publish_seconds = outcome.seconds;
     let window = outcome.seconds + publish_end.elapsed().as_secs_f64().min(o.drain.as_secs_f64());
     report.delivered_per_sec = if window > 0.0 { report.deliveries_received as f64 / window } else { 0.0 };
+    if let Some(m) = &mut report_memory {
+        m.per_connection_bytes = m.rss_after_bytes.saturating_sub(m.rss_before_bytes) / report.connections_established.max(1);
+    }
     report.memory = report_memory;
     report.notes.extend(notes);
     print!("{}", report.human());

@@ -247,10 +247,10 @@ impl Stream {
                         self.live.lost_signals.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    let Some(p) = payload::parse(&e.data) else { continue };
+                    let Some((seq, ts)) = payload::parse(&e.data) else { continue };
                     let now = payload::now_micros();
-                    let _ = lock(&self.histograms.latency[self.shard]).record(now.saturating_sub(p.ts).clamp(1, 600_000_000));
-                    tracker.record(p.seq);
+                    let _ = lock(&self.histograms.latency[self.shard]).record(now.saturating_sub(ts).clamp(1, 600_000_000));
+                    tracker.record(seq);
                     self.live.received.fetch_add(1, Ordering::Relaxed);
                 }
                 if self.spec.stall && tracker.received > 0 {

@@ -9,7 +9,7 @@
 //! connection), a child of the publish that caused it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use shared::{StreamId, Topic};
@@ -41,6 +41,8 @@ struct Follower {
     tx: mpsc::Sender<Queued>,
     /// Cancelled when the queue overflowed: the connection ends itself as too slow.
     slow: CancellationToken,
+    /// Set with `slow`, and read per event instead of it: a token's state sits behind a lock.
+    marked_slow: AtomicBool,
 }
 
 /// The node's table of followed topics.
@@ -85,7 +87,7 @@ impl Fanout {
             for topic in topics {
                 let followers = table.entry(topic.clone()).or_default();
                 added |= followers.is_empty();
-                followers.push(Follower { id, tx: tx.clone(), slow: slow.clone() });
+                followers.push(Follower { id, tx: tx.clone(), slow: slow.clone(), marked_slow: AtomicBool::new(false) });
             }
         }
         if added {
@@ -120,12 +122,13 @@ impl Fanout {
         let Some(followers) = table.get(topic) else { return 0 };
         let mut handed = 0;
         for f in followers {
-            if f.slow.is_cancelled() {
+            if f.marked_slow.load(Ordering::Relaxed) {
                 continue;
             }
             match f.tx.try_send(item()) {
                 Ok(()) => handed += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    f.marked_slow.store(true, Ordering::Relaxed);
                     self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(connection = f.id, topic = %topic, queue = self.queue, "client too slow, disconnecting");
                     f.slow.cancel();
