@@ -221,8 +221,16 @@ impl Connection {
     }
 
     async fn live_step(&mut self) {
+        // Queued events first: while events flow, the other branches are not polled at all (each
+        // poll of a cancellation future takes its token's lock). They stay registered, so an
+        // idle stream still wakes on them; a busy one sees them after its queue (bounded) drains.
         tokio::select! {
             biased;
+            d = self.sub.rx.recv() => match d {
+                Some(Queued::Event(d)) => self.push_delivery(&d),
+                Some(Queued::Rewind { topic, to }) => self.rewind(&topic, to),
+                None => self.done = true,
+            },
             _ = self.shutdown.as_mut() => self.close_for_shutdown(),
             _ = self.slow.as_mut() => self.done = true,
             _ = self.expiry.as_mut() => {
@@ -230,11 +238,6 @@ impl Connection {
                 tracing::debug!("token expired, closing stream");
                 self.done = true;
             }
-            d = self.sub.rx.recv() => match d {
-                Some(Queued::Event(d)) => self.push_delivery(&d),
-                Some(Queued::Rewind { topic, to }) => self.rewind(&topic, to),
-                None => self.done = true,
-            },
             _ = self.heartbeat.as_mut() => {
                 let due = self.last_write + self.heartbeat_every;
                 if Instant::now() >= due {

@@ -103,15 +103,23 @@ impl AsyncRead for ClientIo {
 }
 
 impl AsyncWrite for ClientIo {
+    // The switch is checked only when a write would wait: that is when it matters (hyper polls
+    // nothing else while the socket is full), and checking it on every write would take the
+    // token's lock once per event per connection. A switched-off stream whose socket still has
+    // room ends by itself (the connection watches the same token).
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.check_killed(cx)?;
         let r = self.inner.as_mut().poll_write(cx, buf);
+        if r.is_pending() {
+            self.check_killed(cx)?;
+        }
         self.count_write(r)
     }
 
     fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        self.check_killed(cx)?;
         let r = self.inner.as_mut().poll_write_vectored(cx, bufs);
+        if r.is_pending() {
+            self.check_killed(cx)?;
+        }
         self.count_write(r)
     }
 
@@ -120,8 +128,10 @@ impl AsyncWrite for ClientIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.check_killed(cx)?;
         let r = self.inner.as_mut().poll_flush(cx);
+        if r.is_pending() {
+            self.check_killed(cx)?;
+        }
         if let Poll::Ready(Err(e)) = &r {
             self.count_timeout(e);
         }

@@ -28,7 +28,7 @@ redis_up() { # port
 
 gateway_up() { # port [redis-url]; sets GW_PID
   ( ulimit -n 20000
-    exec env GATEWAY_LISTEN_ADDR=127.0.0.1:$1 GATEWAY_JWT_SECRET=$SECRET GATEWAY_CLOCK_INTERVAL=0s RUST_LOG=warn \
+    exec env ${GW_ENV:-} GATEWAY_LISTEN_ADDR=127.0.0.1:$1 GATEWAY_JWT_SECRET=$SECRET GATEWAY_CLOCK_INTERVAL=0s RUST_LOG=warn \
       ${2:+GATEWAY_REDIS_URL=$2} taskset -c "$GW_CPU" target/release/gateway ) >"$OUT/gateway-$1.log" 2>&1 &
   GW_PID=$!
   PIDS+=($GW_PID)
@@ -36,6 +36,14 @@ gateway_up() { # port [redis-url]; sets GW_PID
 }
 
 down() { cleanup; PIDS=(); sleep 0.5; }
+
+# Per-CPU busy share over a window, from /proc/stat: `cpu_busy SECONDS > file`.
+cpu_busy() {
+  local a b
+  a=$(awk '/^cpu[0-9] /{print $1, $5+$6, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat); sleep "$1"
+  b=$(awk '/^cpu[0-9] /{print $1, $5+$6, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+  paste <(echo "$a") <(echo "$b") | awk '{printf "%s busy %.0f%%\n", $1, 100*(1-($5-$2)/($6-$3))}'
+}
 
 lt() { # name args...
   local name=$1; shift
@@ -54,6 +62,7 @@ run_idle() {
 
 run_fanout() {
   gateway_up 18100
+  ( sleep 6; cpu_busy 5 > "$OUT/fanout-cpu.txt" ) &
   lt fanout fanout --target http://127.0.0.1:18100 -n 1000 -m 3000 -r 200 --payload 256 "${SRC[@]}"
   down
 }
@@ -70,8 +79,9 @@ three_nodes() { redis_up 16500; NODE_PIDS=(); for p in 18101 18102 18103; do gat
 TARGETS=(--target http://127.0.0.1:18101 --target http://127.0.0.1:18102 --target http://127.0.0.1:18103)
 
 run_cross_node_http() {
-  ( sleep 12; /tmp/cpu.sh 10 > "$OUT/cross-node-http-cpu.txt" ) &
   three_nodes
+  # CPU use in the middle of the publishing window (the streams open in about 2 s).
+  ( sleep 12; cpu_busy 10 > "$OUT/cross-node-http-cpu.txt" ) &
   lt cross-node-http cross-node "${TARGETS[@]}" -n 3000 -m 3000 -r 100 --via http "${SRC[@]}"
   down
 }
@@ -94,7 +104,8 @@ run_many_topics() {
 
 run_reconnect_storm() {
   three_nodes
-  lt reconnect-storm reconnect-storm "${TARGETS[@]}" -n 10000 --ramp 3000 --workers 2 -m 2000 -r 100 \
+  # 10 events/s to the one topic all 10,000 streams follow: 100,000 deliveries/s before the kill.
+  lt reconnect-storm reconnect-storm "${TARGETS[@]}" -n 10000 --ramp 3000 --workers 2 -m 300 -r 10 \
     --kill-target 0 --kill-pid "${NODE_PIDS[0]}" --publish-target 1 --drain 30s "${SRC[@]}"
   down
 }
