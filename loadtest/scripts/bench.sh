@@ -29,7 +29,7 @@ redis_up() { # port
 gateway_up() { # port [redis-url]; sets GW_PID
   ( ulimit -n 20000
     exec env ${GW_ENV:-} GATEWAY_LISTEN_ADDR=127.0.0.1:$1 GATEWAY_JWT_SECRET=$SECRET GATEWAY_CLOCK_INTERVAL=0s RUST_LOG=warn \
-      ${2:+GATEWAY_REDIS_URL=$2} taskset -c "$GW_CPU" target/release/gateway ) >"$OUT/gateway-$1.log" 2>&1 &
+      ${2:+GATEWAY_REDIS_URL=$2} taskset -c "$GW_CPU" target/release/gateway ) >"${TMPDIR:-/tmp}/bench-gateway-$1.log" 2>&1 &
   GW_PID=$!
   PIDS+=($GW_PID)
   until (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; do sleep 0.05; done
