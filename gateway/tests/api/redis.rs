@@ -284,14 +284,21 @@ async fn wait_for_status(node: &TestApp, path: &str, status: u16) {
     }
 }
 
-#[tokio::test]
-async fn redis_going_away_and_back_loses_no_later_stream_event() {
-    let mut deployment = three_nodes(Shape::Standalone).await;
+/// Three nodes on a standalone Redis this harness can stop and restart; `None` (the test is
+/// skipped, and says so) when the Redis is not its own process.
+async fn restartable_nodes() -> Option<Nodes> {
+    let deployment = three_nodes(Shape::Standalone).await;
     let Store::Standalone(redis) = &deployment.store else { unreachable!("a standalone Redis") };
     if !redis.can_restart() {
         eprintln!("skipped: this test stops and starts its own redis-server");
-        return;
+        return None;
     }
+    Some(deployment)
+}
+
+#[tokio::test]
+async fn redis_going_away_and_back_loses_no_later_stream_event() {
+    let Some(mut deployment) = restartable_nodes().await else { return };
     let mut clients = deployment.clients(&["t"]).await;
     for i in 0..3 {
         deployment.nodes[i].publish("t", &format!("before{i}")).await;
@@ -335,12 +342,7 @@ async fn redis_going_away_and_back_loses_no_later_stream_event() {
 /// twice), and its clients must accept them.
 #[tokio::test]
 async fn a_server_that_comes_back_with_another_history_is_followed_without_skipping() {
-    let mut deployment = three_nodes(Shape::Standalone).await;
-    let Store::Standalone(redis) = &deployment.store else { unreachable!("a standalone Redis") };
-    if !redis.can_restart() {
-        eprintln!("skipped: this test stops and starts its own redis-server");
-        return;
-    }
+    let Some(mut deployment) = restartable_nodes().await else { return };
     let mut single = deployment.nodes[1].subscribe(&["t"], None).await;
     let mut multi = deployment.nodes[2].subscribe(&["t", "u"], None).await;
     let mut ids: Vec<StreamId> = Vec::new();
