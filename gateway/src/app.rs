@@ -105,6 +105,7 @@ impl App {
                     max_len: config.history_max_len,
                     max_age: config.history_max_age,
                     reconcile_every: config.redis_reconcile,
+                    ca_file: config.redis_ca_file.clone(),
                 };
                 let redis =
                     RedisBus::connect(settings, Arc::clone(&fanout), Arc::clone(&stats), &shutdown).await.map_err(BuildError::Redis)?;

@@ -153,6 +153,11 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_REDIS_RECONCILE", default_value = "5s")]
     pub redis_reconcile: humantime::Duration,
 
+    /// PEM file of the CA certificate(s) a rediss:// Redis's certificate must chain to. Unset:
+    /// the system's trusted roots (SSL_CERT_FILE and SSL_CERT_DIR are honoured).
+    #[arg(long, env = "GATEWAY_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+
     /// Log format: "text" or "json".
     #[arg(long, env = "GATEWAY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -227,6 +232,8 @@ pub struct Config {
     pub redis_url: Option<RedisUrl>,
     pub redis_prefix: String,
     pub redis_reconcile: Duration,
+    /// CA certificates for `rediss://`, read and checked at start.
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// `None`: no traces are exported.
     pub otel: Option<OtelConfig>,
 }
@@ -247,9 +254,12 @@ impl RedisUrl {
     pub fn parse(url: &str) -> Result<Self, String> {
         let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
         match scheme {
-            "redis" | "redis-sentinel" | "redis-cluster" => {}
-            "rediss" | "rediss-sentinel" | "rediss-cluster" => return Err("TLS to Redis (rediss://) is not supported yet".into()),
-            _ => return Err("expected redis://host:port[/db], redis-cluster://host:port[?node=host:port…] or redis-sentinel://".into()),
+            "redis" | "redis-sentinel" | "redis-cluster" | "rediss" | "rediss-sentinel" | "rediss-cluster" => {}
+            _ => {
+                return Err(
+                    "expected redis[s]://host:port[/db], redis[s]-cluster://host:port[?node=host:port…] or redis[s]-sentinel://".into()
+                );
+            }
         }
         fred::types::config::Config::from_url(url).map_err(|e| e.details().to_string())?;
         Ok(Self(url.to_owned()))
@@ -257,6 +267,11 @@ impl RedisUrl {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether the URL asks for TLS (`rediss://`, `rediss-cluster://`, `rediss-sentinel://`).
+    pub fn uses_tls(&self) -> bool {
+        self.0.starts_with("rediss")
     }
 }
 
@@ -361,6 +376,13 @@ impl Config {
             return Err(invalid("GATEWAY_REDIS_RECONCILE", "must be at least 100ms"));
         }
         let redis_url = a.redis_url.map(|url| RedisUrl::parse(&url).map_err(|e| invalid("GATEWAY_REDIS_URL", e))).transpose()?;
+        let redis_ca_file = a.redis_ca_file;
+        if let Some(path) = &redis_ca_file {
+            if !redis_url.as_ref().is_some_and(RedisUrl::uses_tls) {
+                return Err(invalid("GATEWAY_REDIS_CA_FILE", "is only used with a rediss:// GATEWAY_REDIS_URL"));
+            }
+            crate::bus::redis::tls::read_ca(path).map_err(|e| invalid("GATEWAY_REDIS_CA_FILE", e.to_string()))?;
+        }
         if a.redis_prefix.is_empty() || !a.redis_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
             return Err(invalid("GATEWAY_REDIS_PREFIX", "must be non-empty ASCII letters, digits and _ - . :"));
         }
@@ -401,6 +423,7 @@ impl Config {
             redis_url,
             redis_prefix: a.redis_prefix,
             redis_reconcile,
+            redis_ca_file,
             otel,
         })
     }

@@ -48,13 +48,29 @@ fn bad_values_name_their_variable() {
     a.redis_url = Some("http://not-redis".into());
     assert_eq!(err_var(a), "GATEWAY_REDIS_URL");
 
-    let mut a = Args::defaults();
-    a.redis_url = Some("rediss://127.0.0.1:6380".into());
-    assert_eq!(err_var(a), "GATEWAY_REDIS_URL", "refused until it is supported");
-
-    for ok in ["redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001", "redis-sentinel://127.0.0.1:26379/0?sentinelServiceName=gw"] {
+    for ok in [
+        "redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001",
+        "redis-sentinel://127.0.0.1:26379/0?sentinelServiceName=gw",
+        "rediss://127.0.0.1:6380",
+        "rediss-cluster://127.0.0.1:7000",
+    ] {
         assert!(RedisUrl::parse(ok).is_ok(), "{ok}");
     }
+
+    // A CA file needs a TLS URL, and must hold certificates.
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/fixtures/rsa_public.pem");
+    let mut a = Args::defaults();
+    a.redis_url = Some("redis://127.0.0.1:6379".into());
+    a.redis_ca_file = Some(fixture.into());
+    assert_eq!(err_var(a), "GATEWAY_REDIS_CA_FILE", "only with rediss://");
+    let mut a = Args::defaults();
+    a.redis_url = Some("rediss://127.0.0.1:6380".into());
+    a.redis_ca_file = Some(fixture.into());
+    assert_eq!(err_var(a), "GATEWAY_REDIS_CA_FILE", "a public key is not a certificate");
+    let mut a = Args::defaults();
+    a.redis_url = Some("rediss://127.0.0.1:6380".into());
+    a.redis_ca_file = Some("/nonexistent/ca.pem".into());
+    assert_eq!(err_var(a), "GATEWAY_REDIS_CA_FILE");
 
     let url = RedisUrl::parse("redis://user:s3cret@10.0.0.1:6379/2").expect("valid");
     assert_eq!(format!("{url:?}"), "redis://***@10.0.0.1:6379/2", "no password in Debug");

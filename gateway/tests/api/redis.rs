@@ -602,3 +602,31 @@ async fn a_topic_whose_slot_moves_to_another_master_keeps_streaming() {
     let held = redis_cli(to, &["XRANGE", &key, "-", "+"]).await;
     assert!(before.iter().chain(&after).all(|e| held.contains(e)), "the new owner holds the whole history: {held:?}");
 }
+
+/// `rediss://`: nodes reach a TLS-only Redis whose certificate comes from a private CA given by
+/// `GATEWAY_REDIS_CA_FILE`, and every path works over it; a node trusting another CA refuses to
+/// start.
+#[tokio::test]
+async fn nodes_reach_redis_over_tls_with_a_private_ca() {
+    let redis = TestTlsRedis::start().await;
+    let prefix = unique_prefix();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let ca = redis.ca_file.clone();
+        nodes.push(spawn_node_at(&redis.url, &prefix, move |c| c.redis_ca_file = Some(ca)).await);
+    }
+    let mut client = nodes[1].subscribe(&["t"], None).await;
+    let mut resumed_from = String::new();
+    for i in 0..3 {
+        resumed_from = nodes[0].publish("t", &format!("over tls {i}")).await;
+    }
+    assert_eq!(data(&client.events(3).await), ["over tls 0", "over tls 1", "over tls 2"]);
+    let mut resumed = nodes[1].subscribe(&["t"], Some(&resumed_from)).await;
+    nodes[0].publish("t", "after").await;
+    assert_eq!(resumed.next_event().await.data, "after", "resumption reads history over TLS");
+
+    let mut config = gateway::Config::for_tests(SECRET);
+    config.redis_url = Some(gateway::config::RedisUrl::parse(&redis.url).expect("url"));
+    config.redis_ca_file = Some(redis.other_ca_file.clone());
+    assert!(gateway::App::build(config).await.is_err(), "a certificate from another CA is refused");
+}

@@ -19,6 +19,7 @@
 pub mod scripts;
 pub mod sentinel;
 pub mod subscriptions;
+pub mod tls;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -55,6 +56,8 @@ pub struct RedisSettings {
     pub max_age: Duration,
     /// How often every followed stream is read whatever the notifications said (a safety net).
     pub reconcile_every: Duration,
+    /// CA certificates for `rediss://` (else the system's roots).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug)]
@@ -101,7 +104,11 @@ impl RedisBus {
         stats: Arc<Stats>,
         shutdown: &Shutdown,
     ) -> Result<Arc<Self>, BusError> {
-        let config = FredConfig::from_url(settings.url.as_str()).map_err(unavailable)?;
+        let mut config = FredConfig::from_url(settings.url.as_str()).map_err(unavailable)?;
+        if let (Some(path), Some(_)) = (&settings.ca_file, &config.tls) {
+            // Every connection (per-master subscribers included) is built from this config.
+            config.tls = Some(tls::connector(path).map_err(|e| BusError::Unavailable(e.into()))?.into());
+        }
         let db = config.database.unwrap_or(0);
         let client = builder(config.clone()).build().map_err(unavailable)?;
         client.init().await.map_err(unavailable)?;
