@@ -74,7 +74,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn record(h: &Mutex<Histogram<u64>>, d: Duration) {
-    let _ = lock(h).record((d.as_micros() as u64).clamp(1, 600_000_000));
+    record_micros(h, d.as_micros() as u64);
+}
+
+/// Records microseconds, clamped into the histogram's range (1 µs to 10 min).
+fn record_micros(h: &Mutex<Histogram<u64>>, us: u64) {
+    let _ = lock(h).record(us.clamp(1, 600_000_000));
 }
 
 /// What one stream ends with.
@@ -249,7 +254,7 @@ impl Stream {
                     }
                     let Some((seq, ts)) = payload::parse(&e.data) else { continue };
                     let now = payload::now_micros();
-                    let _ = lock(&self.histograms.latency[self.shard]).record(now.saturating_sub(ts).clamp(1, 600_000_000));
+                    record_micros(&self.histograms.latency[self.shard], now.saturating_sub(ts));
                     tracker.record(seq);
                     self.live.received.fetch_add(1, Ordering::Relaxed);
                 }
