@@ -8,6 +8,7 @@ mod healthcheck;
 mod helpers;
 mod limits;
 mod metrics;
+mod processes;
 mod redis;
 mod redis_support;
 mod resume;

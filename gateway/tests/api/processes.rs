@@ -1,0 +1,296 @@
+//! The compose stack's topology as processes, for the tests that need real gateway processes:
+//! one Redis, gateway nodes (the real binary, configured by environment variables as
+//! `docker-compose.yml` configures its replicas, sharing one JWT secret) and nginx in front, with
+//! the compose stack's own SSE settings: the generated nginx config includes
+//! `deploy/nginx/sse-proxy.conf` itself. Everything listens on loopback; every wait is bounded.
+//!
+//! nginx must be installed (Debian/Ubuntu: `apt-get install nginx`); CI installs it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use super::helpers::*;
+use super::redis_support::*;
+
+/// The SSE proxy settings the compose stack's nginx includes.
+pub const SSE_PROXY_CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nginx/sse-proxy.conf");
+/// The compose stack's nginx server and upstream.
+pub const COMPOSE_NGINX_CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nginx/gateway.conf");
+/// Startup of a process (a node connecting to Redis, nginx) may take longer than one request.
+pub const START: Duration = Duration::from_secs(30);
+
+/// A scratch directory for configs and logs, removed at the end.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(what: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("gateway-{what}-{}-{}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// A gateway process. Killed (SIGKILL) when dropped.
+pub struct Node {
+    pub addr: SocketAddr,
+    /// `GATEWAY_METRICS_ADDR`, as in the compose stack: metrics are not on the client-facing port.
+    pub admin: SocketAddr,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Node {
+    pub async fn start(redis: &TestRedis, prefix: &str, public_url: &str, dir: &Path, index: usize) -> Self {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let log = dir.join(format!("gateway-{index}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .env_clear()
+            // The compose file's settings (docker-compose.yml, x-gateway), with loopback addresses.
+            .env("GATEWAY_LISTEN_ADDR", addr.to_string())
+            .env("GATEWAY_METRICS_ADDR", admin.to_string())
+            .env("GATEWAY_REDIS_URL", &redis.url)
+            .env("GATEWAY_JWT_SECRET", SECRET)
+            .env("GATEWAY_DEMO", "true")
+            .env("GATEWAY_PUBLIC_URL", public_url)
+            // The test's own: keys of its own, no clock ticks, and no reconcile safety net, so
+            // that delivery comes from the notification and reconnect paths.
+            .env("GATEWAY_REDIS_PREFIX", prefix)
+            .env("GATEWAY_CLOCK_INTERVAL", "0s")
+            .env("GATEWAY_REDIS_RECONCILE", "1h")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the gateway binary starts");
+        Self { addr, admin, child: Some(child), log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn wait_ready(&mut self, client: &reqwest::Client) {
+        let deadline = tokio::time::Instant::now() + START;
+        loop {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().expect("wait")) {
+                panic!("gateway {} exited ({status}):\n{}", self.addr, read_log(&self.log));
+            }
+            assert!(tokio::time::Instant::now() < deadline, "gateway {} not ready in {START:?}:\n{}", self.addr, read_log(&self.log));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Event streams open on this node now, from its metrics.
+    pub async fn streams_open(&self, client: &reqwest::Client) -> f64 {
+        let text = client.get(format!("http://{}/metrics", self.admin)).send().await.expect("metrics").text().await.expect("metrics body");
+        Metrics(text).value("sse_gateway_connections_open")
+    }
+
+    /// SIGKILL: the node vanishes as in a crash, without closing its streams cleanly.
+    pub async fn kill(&mut self) {
+        let mut child = self.child.take().expect("a running node");
+        tokio::time::timeout(WAIT, child.kill()).await.expect("killed in time").expect("kill");
+    }
+}
+
+/// Where nginx is: on PATH, or where Debian puts it (`/usr/sbin`, not on every user's PATH).
+pub fn nginx_binary() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("nginx"))
+        .chain([PathBuf::from("/usr/sbin/nginx")])
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "the balanced-topology tests need nginx, the compose stack's load balancer: it is not on PATH nor at \
+                 /usr/sbin/nginx. Install it (Debian/Ubuntu: apt-get install nginx)"
+            )
+        })
+}
+
+/// An nginx config with `http` inside its `http {}` block, that runs unprivileged in `dir`: in
+/// the foreground, as one process (a master's workers would outlive a killed master), with every
+/// path of its own.
+pub fn nginx_conf(dir: &Path, http: &str) -> String {
+    let dir = dir.display();
+    format!(
+        r#"# Generated by gateway/tests/api/topology.rs.
+daemon off;
+master_process off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+{http}
+}}
+"#
+    )
+}
+
+/// nginx as the compose stack runs it, on loopback: the same upstream settings as
+/// `deploy/nginx/gateway.conf`, and `deploy/nginx/sse-proxy.conf` included as it is.
+pub struct Balancer {
+    pub addr: SocketAddr,
+    _child: Child,
+}
+
+impl Balancer {
+    pub async fn start(addr: SocketAddr, nodes: &[SocketAddr], dir: &Path, client: &reqwest::Client) -> Self {
+        let servers: String = nodes.iter().map(|a| format!("    server {a} max_fails=1 fail_timeout=10s;\n")).collect();
+        let http = format!(
+            "upstream gateways {{\n    least_conn;\n{servers}    keepalive 16;\n}}\n\
+             server {{\n    listen {addr};\n    include {SSE_PROXY_CONF};\n}}"
+        );
+        let conf = nginx_conf(dir, &http);
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("nginx.conf");
+        let mut child = Command::new(nginx_binary())
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nginx starts");
+        let deadline = tokio::time::Instant::now() + START;
+        loop {
+            if let Ok(r) = client.get(format!("http://{addr}/healthz")).send().await
+                && r.status() == 200
+            {
+                return Self { addr, _child: child };
+            }
+            if let Some(status) = child.try_wait().expect("wait") {
+                panic!("nginx exited ({status}):\n{}", read_log(&dir.join("error.log")));
+            }
+            assert!(tokio::time::Instant::now() < deadline, "nginx not serving in {START:?}:\n{}", read_log(&dir.join("error.log")));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Redis, three nodes and nginx, as `docker compose up` starts them.
+pub struct Topology {
+    pub client: reqwest::Client,
+    pub nodes: Vec<Node>,
+    pub balancer: Balancer,
+    _redis: TestRedis,
+    // Last: the processes writing into it go first.
+    pub dir: Scratch,
+}
+
+impl Topology {
+    pub async fn start() -> Self {
+        let dir = Scratch::new("topology");
+        let redis = TestRedis::start().await;
+        let prefix = unique_prefix();
+        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().expect("client");
+        let balancer_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let public_url = format!("http://{balancer_addr}");
+        let mut nodes = Vec::new();
+        for i in 1..=3 {
+            nodes.push(Node::start(&redis, &prefix, &public_url, &dir.0, i).await);
+        }
+        for node in &mut nodes {
+            node.wait_ready(&client).await;
+        }
+        let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+        let balancer = Balancer::start(balancer_addr, &addrs, &dir.0, &client).await;
+        Self { client, nodes, balancer, _redis: redis, dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.balancer.addr)
+    }
+
+    /// Follows `topic` through the balancer, resuming after `last_event_id` if given.
+    pub async fn subscribe(&self, topic: &str, last_event_id: Option<&str>) -> SseClient {
+        // As a browser's EventSource asks: any compression would be accepted.
+        let mut req = self
+            .client
+            .get(self.url(&format!("/events?topic={topic}")))
+            .bearer_auth(token(&["*"], &[]))
+            .header(reqwest::header::ACCEPT_ENCODING, "gzip, deflate, br");
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let resp = tokio::time::timeout(WAIT, req.send()).await.expect("connect in time").expect("connect");
+        assert_eq!(resp.status(), 200, "subscribe through the balancer: {:?}", resp.text().await);
+        let content_type = resp.headers()[reqwest::header::CONTENT_TYPE].to_str().expect("ascii").to_owned();
+        assert_eq!(content_type, "text/event-stream");
+        assert!(resp.headers().get(reqwest::header::CONTENT_ENCODING).is_none(), "the stream must not be compressed");
+        SseClient::new(resp)
+    }
+
+    /// Publishes on node `node` directly (`POST /publish`); returns the event's id.
+    pub async fn publish_on(&self, node: usize, topic: &str, data: &str) -> String {
+        self.publish_at(&self.nodes[node].url("/publish"), topic, data).await
+    }
+
+    pub async fn publish_at(&self, url: &str, topic: &str, data: &str) -> String {
+        let body = serde_json::json!({ "topic": topic, "data": data });
+        let send = self.client.post(url).bearer_auth(token(&[], &["*"])).json(&body).send();
+        let r = tokio::time::timeout(WAIT, send).await.expect("publish in time").expect("publish");
+        assert_eq!(r.status(), 200, "publish at {url}: {:?}", r.text().await);
+        let v: serde_json::Value = r.json().await.expect("json");
+        v["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// The node holding the one open stream, from the nodes' metrics.
+    pub async fn stream_holder(&self) -> usize {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let mut open = Vec::new();
+            for (i, node) in self.nodes.iter().enumerate().filter(|(_, n)| n.child.is_some()) {
+                open.push((i, node.streams_open(&self.client).await));
+            }
+            let holders: Vec<(usize, f64)> = open.iter().copied().filter(|(_, n)| *n > 0.0).collect();
+            if let [(holder, streams)] = holders[..]
+                && streams == 1.0
+            {
+                return holder;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "expected one node holding one stream, found {open:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The log of every node, for failure messages.
+    pub fn logs(&self) -> String {
+        self.nodes.iter().map(|n| format!("--- {}\n{}", n.addr, read_log(&n.log))).collect::<Vec<_>>().join("\n")
+            + &format!("\n--- nginx\n{}", read_log(&self.dir.0.join("error.log")))
+    }
+}
