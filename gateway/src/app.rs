@@ -18,12 +18,12 @@ use crate::bus::redis::{RedisBus, RedisSettings};
 use crate::config::{Config, JwtConfig};
 use crate::demo::{self, DemoTokens, SecretSource};
 use crate::limits::Limits;
-use crate::listener::{ClientInfo, GatewayListener};
+use crate::listener::GatewayListener;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::stats::Stats;
-use crate::{clock, routes};
+use crate::{clock, routes, server};
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BuildError> {
     let tcp = TcpListener::bind(addr).await.map_err(|source| BuildError::Bind { addr, source })?;
@@ -179,14 +179,14 @@ impl App {
                 }
             });
         }
-        let service = routes::router(state).into_make_service_with_connect_info::<ClientInfo>();
-        let server = axum::serve(self.listener, service).with_graceful_shutdown(token.clone().cancelled_owned());
+        let header_timeout = state.config.header_timeout;
+        let server = server::serve(self.listener, routes::router(state), header_timeout, token.clone());
         let forced = async {
             token.cancelled().await;
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            r = server.into_future() => r?,
+            () = server => {}
             _ = forced => tracing::warn!(grace = ?grace, "shutdown grace elapsed; dropping the connections left"),
         }
         shutdown.tracker().close();

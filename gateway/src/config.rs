@@ -87,6 +87,12 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_WRITE_TIMEOUT", default_value = "30s")]
     pub write_timeout: humantime::Duration,
 
+    /// A socket must send its request head within this long (from connecting, or from the end
+    /// of its previous request on a keep-alive connection), or it is closed: slowloris clients
+    /// and idle sockets cannot pile up.
+    #[arg(long, env = "GATEWAY_HEADER_TIMEOUT", default_value = "10s")]
+    pub header_timeout: humantime::Duration,
+
     /// Most topics one connection may follow.
     #[arg(long, env = "GATEWAY_MAX_TOPICS", default_value_t = 32)]
     pub max_topics: usize,
@@ -215,6 +221,7 @@ pub struct Config {
     pub heartbeat: Duration,
     pub client_queue: usize,
     pub write_timeout: Duration,
+    pub header_timeout: Duration,
     pub max_topics: usize,
     pub max_body_bytes: usize,
     pub max_batch: usize,
@@ -360,6 +367,10 @@ impl Config {
         if write_timeout < Duration::from_millis(100) {
             return Err(invalid("GATEWAY_WRITE_TIMEOUT", "must be at least 100ms"));
         }
+        let header_timeout: Duration = a.header_timeout.into();
+        if header_timeout < Duration::from_millis(100) {
+            return Err(invalid("GATEWAY_HEADER_TIMEOUT", "must be at least 100ms"));
+        }
         let clock_topic = shared::Topic::parse(&a.clock_topic).map_err(|e| invalid("GATEWAY_CLOCK_TOPIC", e.to_string()))?;
         let clock_interval: Duration = a.clock_interval.into();
         let cors_origins: Vec<String> = a.cors_origins.into_iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
@@ -407,6 +418,7 @@ impl Config {
             heartbeat,
             client_queue: a.client_queue,
             write_timeout,
+            header_timeout,
             max_topics: a.max_topics,
             max_body_bytes: a.max_body_bytes,
             max_batch: a.max_batch,

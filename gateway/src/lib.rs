@@ -19,6 +19,7 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod routes;
+pub mod server;
 pub mod shutdown;
 pub mod state;
 pub mod stats;

@@ -14,8 +14,6 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_io_timeout::TimeoutStream;
@@ -34,13 +32,10 @@ impl GatewayListener {
     pub fn new(inner: TcpListener, write_timeout: Duration, stats: Arc<Stats>) -> Self {
         Self { inner, write_timeout, stats }
     }
-}
 
-impl axum::serve::Listener for GatewayListener {
-    type Io = ClientIo;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    /// The next client socket. Errors are handled as `axum::serve` does: a failed handshake is
+    /// skipped, running out of file descriptors waits a second rather than spinning.
+    pub async fn accept(&mut self) -> (ClientIo, SocketAddr) {
         let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
@@ -49,11 +44,8 @@ impl axum::serve::Listener for GatewayListener {
         stream.set_write_timeout(Some(self.write_timeout));
         let kill = CancellationToken::new();
         let killed = Box::pin(kill.clone().cancelled_owned());
+        self.stats.sockets_open.fetch_add(1, Ordering::Relaxed);
         (ClientIo { inner: Box::pin(stream), kill, killed, stats: Arc::clone(&self.stats) }, addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
     }
 }
 
@@ -143,6 +135,12 @@ impl AsyncWrite for ClientIo {
     }
 }
 
+impl Drop for ClientIo {
+    fn drop(&mut self) {
+        self.stats.sockets_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Per-connection information handed to handlers (`ConnectInfo<ClientInfo>`).
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
@@ -151,8 +149,8 @@ pub struct ClientInfo {
     pub kill: CancellationToken,
 }
 
-impl Connected<IncomingStream<'_, GatewayListener>> for ClientInfo {
-    fn connect_info(stream: IncomingStream<'_, GatewayListener>) -> Self {
-        Self { remote: *stream.remote_addr(), kill: stream.io().kill.clone() }
+impl ClientInfo {
+    pub fn new(remote: SocketAddr, io: &ClientIo) -> Self {
+        Self { remote, kill: io.kill.clone() }
     }
 }

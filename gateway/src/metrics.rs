@@ -89,6 +89,7 @@ impl Collector for Counters {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &*self.stats;
         let get = |c: &AtomicU64| Stats::get(c);
+        gauge(&mut encoder, "sockets_open", "Open client sockets, whatever they carry", get(&s.sockets_open))?;
         gauge(&mut encoder, "connections_open", "Open event streams", get(&s.connections_open))?;
         counter(&mut encoder, "connections_opened", "Event streams opened", get(&s.connections_total))?;
         let (slow, timeout, expired, shutdown, limit) = (
@@ -132,6 +133,22 @@ impl Collector for Counters {
             "Topics this node follows (one upstream subscription each)",
             self.fanout.topic_count() as u64,
         )?;
+        // Process-level figures that a leak would show in: tasks (one per socket and per stream
+        // at least) and resident memory.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            gauge(&mut encoder, "runtime_tasks_alive", "Tasks alive in the node's runtime", runtime.metrics().num_alive_tasks() as u64)?;
+        }
+        if let Some(bytes) = resident_memory_bytes() {
+            gauge(&mut encoder, "resident_memory_bytes", "Resident memory of the gateway process (Linux)", bytes)?;
+        }
         Ok(())
     }
+}
+
+/// `VmRSS` of `/proc/self/status`; `None` where there is no procfs.
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -15,6 +15,9 @@ type HistogramFamily = Family<Label, Histogram, fn() -> Histogram>;
 
 #[derive(Debug)]
 pub struct Stats {
+    /// Client sockets open, whatever they carry (event streams, publishes, sockets that never
+    /// sent a request yet): what a slowloris or a connection flood would pile up.
+    pub sockets_open: AtomicU64,
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
     pub slow_disconnects: AtomicU64,
@@ -52,6 +55,7 @@ fn latency_histogram() -> Histogram {
 impl Default for Stats {
     fn default() -> Self {
         Self {
+            sockets_open: AtomicU64::default(),
             connections_open: AtomicU64::default(),
             connections_total: AtomicU64::default(),
             slow_disconnects: AtomicU64::default(),

@@ -1,0 +1,93 @@
+//! Serving HTTP on accepted sockets: hyper's connection builder driven directly, rather than
+//! through `axum::serve`, for what that wrapper leaves out.
+//!
+//! - **A request-head deadline.** `axum::serve` gives hyper no timer, so hyper's header read
+//!   timeout never runs and a client that opens a socket and sends its request head a byte at a
+//!   time (slowloris), or nothing at all, holds the socket for ever. Here every socket must
+//!   deliver its first request head within `GATEWAY_HEADER_TIMEOUT`, whatever the protocol
+//!   (a partial HTTP/2 preface is held by hyper-util's version sniffing, before hyper's own
+//!   timeout could start), and HTTP/1 keep-alive connections get the same deadline for every
+//!   later head, idle time included.
+//! - **Graceful shutdown** through hyper-util's watcher: once the shutdown token fires, no socket
+//!   is accepted, idle keep-alive connections close, and in-flight responses finish (streams end
+//!   themselves on the same token, see `shutdown.rs`).
+//!
+//! The per-connection `ConnectInfo<ClientInfo>` (the kill switch the fan-out fires at a slow
+//! client) is put into every request's extensions, as `into_make_service_with_connect_info` did.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::listener::{ClientInfo, ClientIo, GatewayListener};
+
+/// Accepts sockets and serves `router` on each until `stop` fires, then waits for the
+/// connections to finish (the caller bounds that wait with the shutdown grace).
+pub async fn serve(mut listener: GatewayListener, router: Router, header_timeout: Duration, stop: CancellationToken) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (io, remote) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.cancelled() => break,
+        };
+        let info = ClientInfo::new(remote, &io);
+        let connection = serve_connection(Arc::clone(&builder), io, info, router.clone(), header_timeout, graceful.watcher());
+        tokio::spawn(connection);
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// One socket, from its first byte to its close.
+async fn serve_connection(
+    builder: Arc<Builder<TokioExecutor>>,
+    io: ClientIo,
+    info: ClientInfo,
+    router: Router,
+    header_timeout: Duration,
+    watcher: Watcher,
+) {
+    let first_request = Arc::new(Notify::new());
+    let seen = Arc::clone(&first_request);
+    let remote = info.remote;
+    let service = service_fn(move |mut request: hyper::Request<Incoming>| {
+        // A stored permit when nobody waits yet: the deadline below sees it either way.
+        seen.notify_one();
+        request.extensions_mut().insert(ConnectInfo(info.clone()));
+        let router = router.clone();
+        async move { Ok::<_, Infallible>(router.oneshot(request).await.unwrap_or_else(|never| match never {})) }
+    });
+    let connection = watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
+    tokio::pin!(connection);
+    let deadline = tokio::time::timeout(header_timeout, first_request.notified());
+    let result = tokio::select! {
+        result = &mut connection => result,
+        waited = deadline => match waited {
+            Ok(()) => connection.await,
+            Err(_) => {
+                tracing::debug!(%remote, timeout = ?header_timeout, "no request head in time, closing the socket");
+                return;
+            }
+        },
+    };
+    if let Err(e) = result {
+        // Peers that go away mid-request, malformed requests (hyper answered them already),
+        // head timeouts: the client's doing, not an error of the node's.
+        tracing::debug!(%remote, error = %e, "connection ended with an error");
+    }
+}
