@@ -20,10 +20,11 @@ use crate::demo::{self, DemoTokens, SecretSource};
 use crate::limits::Limits;
 use crate::listener::GatewayListener;
 use crate::metrics::Metrics;
+use crate::server::{self, HeadTimeouts};
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::stats::Stats;
-use crate::{clock, routes, server};
+use crate::{clock, routes};
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BuildError> {
     let tcp = TcpListener::bind(addr).await.map_err(|source| BuildError::Bind { addr, source })?;
@@ -179,8 +180,8 @@ impl App {
                 }
             });
         }
-        let header_timeout = state.config.header_timeout;
-        let server = server::serve(self.listener, routes::router(state), header_timeout, token.clone());
+        let timeouts = HeadTimeouts { first: state.config.header_timeout, keep_alive: state.config.keepalive_timeout };
+        let server = server::serve(self.listener, routes::router(state), timeouts, token.clone());
         let forced = async {
             token.cancelled().await;
             tokio::time::sleep(grace).await;

@@ -87,11 +87,17 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_WRITE_TIMEOUT", default_value = "30s")]
     pub write_timeout: humantime::Duration,
 
-    /// A socket must send its request head within this long (from connecting, or from the end
-    /// of its previous request on a keep-alive connection), or it is closed: slowloris clients
-    /// and idle sockets cannot pile up.
+    /// A new socket must send its first request head within this long, or it is closed:
+    /// slowloris clients and silent sockets cannot pile up.
     #[arg(long, env = "GATEWAY_HEADER_TIMEOUT", default_value = "10s")]
     pub header_timeout: humantime::Duration,
+
+    /// An HTTP/1 keep-alive connection idle this long between requests (or sending its next
+    /// head that slowly) is closed. Longer than the idle timeout of the balancers in front
+    /// (nginx upstream keepalive and cloud load balancers: 60s), so that the balancer, not the
+    /// node, closes an idle connection and never sends a request on one the node is closing.
+    #[arg(long, env = "GATEWAY_KEEPALIVE_TIMEOUT", default_value = "75s")]
+    pub keepalive_timeout: humantime::Duration,
 
     /// Most topics one connection may follow.
     #[arg(long, env = "GATEWAY_MAX_TOPICS", default_value_t = 32)]
@@ -222,6 +228,7 @@ pub struct Config {
     pub client_queue: usize,
     pub write_timeout: Duration,
     pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
     pub max_topics: usize,
     pub max_body_bytes: usize,
     pub max_batch: usize,
@@ -371,6 +378,10 @@ impl Config {
         if header_timeout < Duration::from_millis(100) {
             return Err(invalid("GATEWAY_HEADER_TIMEOUT", "must be at least 100ms"));
         }
+        let keepalive_timeout: Duration = a.keepalive_timeout.into();
+        if keepalive_timeout < Duration::from_millis(100) {
+            return Err(invalid("GATEWAY_KEEPALIVE_TIMEOUT", "must be at least 100ms"));
+        }
         let clock_topic = shared::Topic::parse(&a.clock_topic).map_err(|e| invalid("GATEWAY_CLOCK_TOPIC", e.to_string()))?;
         let clock_interval: Duration = a.clock_interval.into();
         let cors_origins: Vec<String> = a.cors_origins.into_iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
@@ -419,6 +430,7 @@ impl Config {
             client_queue: a.client_queue,
             write_timeout,
             header_timeout,
+            keepalive_timeout,
             max_topics: a.max_topics,
             max_body_bytes: a.max_body_bytes,
             max_batch: a.max_batch,

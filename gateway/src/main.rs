@@ -32,6 +32,7 @@ async fn main() -> ExitCode {
     };
     let logs = if config.json_logs { telemetry::Logs::Json } else { telemetry::Logs::Text };
     let telemetry = telemetry::init(logs, traces);
+    raise_open_files_limit();
     let code = match App::build(config).await {
         Ok(app) => {
             if let Some(banner) = app.demo_banner() {
@@ -53,6 +54,16 @@ async fn main() -> ExitCode {
     // The last step of shutdown: the app has stopped, so its spans are all ended.
     telemetry.shutdown().await;
     code
+}
+
+/// Every client holds a socket: a soft open-files limit of 1024 (a common default) would cap a
+/// node far below what it serves. The soft limit is raised to the hard one, as nginx's
+/// `worker_rlimit_nofile` or Go's runtime do; a node that cannot raise it says so and goes on.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
 }
 
 /// An error and its causes on one line.

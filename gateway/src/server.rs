@@ -1,13 +1,14 @@
 //! Serving HTTP on accepted sockets: hyper's connection builder driven directly, rather than
 //! through `axum::serve`, for what that wrapper leaves out.
 //!
-//! - **A request-head deadline.** `axum::serve` gives hyper no timer, so hyper's header read
+//! - **Request-head deadlines.** `axum::serve` gives hyper no timer, so hyper's header read
 //!   timeout never runs and a client that opens a socket and sends its request head a byte at a
 //!   time (slowloris), or nothing at all, holds the socket for ever. Here every socket must
-//!   deliver its first request head within `GATEWAY_HEADER_TIMEOUT`, whatever the protocol
-//!   (a partial HTTP/2 preface is held by hyper-util's version sniffing, before hyper's own
-//!   timeout could start), and HTTP/1 keep-alive connections get the same deadline for every
-//!   later head, idle time included.
+//!   deliver its first request head within `GATEWAY_HEADER_TIMEOUT`, whatever the protocol (a
+//!   partial HTTP/2 preface is held by hyper-util's version sniffing, before hyper's own timeout
+//!   could start). Later heads on an HTTP/1 keep-alive connection, idle time included, get
+//!   `GATEWAY_KEEPALIVE_TIMEOUT` (hyper's header read timeout), which is longer so that the
+//!   balancer in front closes idle connections first.
 //! - **Graceful shutdown** through hyper-util's watcher: once the shutdown token fires, no socket
 //!   is accepted, idle keep-alive connections close, and in-flight responses finish (streams end
 //!   themselves on the same token, see `shutdown.rs`).
@@ -32,11 +33,20 @@ use tower::ServiceExt;
 
 use crate::listener::{ClientInfo, ClientIo, GatewayListener};
 
+/// How long a socket may take to send a request head.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadTimeouts {
+    /// The first head, from the socket's accept.
+    pub first: Duration,
+    /// Every later head on a keep-alive connection, from the end of the previous response.
+    pub keep_alive: Duration,
+}
+
 /// Accepts sockets and serves `router` on each until `stop` fires, then waits for the
 /// connections to finish (the caller bounds that wait with the shutdown grace).
-pub async fn serve(mut listener: GatewayListener, router: Router, header_timeout: Duration, stop: CancellationToken) {
+pub async fn serve(mut listener: GatewayListener, router: Router, timeouts: HeadTimeouts, stop: CancellationToken) {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(timeouts.keep_alive);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
@@ -46,7 +56,7 @@ pub async fn serve(mut listener: GatewayListener, router: Router, header_timeout
             _ = stop.cancelled() => break,
         };
         let info = ClientInfo::new(remote, &io);
-        let connection = serve_connection(Arc::clone(&builder), io, info, router.clone(), header_timeout, graceful.watcher());
+        let connection = serve_connection(Arc::clone(&builder), io, info, router.clone(), timeouts.first, graceful.watcher());
         tokio::spawn(connection);
     }
     drop(listener);
