@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::auth::{Authenticator, KeyMaterial};
 use crate::bus::Bus;
@@ -26,8 +26,20 @@ use crate::state::AppState;
 use crate::stats::Stats;
 use crate::{clock, routes};
 
+/// Connections the kernel may hold for `accept` (capped by `net.core.somaxconn`). A reconnect
+/// storm after a node dies sends thousands of clients at once; the 1,024 of `TcpListener::bind`
+/// overflows then, and each dropped handshake costs its client a retransmission (1 s, 3 s, …).
+const LISTEN_BACKLOG: u32 = 8192;
+
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BuildError> {
-    let tcp = TcpListener::bind(addr).await.map_err(|source| BuildError::Bind { addr, source })?;
+    let listen = || {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        // As `TcpListener::bind` does: a restarted node can bind while old sockets linger.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    let tcp = listen().map_err(|source| BuildError::Bind { addr, source })?;
     let local = tcp.local_addr().map_err(|source| BuildError::Bind { addr, source })?;
     Ok((tcp, local))
 }

@@ -33,6 +33,9 @@ use tower::ServiceExt;
 
 use crate::listener::{ClientInfo, ClientIo, GatewayListener};
 
+/// The largest request head (request line and headers) a socket may send.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// How long a socket may take to send a request head.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadTimeouts {
@@ -46,7 +49,9 @@ pub struct HeadTimeouts {
 /// connections to finish (the caller bounds that wait with the shutdown grace).
 pub async fn serve(mut listener: GatewayListener, router: Router, timeouts: HeadTimeouts, stop: CancellationToken) {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(timeouts.keep_alive);
+    // A request head over 64 KiB (nginx's default allows 32 KiB) is refused with 431 before it
+    // reaches a handler; hyper's default would buffer 400 KiB per socket.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(timeouts.keep_alive).max_buf_size(MAX_HEAD_BYTES);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();

@@ -8,9 +8,12 @@
 //! each node's delivery joins the publisher's trace.
 
 use axum::body::Bytes;
+use axum::extract::Request;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -25,7 +28,21 @@ use crate::state::AppState;
 use crate::telemetry::{self, TraceContext};
 
 pub fn router(max_body: usize) -> Router<AppState> {
-    Router::new().route("/publish", post(publish)).layer(DefaultBodyLimit::max(max_body))
+    Router::new()
+        .route("/publish", post(publish))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(move |request: Request, next: Next| refuse_announced_oversize(max_body, request, next)))
+}
+
+/// A body whose `Content-Length` is over the limit is refused before a byte of it is read: the
+/// limit on the body stream alone would wait, for as long as the client likes, for a body
+/// announced at 10 GB and never sent.
+async fn refuse_announced_oversize(max_body: usize, request: Request, next: Next) -> Result<Response, ApiError> {
+    let announced = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match announced {
+        Some(length) if length > max_body as u64 => Err(ApiError::PayloadTooLarge { limit: max_body }),
+        _ => Ok(next.run(request).await),
+    }
 }
 
 #[derive(Debug, Deserialize)]

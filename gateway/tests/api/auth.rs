@@ -37,20 +37,6 @@ fn token_with(tweak: impl FnOnce(&mut Claims)) -> String {
     hs256(&c)
 }
 
-/// Unpadded base64url (RFC 4648 §5), for hand-built tokens.
-fn b64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
 /// `GET /events?topic=...` with the token in the `Authorization` header.
 async fn get_events(app: &TestApp, topics: &[&str], bearer: &str) -> reqwest::Response {
     app.client.get(app.events_url(topics)).bearer_auth(bearer).send().await.expect("request")

@@ -261,6 +261,12 @@ impl Metrics {
     }
 }
 
+/// Base64url without padding, as JWTs use it.
+pub fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// The data of each event.
 pub fn data(events: &[ParsedEvent]) -> Vec<&str> {
     events.iter().map(|e| e.data.as_str()).collect()

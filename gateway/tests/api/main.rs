@@ -6,6 +6,7 @@ mod conformance;
 mod errors;
 mod healthcheck;
 mod helpers;
+mod hostile;
 mod limits;
 mod metrics;
 mod processes;

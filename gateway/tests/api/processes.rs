@@ -55,6 +55,11 @@ pub struct Node {
 
 impl Node {
     pub async fn start(redis: &TestRedis, prefix: &str, public_url: &str, dir: &Path, index: usize) -> Self {
+        Self::start_with(redis, prefix, public_url, dir, index, &[]).await
+    }
+
+    /// As [`Node::start`], with more environment variables (which win over the defaults).
+    pub async fn start_with(redis: &TestRedis, prefix: &str, public_url: &str, dir: &Path, index: usize, env: &[(&str, &str)]) -> Self {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let log = dir.join(format!("gateway-{index}.log"));
@@ -74,6 +79,7 @@ impl Node {
             .env("GATEWAY_CLOCK_INTERVAL", "0s")
             .env("GATEWAY_REDIS_RECONCILE", "1h")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
@@ -103,10 +109,15 @@ impl Node {
         }
     }
 
+    /// The node's metrics now, from its admin address.
+    pub async fn metrics(&self, client: &reqwest::Client) -> Metrics {
+        let text = client.get(format!("http://{}/metrics", self.admin)).send().await.expect("metrics").text().await.expect("metrics body");
+        Metrics(text)
+    }
+
     /// Event streams open on this node now, from its metrics.
     pub async fn streams_open(&self, client: &reqwest::Client) -> f64 {
-        let text = client.get(format!("http://{}/metrics", self.admin)).send().await.expect("metrics").text().await.expect("metrics body");
-        Metrics(text).value("sse_gateway_connections_open")
+        self.metrics(client).await.value("sse_gateway_connections_open")
     }
 
     /// SIGKILL: the node vanishes as in a crash, without closing its streams cleanly.
