@@ -2,7 +2,9 @@
 //! with the `shared` parser exactly as a browser would read them.
 
 mod auth;
+mod browser;
 mod conformance;
+mod e2e;
 mod errors;
 mod healthcheck;
 mod helpers;
