@@ -3,6 +3,7 @@
 
 mod auth;
 mod browser;
+mod clients;
 mod conformance;
 mod e2e;
 mod errors;
