@@ -43,8 +43,7 @@ struct Page(Script);
 
 impl Page {
     async fn open(url: &str, log_dir: &Path) -> Self {
-        require_chromium();
-        require_package("playwright-core");
+        require_browser();
         let mut script = Script::spawn("browser.mjs", &[("PAGE_URL", url), ("CHROMIUM", CHROMIUM)], log_dir);
         let ready = script.next(START).await;
         assert_eq!(ready["kind"], "ready", "{ready}");
@@ -97,6 +96,12 @@ impl Page {
     }
 }
 
+/// Node.js, playwright-core and Chromium: checked before anything starts.
+fn require_browser() {
+    require_package("playwright-core");
+    require_chromium();
+}
+
 /// The demo URL node 1 printed at start ("Demo page: …"), with its tokens.
 async fn printed_demo_url(t: &Topology) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -129,6 +134,7 @@ async fn kill_holder_and_publish<T>(t: &mut Topology, publish: impl AsyncFnOnce(
 
 #[tokio::test]
 async fn the_demo_page_in_chromium_shows_events_and_resumes_every_missed_event_once_after_its_node_is_killed() {
+    require_browser();
     let mut t = Topology::start().await;
     let url = printed_demo_url(&t).await;
     let topic = "clock";
@@ -186,6 +192,7 @@ async fn the_demo_page_in_chromium_shows_events_and_resumes_every_missed_event_o
 
 #[tokio::test]
 async fn a_page_following_three_topics_shows_each_topics_events_once_in_order_across_a_node_kill() {
+    require_browser();
     let mut t = Topology::start().await;
     let topics = ["alpha", "beta", "gamma"];
     let query: String = topics.iter().map(|topic| format!("topic={topic}&")).collect();

@@ -199,6 +199,7 @@ async fn publish_while_disconnected(t: &Topology, label: &str, n: usize, topic: 
 
 #[tokio::test]
 async fn the_eventsource_package_and_reqwest_eventsource_resume_after_a_drain_and_a_kill_with_identical_complete_sequences() {
+    require_package("eventsource");
     let mut t = Topology::start().await;
     let topic = "ledger";
     let url = t.url(&format!("/events?topic={topic}"));

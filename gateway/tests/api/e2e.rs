@@ -37,8 +37,9 @@ pub fn node_binary() -> PathBuf {
     node
 }
 
-/// Fails unless `npm ci --prefix e2e` has installed `package`.
+/// Fails unless Node.js is there and `npm ci --prefix e2e` has installed `package`.
 pub fn require_package(package: &str) {
+    node_binary();
     let dir = Path::new(E2E_DIR).join("node_modules").join(package);
     assert!(
         dir.join("package.json").is_file(),
