@@ -2,7 +2,10 @@
 //! with the `shared` parser exactly as a browser would read them.
 
 mod auth;
+mod browser;
+mod clients;
 mod conformance;
+mod e2e;
 mod errors;
 mod healthcheck;
 mod helpers;

@@ -62,8 +62,22 @@ impl Node {
     pub async fn start_with(redis: &TestRedis, prefix: &str, public_url: &str, dir: &Path, index: usize, env: &[(&str, &str)]) -> Self {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        Self::start_at(redis, prefix, public_url, dir, index, (addr, admin), env)
+    }
+
+    /// Starts a node on given addresses: a restarted node takes its old ports back, since the
+    /// balancer's upstream list is fixed. Its log is appended to the old one.
+    pub fn start_at(
+        redis: &TestRedis,
+        prefix: &str,
+        public_url: &str,
+        dir: &Path,
+        index: usize,
+        (addr, admin): (SocketAddr, SocketAddr),
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = dir.join(format!("gateway-{index}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .env_clear()
             // The compose file's settings (docker-compose.yml, x-gateway), with loopback addresses.
@@ -118,6 +132,18 @@ impl Node {
     /// Event streams open on this node now, from its metrics.
     pub async fn streams_open(&self, client: &reqwest::Client) -> f64 {
         self.metrics(client).await.value("sse_gateway_connections_open")
+    }
+
+    /// SIGTERM, as an orchestrator stops a replica, and waits for the node to exit: its graceful
+    /// drain ends every stream from the server side (after a last `retry:`).
+    pub async fn terminate(&mut self) {
+        let mut child = self.child.take().expect("a running node");
+        let pid = child.id().expect("a running node has a pid");
+        let signal = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        let status = tokio::time::timeout(WAIT, signal).await.expect("kill in time").expect("kill(1) runs");
+        assert!(status.success(), "kill -TERM {pid}: {status}");
+        let exit = tokio::time::timeout(START, child.wait()).await.expect("the node exits within its drain grace").expect("wait");
+        assert!(exit.success(), "gateway {} exited with {exit} on SIGTERM:\n{}", self.addr, read_log(&self.log));
     }
 
     /// SIGKILL: the node vanishes as in a crash, without closing its streams cleanly.
@@ -219,6 +245,9 @@ pub struct Topology {
     pub nodes: Vec<Node>,
     pub balancer: Balancer,
     _redis: TestRedis,
+    /// What a restarted node is started with.
+    prefix: String,
+    public_url: String,
     // Last: the processes writing into it go first.
     pub dir: Scratch,
 }
@@ -240,7 +269,26 @@ impl Topology {
         }
         let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
         let balancer = Balancer::start(balancer_addr, &addrs, &dir.0, &client).await;
-        Self { client, nodes, balancer, _redis: redis, dir }
+        Self { client, nodes, balancer, _redis: redis, prefix, public_url, dir }
+    }
+
+    /// Starts node `node` again, after a kill or a termination, on its old addresses, and waits
+    /// until it is ready.
+    pub async fn restart(&mut self, node: usize) {
+        let old = &self.nodes[node];
+        assert!(old.child.is_none(), "node {node} is still running");
+        let mut fresh = Node::start_at(&self._redis, &self.prefix, &self.public_url, &self.dir.0, node + 1, (old.addr, old.admin), &[]);
+        fresh.wait_ready(&self.client).await;
+        self.nodes[node] = fresh;
+    }
+
+    /// Event streams open on each running node (0 for a stopped one), from their metrics.
+    pub async fn streams_per_node(&self) -> Vec<f64> {
+        let mut open = Vec::new();
+        for node in &self.nodes {
+            open.push(if node.child.is_some() { node.streams_open(&self.client).await } else { 0.0 });
+        }
+        open
     }
 
     pub fn url(&self, path: &str) -> String {
