@@ -1,6 +1,9 @@
 //! The SSE gateway as a library: `main` is a thin wrapper, and the integration tests build the
 //! same `App` on a loopback port.
 //!
+//! Sockets: `listener.rs` (accept, write timeout, kill switch) → `server.rs` (HTTP, head
+//! timeouts, graceful close).
+//!
 //! Data flow, by file: `routes/publish.rs` (HTTP publish) → `bus/` (history and ids:
 //! `memory.rs`) → `bus/fanout.rs` (one entry per topic per node, a bounded queue per
 //! connection) → `connection.rs` (replay, live, heartbeat, cursor) → `routes/events.rs` (the SSE
