@@ -1,6 +1,6 @@
 //! The one place that owns shutdown and its order:
 //! readiness goes false → every stream gets a last jittered `retry:` and ends (an open SSE stream
-//! would otherwise hold axum's graceful shutdown forever) → the server stops accepting and lets
+//! would otherwise hold the server's graceful shutdown forever) → the server stops accepting and lets
 //! in-flight requests finish → background tasks drain → all of it within the configured grace.
 //! Then `App::run` closes the Redis connections and returns, and `main` flushes the spans still
 //! buffered for export (bounded too), last, so that the shutdown's own spans are in it.

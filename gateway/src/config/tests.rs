@@ -10,6 +10,7 @@ fn defaults_are_valid_and_demo_mode() {
     assert!(c.jwt.is_none());
     assert_eq!(c.listen_addr, "0.0.0.0:8080".parse().expect("addr"));
     assert_eq!(c.heartbeat, Duration::from_secs(15));
+    assert_eq!((c.header_timeout, c.keepalive_timeout), (Duration::from_secs(10), Duration::from_secs(75)));
     assert_eq!(c.clock_interval, Some(Duration::from_secs(5)));
 }
 
@@ -39,6 +40,14 @@ fn bad_values_name_their_variable() {
     let mut a = Args::defaults();
     a.heartbeat = Duration::from_secs(600).into();
     assert_eq!(err_var(a), "GATEWAY_HEARTBEAT");
+
+    let mut a = Args::defaults();
+    a.header_timeout = Duration::from_millis(10).into();
+    assert_eq!(err_var(a), "GATEWAY_HEADER_TIMEOUT");
+
+    let mut a = Args::defaults();
+    a.keepalive_timeout = Duration::ZERO.into();
+    assert_eq!(err_var(a), "GATEWAY_KEEPALIVE_TIMEOUT");
 
     let mut a = Args::defaults();
     a.clock_topic = "bad topic".into();
