@@ -7,6 +7,8 @@ pub mod claims;
 pub mod cursor;
 pub mod event;
 pub mod keys;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod properties;
 pub mod publish;
 pub mod sse;
 
