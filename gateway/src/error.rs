@@ -65,6 +65,12 @@ fn cause_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
+impl From<shared::publish::PublishError> for ApiError {
+    fn from(e: shared::publish::PublishError) -> Self {
+        Self::bad_request(e.code(), e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();

@@ -1,12 +1,15 @@
 //! What crosses process boundaries in the SSE gateway: the event model, the `text/event-stream`
-//! encoder and a spec-conforming parser, JWT claim types with topic-pattern matching, and the
-//! resumption cursor. The gateway, the load tester and the tests all depend on this crate so that
+//! encoder and a spec-conforming parser, JWT claim types with topic-pattern matching, the
+//! resumption cursor and the publish body. The gateway, the load tester and the tests all depend on this crate so that
 //! they cannot disagree about the wire format.
 
 pub mod claims;
 pub mod cursor;
 pub mod event;
 pub mod keys;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod properties;
+pub mod publish;
 pub mod sse;
 
 pub use claims::{Claims, TopicPattern};

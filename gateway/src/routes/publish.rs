@@ -1,8 +1,8 @@
 //! `POST /publish`: any node appends events to their topics and delivers them.
 //!
 //! Body: one event `{"topic","data","event"?,"retry"?}` or a JSON array of them (a batch,
-//! validated and authorized as a whole before anything is published). `data` is a string, sent
-//! as is, or any other JSON value, sent serialized.
+//! validated and authorized as a whole before anything is published); the format and its parser
+//! are [`shared::publish`].
 //!
 //! With traces on, the append is a `publish` span whose context goes with every event, so that
 //! each node's delivery joins the publisher's trace.
@@ -16,9 +16,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::{Value, json};
-use shared::{EventName, Topic};
+use shared::publish::{self, Body, Publication};
 use tracing::{Instrument, Span};
 
 use super::{Query, authenticate};
@@ -45,22 +44,6 @@ async fn refuse_announced_oversize(max_body: usize, request: Request, next: Next
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishRequest {
-    topic: String,
-    data: Value,
-    event: Option<String>,
-    retry: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Body {
-    One(PublishRequest),
-    Batch(Vec<PublishRequest>),
-}
-
 async fn publish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -76,27 +59,15 @@ async fn publish(
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: state.config.max_body_bytes },
         _ => ApiError::bad_request("invalid_body", e.body_text()),
     })?;
-    let (requests, single) = match parse_body(&body)? {
-        Body::One(r) => (vec![r], true),
-        Body::Batch(rs) => (rs, false),
-    };
-    if requests.is_empty() {
-        return Err(ApiError::bad_request("empty_batch", "the batch has no events"));
-    }
-    if requests.len() > state.config.max_batch {
-        return Err(ApiError::bad_request(
-            "batch_too_large",
-            format!("{} events in the batch, at most {}", requests.len(), state.config.max_batch),
-        ));
-    }
+    let Body { requests, single } = publish::parse_body(&body, state.config.max_batch)?;
     let mut events = Vec::with_capacity(requests.len());
+    // Each event is validated, then authorized, before the next is looked at.
     for (i, r) in requests.into_iter().enumerate() {
-        let at = if single { String::new() } else { format!("[{i}].") };
-        let event = validate(r, &at)?;
-        if !claims.may_publish(&event.topic) {
-            return Err(ApiError::Forbidden { action: "publish", topic: event.topic });
+        let Publication { topic, name, data, retry } = r.validate((!single).then_some(i))?;
+        if !claims.may_publish(&topic) {
+            return Err(ApiError::Forbidden { action: "publish", topic });
         }
-        events.push(event);
+        events.push(NewEvent { topic, name, data, retry, trace: None });
     }
     let count = events.len() as u64;
     let span = publish_span(&events);
@@ -130,34 +101,4 @@ fn publish_span(events: &[NewEvent]) -> Span {
         span.record("topic", tracing::field::display(&first.topic));
     }
     span
-}
-
-/// Parses the body, saying what is wrong in terms of the API rather than serde's enum talk.
-fn parse_body(body: &[u8]) -> Result<Body, ApiError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not JSON: {e}")))?;
-    let shape = |e: serde_json::Error| ApiError::bad_request("invalid_event", e.to_string());
-    match value {
-        Value::Array(_) => serde_json::from_value::<Vec<PublishRequest>>(value).map(Body::Batch).map_err(shape),
-        Value::Object(_) => serde_json::from_value::<PublishRequest>(value).map(Body::One).map_err(shape),
-        _ => Err(ApiError::bad_request("invalid_event", "expected an event object or an array of them")),
-    }
-}
-
-fn validate(r: PublishRequest, at: &str) -> Result<NewEvent, ApiError> {
-    let topic = Topic::parse(&r.topic).map_err(|e| ApiError::bad_request("invalid_topic", format!("{at}topic: {e}")))?;
-    let name = r
-        .event
-        .as_deref()
-        .map(EventName::parse)
-        .transpose()
-        .map_err(|e| ApiError::bad_request("invalid_event", format!("{at}event: {e}")))?;
-    let data = match r.data {
-        Value::String(s) => s,
-        other => other.to_string(),
-    };
-    if r.retry.is_some_and(|ms| ms > 86_400_000) {
-        return Err(ApiError::bad_request("invalid_event", format!("{at}retry: at most 86400000 ms")));
-    }
-    Ok(NewEvent { topic, name, data, retry: r.retry, trace: None })
 }
