@@ -137,9 +137,10 @@ pub struct Opts {
     /// Chaos: the share of streams that stall in the stall fault.
     #[arg(long, global = true, default_value_t = 0.1)]
     pub stall_fraction: f64,
-    /// Chaos: how long the stalling streams stop reading (the nodes cut a client whose socket
-    /// takes nothing for 1 s).
-    #[arg(long, global = true, default_value = "6s")]
+    /// Chaos: the longest the stalling streams stop reading. They read again as soon as the
+    /// nodes have cut them all (their metrics say so): a node cuts a client whose socket takes
+    /// nothing for 1 s, once the socket's buffers are full.
+    #[arg(long, global = true, default_value = "30s")]
     pub stall_for: humantime::Duration,
     /// Chaos: how long a killed node or a stopped Redis stays down before it is started again.
     #[arg(long, global = true, default_value = "1s")]

@@ -64,6 +64,8 @@ pub struct Live {
     pub interruptions: Mutex<Vec<Interruption>>,
     /// On: the `pausable` streams stop reading.
     pub pause: watch::Sender<bool>,
+    /// How many streams are `pausable`.
+    pub pausable: u64,
 }
 
 /// One stream's interruption: from losing its stream to having it back and to receiving again.
@@ -294,6 +296,9 @@ impl Stream {
                     continue;
                 }
             };
+            // A stream opened while paused starts stalled; an older one is reopened first (below).
+            let fresh = *pause.borrow();
+            let mut reopen = false;
             if first_open {
                 first_open = false;
                 record(&self.histograms.connect, started.elapsed());
@@ -309,6 +314,12 @@ impl Stream {
             }
             loop {
                 if self.spec.pausable && *pause.borrow_and_update() {
+                    if !fresh {
+                        // The stall starts on a new connection: the gateway's send buffer grew
+                        // with what this one carried, and would hold minutes of events.
+                        reopen = true;
+                        break;
+                    }
                     // The stalled client: no reading until the pause is over.
                     tokio::select! {
                         _ = self.stop.cancelled() => break,
@@ -349,8 +360,15 @@ impl Stream {
                     break;
                 }
             }
+            // An event cut off with its stream is discarded (as a browser does): its bytes must
+            // not run into the next stream's, which replays it whole.
+            parser.finish();
             if self.stop.is_cancelled() || !self.reconnect || self.spec.stall {
                 break;
+            }
+            if reopen {
+                // Chosen, not an interruption: same node, at once.
+                continue;
             }
             if gap.is_none() {
                 gap = Some(Gap { phase: self.live.phase.load(Ordering::Relaxed), at: Instant::now(), reopened: None });

@@ -136,13 +136,31 @@ impl Local {
     fn targets(&self) -> Vec<String> {
         self.nodes.iter().map(Node::url).collect()
     }
+
+    /// Streams the nodes have cut as too slow (queue full or write timeout), from their metrics.
+    async fn cut_clients(&self) -> anyhow::Result<u64> {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let mut total = 0;
+        for node in &self.nodes {
+            let text = client.get(format!("{}/metrics", node.url())).send().await?.text().await?;
+            total += text
+                .lines()
+                .filter(|l| {
+                    l.starts_with("sse_gateway_connections_closed_total{")
+                        && (l.contains(r#"reason="slow""#) || l.contains(r#"reason="write_timeout""#))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as u64;
+        }
+        Ok(total)
+    }
 }
 
 /// Opens the streams, publishes, injects the faults, and judges every stream against Redis.
 async fn drive(setup: &Setup, local: &mut Local, bar: &ProgressBar) -> anyhow::Result<ChaosReport> {
     let o = &setup.cli.opts;
-    let live = Arc::new(Live::default());
     let streams = setup.streams()?;
+    let live = Arc::new(Live { pausable: streams.iter().filter(|s| s.pausable).count() as u64, ..Live::default() });
     let specs = streams.clone();
     let (ready_tx, ready) = oneshot::channel();
     let (done, done_rx) = oneshot::channel();
@@ -249,10 +267,23 @@ async fn inject(fault: Fault, local: &mut Local, live: &Live, o: &Opts, phase: u
             format!("redis stopped (SIGTERM) and answering again after {:.2} s", away.as_secs_f64())
         }
         Fault::Stall => {
+            let before = local.cut_clients().await?;
+            let stalled = live.pausable;
+            let started = Instant::now();
             live.pause.send_replace(true);
-            tokio::time::sleep(stall_for).await;
+            let mut cut = 0;
+            while started.elapsed() < stall_for {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                cut = local.cut_clients().await?.saturating_sub(before);
+                if cut >= stalled {
+                    break;
+                }
+            }
             live.pause.send_replace(false);
-            format!("stalling streams stopped reading for {:.1} s", stall_for.as_secs_f64())
+            format!(
+                "{stalled} streams stopped reading; the nodes cut {cut} slow clients (queue full or write timeout) within {:.1} s, then they read again",
+                started.elapsed().as_secs_f64()
+            )
         }
         Fault::Rolling => {
             let mut said = Vec::new();
