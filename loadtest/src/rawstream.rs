@@ -31,7 +31,8 @@ pub async fn open(target: &str, path: &str, token: &str, last_id: &str) -> anyho
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     // Ends with the connection; aborted with the body if the reader lets go first.
     let driver = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(connection));
-    let mut request = http::Request::get(path).header(http::header::HOST, authority).header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    let mut request =
+        http::Request::get(path).header(http::header::HOST, authority).header(http::header::AUTHORIZATION, format!("Bearer {token}"));
     if !last_id.is_empty() {
         request = request.header("Last-Event-ID", last_id);
     }

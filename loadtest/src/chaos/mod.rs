@@ -12,7 +12,7 @@ mod harness;
 mod publish;
 mod report;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -289,7 +289,11 @@ async fn inject(fault: Fault, local: &mut Local, live: &Live, o: &Opts, phase: u
             let mut said = Vec::new();
             for (i, node) in local.nodes.iter_mut().enumerate() {
                 let (exited, away) = node.roll().await?;
-                bar.println(format!("  node {i} drained and exited in {:.2} s, ready again after {:.2} s", exited.as_secs_f64(), away.as_secs_f64()));
+                bar.println(format!(
+                    "  node {i} drained and exited in {:.2} s, ready again after {:.2} s",
+                    exited.as_secs_f64(),
+                    away.as_secs_f64()
+                ));
                 said.push(format!("node {i} exited in {:.2} s, back after {:.2} s", exited.as_secs_f64(), away.as_secs_f64()));
             }
             format!("rolling restart (SIGTERM, wait for exit, start, wait until ready): {}", said.join("; "))
@@ -345,12 +349,11 @@ fn judge(report: &mut ChaosReport, truth: &HashMap<String, Entries>, outcomes: &
             phases[phase_of(starts_us, ts)].events += 1;
         }
     }
-    for (topic, seqs) in &report.publish.accepted_seqs {
-        let times = when.get(topic.as_str());
-        report.accepted_missing += seqs.iter().filter(|s| !times.is_some_and(|m| m.contains_key(s))).count() as u64;
+    for (topic, times) in &when {
+        let accepted: HashSet<u64> = report.publish.accepted_seqs.get(*topic).map(|s| s.iter().copied().collect()).unwrap_or_default();
+        report.accepted_missing += accepted.iter().filter(|s| !times.contains_key(s)).count() as u64;
+        report.unknown_landed += times.keys().filter(|s| !accepted.contains(s)).count() as u64;
     }
-    let accepted = report.publish.accepted_seqs.values().map(Vec::len).sum::<usize>() as u64;
-    report.unknown_landed = report.stream_entries.saturating_sub(accepted.saturating_sub(report.accepted_missing));
     for outcome in outcomes {
         let entries = truth.get(&outcome.topic).map(Vec::as_slice).unwrap_or_default();
         let t = &outcome.tracker;

@@ -186,7 +186,9 @@ impl ChaosReport {
         }
         out.push_str(match (self.is_clean(), self.is_complete()) {
             (false, _) => "result              FAILED: events lost or duplicated\n",
-            (true, false) => "result              INCOMPLETE: nothing lost or duplicated, but the run did not do all it was asked (see above)\n",
+            (true, false) => {
+                "result              INCOMPLETE: nothing lost or duplicated, but the run did not do all it was asked (see above)\n"
+            }
             (true, true) => "result              OK: nothing lost or duplicated, every fault interrupted clients and every one resumed\n",
         });
         out

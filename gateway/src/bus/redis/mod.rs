@@ -166,8 +166,7 @@ impl RedisBus {
         }
         let receipt = self.keys.receipt(topic, &format!("{:016x}", rand::random::<u64>()));
         let keys = vec![self.keys.stream(topic), receipt];
-        let reply: Value =
-            self.stats.redis("publish", self.client.eval(scripts::PUBLISH, keys, args)).await.map_err(unavailable)?;
+        let reply: Value = self.stats.redis("publish", self.client.eval(scripts::PUBLISH, keys, args)).await.map_err(unavailable)?;
         let Value::Array(ids) = reply else { return Err(BusError::Unavailable("publish script returned no ids".into())) };
         ids.iter().map(|v| scripts::stream_id(v).map_err(|e| BusError::Unavailable(e.into()))).collect()
     }
