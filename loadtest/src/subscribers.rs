@@ -297,7 +297,7 @@ impl Stream {
                 }
             };
             // A stream opened while paused starts stalled; an older one is reopened first (below).
-            let fresh = *pause.borrow();
+            let mut fresh = *pause.borrow();
             let mut reopen = false;
             if first_open {
                 first_open = false;
@@ -325,6 +325,8 @@ impl Stream {
                         _ = self.stop.cancelled() => break,
                         _ = pause.wait_for(|on| !on) => {}
                     }
+                    // Carries data from now on: a later stall reopens it first.
+                    fresh = false;
                 }
                 let chunk = tokio::select! {
                     _ = self.stop.cancelled() => None,

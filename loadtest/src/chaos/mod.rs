@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::payload;
+use crate::report::Report;
 use crate::scenario::{Cli, Opts, Setup};
 use crate::subscribers::{self, Interruption, Live, Outcome};
 use harness::{Node, Redis};
@@ -63,6 +64,26 @@ const NODES: usize = 3;
 /// Prefix of the harness's Redis keys.
 const PREFIX: &str = "chaos";
 
+/// The progress line, and the run's steps as lines above it (on standard error, also when it is
+/// not a terminal and the line is not drawn: a log of a long run shows the faults as they come).
+struct Progress {
+    bar: ProgressBar,
+    quiet: bool,
+}
+
+impl Progress {
+    fn say(&self, line: String) {
+        if self.quiet {
+            return;
+        }
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+}
+
 /// The processes of a run and where their files go.
 struct Local {
     dir: PathBuf,
@@ -91,7 +112,8 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<u8> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let bar = if o.quiet { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
     bar.enable_steady_tick(Duration::from_millis(200));
-    let say = |line: String| bar.println(line);
+    let bar = Progress { bar, quiet: o.quiet };
+    let say = |line: String| bar.say(line);
 
     let redis = Redis::start(&o.redis_server, &dir).await?;
     let mut env: Vec<(String, String)> = vec![
@@ -110,7 +132,7 @@ pub async fn run(mut cli: Cli) -> anyhow::Result<u8> {
     cli.opts.targets = local.targets();
     let setup = Setup::new(cli, run_id)?;
     let result = drive(&setup, &mut local, &bar).await;
-    bar.finish_and_clear();
+    bar.bar.finish_and_clear();
     let report = result?;
     print!("{}", report.human());
     if let Some(path) = &o.json {
@@ -157,7 +179,7 @@ impl Local {
 }
 
 /// Opens the streams, publishes, injects the faults, and judges every stream against Redis.
-async fn drive(setup: &Setup, local: &mut Local, bar: &ProgressBar) -> anyhow::Result<ChaosReport> {
+async fn drive(setup: &Setup, local: &mut Local, bar: &Progress) -> anyhow::Result<ChaosReport> {
     let o = &setup.cli.opts;
     let streams = setup.streams()?;
     let live = Arc::new(Live { pausable: streams.iter().filter(|s| s.pausable).count() as u64, ..Live::default() });
@@ -167,7 +189,7 @@ async fn drive(setup: &Setup, local: &mut Local, bar: &ProgressBar) -> anyhow::R
     let subscribers = tokio::spawn(subscribers::run_streams(setup.subscriber_plan(streams), Arc::clone(&live), ready_tx, done_rx));
     let counters = Arc::new(publish::Counters::default());
     let ticker = {
-        let (bar, live, counters, total) = (bar.clone(), Arc::clone(&live), Arc::clone(&counters), o.connections);
+        let (bar, live, counters, total) = (bar.bar.clone(), Arc::clone(&live), Arc::clone(&counters), o.connections);
         tokio::spawn(async move {
             loop {
                 bar.set_message(format!(
@@ -185,7 +207,7 @@ async fn drive(setup: &Setup, local: &mut Local, bar: &ProgressBar) -> anyhow::R
     };
     let opening = Instant::now();
     ready.await.context("the streams' task ended early")?;
-    bar.println(format!(
+    bar.say(format!(
         "streams: {} open, {} failed in {:.1} s",
         live.established.load(Ordering::Relaxed),
         live.failed.load(Ordering::Relaxed),
@@ -214,16 +236,16 @@ async fn drive(setup: &Setup, local: &mut Local, bar: &ProgressBar) -> anyhow::R
         live.phase.store(phase, Ordering::Relaxed);
         starts_us.push(payload::now_micros());
         let at = started.elapsed();
-        bar.println(format!("fault {phase}/{} {} at {:.1} s", o.faults.len(), fault.name(), at.as_secs_f64()));
+        bar.say(format!("fault {phase}/{} {} at {:.1} s", o.faults.len(), fault.name(), at.as_secs_f64()));
         let detail = inject(*fault, local, &live, o, phase, bar).await?;
         let took = started.elapsed() - at;
-        bar.println(format!("  {detail}"));
+        bar.say(format!("  {detail}"));
         phases.push(Phase { name: fault.name().into(), detail, at_s: at.as_secs_f64(), took_s: took.as_secs_f64(), ..Phase::default() });
         tokio::time::sleep(pause).await;
     }
     stop.cancel();
     let tally = publisher.await??;
-    bar.println(format!("published {} events in {:.1} s; reading the streams back", tally.sent, tally.seconds));
+    bar.say(format!("published {} events in {:.1} s; reading the streams back", tally.sent, tally.seconds));
 
     let truth = read_streams(&local.redis.url(), &topics).await?;
     let expected: HashMap<String, u64> = truth.iter().map(|(t, entries)| (t.clone(), entries.len() as u64)).collect();
@@ -248,13 +270,23 @@ async fn drive(setup: &Setup, local: &mut Local, bar: &ProgressBar) -> anyhow::R
     resume_times(&interruptions, &mut phases);
     report.phases = phases;
     report.lost_signals = base.lost_signals;
-    report.streams = base;
-    report.streams.scenario = "chaos".into();
+    report.streams = Report {
+        scenario: "chaos".into(),
+        events_published: report.stream_entries,
+        publish_errors: report.publish.unknown + report.publish.failed,
+        publish_seconds: report.publish.seconds,
+        deliveries_expected: report.deliveries_expected,
+        deliveries_received: report.deliveries_received,
+        lost: report.lost,
+        duplicated: report.duplicated,
+        out_of_order: report.out_of_order,
+        ..base
+    };
     Ok(report)
 }
 
 /// Does `fault`; says what was done and how long the processes took.
-async fn inject(fault: Fault, local: &mut Local, live: &Live, o: &Opts, phase: usize, bar: &ProgressBar) -> anyhow::Result<String> {
+async fn inject(fault: Fault, local: &mut Local, live: &Live, o: &Opts, phase: usize, bar: &Progress) -> anyhow::Result<String> {
     let (down_for, stall_for): (Duration, Duration) = (o.down_for.into(), o.stall_for.into());
     Ok(match fault {
         Fault::KillNode => {
@@ -289,7 +321,7 @@ async fn inject(fault: Fault, local: &mut Local, live: &Live, o: &Opts, phase: u
             let mut said = Vec::new();
             for (i, node) in local.nodes.iter_mut().enumerate() {
                 let (exited, away) = node.roll().await?;
-                bar.println(format!(
+                bar.say(format!(
                     "  node {i} drained and exited in {:.2} s, ready again after {:.2} s",
                     exited.as_secs_f64(),
                     away.as_secs_f64()
