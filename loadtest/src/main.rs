@@ -7,9 +7,11 @@
 //! and checks the streams (in this process, or split over worker processes by `workers.rs`);
 //! `publisher.rs` publishes once every stream is open; `report.rs` merges and prints.
 
+mod chaos;
 mod memory;
 mod payload;
 mod publisher;
+mod rawstream;
 mod report;
 mod scenario;
 mod subscribers;

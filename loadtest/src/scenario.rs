@@ -1,4 +1,4 @@
-//! The command line, the six scenarios as plans, and the run itself: open the streams, publish,
+//! The command line, the seven scenarios as plans, and the run itself: open the streams, publish,
 //! collect, report.
 
 use std::collections::HashMap;
@@ -43,6 +43,11 @@ pub enum Scenario {
     ReconnectStorm,
     /// A fan-out where --slow-fraction of the streams stop reading: the others keep their latency.
     SlowConsumers,
+    /// Starts Redis and three gateway nodes itself; streams spread over the nodes on --topics
+    /// topics, events at --rate/s until the end, and --faults one after the other, --pause apart:
+    /// every client must get every event its topic's stream holds exactly once. Reports, per
+    /// fault, the clients interrupted and their times to resume. --events and --target are not used.
+    Chaos,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -120,6 +125,39 @@ pub struct Opts {
     /// Redis's command statistics, or to start a profiler).
     #[arg(long, global = true)]
     pub before_publish: Option<String>,
+    /// Chaos: the faults, in order.
+    #[arg(long, global = true, value_enum, value_delimiter = ',', default_values_t = crate::chaos::Fault::ALL)]
+    pub faults: Vec<crate::chaos::Fault>,
+    /// Chaos: steady publishing before the first fault and after each one.
+    #[arg(long, global = true, default_value = "5s")]
+    pub pause: humantime::Duration,
+    /// Chaos: topics the streams and the events are spread over.
+    #[arg(long, global = true, default_value_t = 4)]
+    pub topics: usize,
+    /// Chaos: the share of streams that stall in the stall fault.
+    #[arg(long, global = true, default_value_t = 0.1)]
+    pub stall_fraction: f64,
+    /// Chaos: the longest the stalling streams stop reading. They read again as soon as the
+    /// nodes have cut them all (their metrics say so): a node cuts a client whose socket takes
+    /// nothing for 1 s, once the socket's buffers are full.
+    #[arg(long, global = true, default_value = "30s")]
+    pub stall_for: humantime::Duration,
+    /// Chaos: how long a killed node or a stopped Redis stays down before it is started again.
+    #[arg(long, global = true, default_value = "1s")]
+    pub down_for: humantime::Duration,
+    /// Chaos: a stream that keeps its connection but receives nothing for this long (while
+    /// events are published) counts as interrupted: a delayed client.
+    #[arg(long, global = true, default_value = "500ms")]
+    pub silence: humantime::Duration,
+    /// Chaos: the gateway binary to start (default: `gateway` beside this program).
+    #[arg(long, global = true)]
+    pub gateway_bin: Option<PathBuf>,
+    /// Chaos: the Redis server to start.
+    #[arg(long, global = true, default_value = "redis-server")]
+    pub redis_server: PathBuf,
+    /// Chaos: keep the run's directory (Redis's file, the nodes' logs) even when the run is clean.
+    #[arg(long, global = true)]
+    pub keep_files: bool,
     /// Write the JSON report here.
     #[arg(long, global = true)]
     pub json: Option<PathBuf>,
@@ -143,6 +181,7 @@ impl Scenario {
             Self::CrossNode => "cross-node",
             Self::ReconnectStorm => "reconnect-storm",
             Self::SlowConsumers => "slow-consumers",
+            Self::Chaos => "chaos",
         }
     }
 }
@@ -183,6 +222,7 @@ impl Setup {
     pub fn publish_topics(&self) -> Vec<String> {
         match self.cli.scenario {
             Scenario::ManyTopics => (0..self.cli.opts.connections).map(|i| self.topic(i)).collect(),
+            Scenario::Chaos => (0..self.cli.opts.topics).map(|i| self.topic(i)).collect(),
             _ => vec![self.topic(0)],
         }
     }
@@ -196,13 +236,24 @@ impl Setup {
         } else {
             None
         };
+        let pause_every = if self.cli.scenario == Scenario::Chaos && o.stall_fraction > 0.0 {
+            Some((1.0 / o.stall_fraction).round().max(1.0) as usize)
+        } else {
+            None
+        };
         (0..o.connections)
             .map(|i| {
                 Ok(StreamSpec {
-                    topic: if self.cli.scenario == Scenario::ManyTopics { self.topic(i) } else { self.topic(0) },
+                    topic: match self.cli.scenario {
+                        Scenario::ManyTopics => self.topic(i),
+                        Scenario::Chaos => self.topic(i % o.topics.max(1)),
+                        _ => self.topic(0),
+                    },
                     target: if self.cli.scenario == Scenario::ReconnectStorm { o.kill_target } else { i % o.targets.len() },
                     token: self.tokens.token(i, ttl)?,
                     stall: stall_every.is_some_and(|k| i % k == 0),
+                    // Offset so that the stalling streams are not all on the first topic and node.
+                    pausable: pause_every.is_some_and(|k| i % k == k / 2),
                 })
             })
             .collect()
@@ -215,13 +266,14 @@ impl Setup {
             source_ips: o.source_ips.clone(),
             streams,
             ramp: o.ramp / o.workers.max(1) as f64,
-            reconnect: self.cli.scenario == Scenario::ReconnectStorm,
+            reconnect: matches!(self.cli.scenario, Scenario::ReconnectStorm | Scenario::Chaos),
             drain: o.drain.into(),
+            silence: (self.cli.scenario == Scenario::Chaos).then(|| o.silence.into()),
         }
     }
 }
 
-fn random_id() -> String {
+pub fn random_id() -> String {
     format!("{:08x}", std::process::id() ^ (payload_seed() as u32))
 }
 
@@ -242,6 +294,12 @@ enum Side {
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     if let Some(w) = cli.opts.worker.clone() {
         return workers::child(cli, &w).await;
+    }
+    if cli.scenario == Scenario::Chaos {
+        if cli.opts.workers > 1 {
+            bail!("chaos runs its streams in this process: leave --workers at 1");
+        }
+        return crate::chaos::run(cli).await;
     }
     let run_id = cli.opts.run_id.clone().unwrap_or_else(random_id);
     let setup = Setup::new(cli.clone(), run_id.clone())?;

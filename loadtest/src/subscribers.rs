@@ -4,14 +4,15 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use shared::sse::{Item, Parser};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::payload;
@@ -27,6 +28,10 @@ pub struct StreamSpec {
     pub token: String,
     /// Stops reading after its first event (a slow consumer).
     pub stall: bool,
+    /// Stops reading while `Live::pause` is on (the chaos run's stalled client). Its streams use
+    /// a socket with a small receive buffer and segment size, so that the gateway's send buffer
+    /// stays small and a stop in reading shows there within seconds, as it would over a WAN.
+    pub pausable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +45,9 @@ pub struct Plan {
     pub reconnect: bool,
     /// After the publisher is done: how long to wait for the last deliveries.
     pub drain: Duration,
+    /// A stream that keeps its connection but receives nothing for longer than this, and then
+    /// receives again, counts as interrupted (`None`: not watched).
+    pub silence: Option<Duration>,
 }
 
 /// Counters all streams share, for the progress line and the report.
@@ -50,6 +58,29 @@ pub struct Live {
     pub received: AtomicU64,
     pub reconnects: AtomicU64,
     pub lost_signals: AtomicU64,
+    /// The chaos run's current fault (0 before the first); interruptions are put down to it.
+    pub phase: AtomicUsize,
+    /// Every interruption of a stream (reconnecting runs only).
+    pub interruptions: Mutex<Vec<Interruption>>,
+    /// On: the `pausable` streams stop reading.
+    pub pause: watch::Sender<bool>,
+    /// How many streams are `pausable`.
+    pub pausable: u64,
+}
+
+/// One stream's interruption: from losing its stream to having it back and to receiving again.
+#[derive(Debug, Clone)]
+pub struct Interruption {
+    /// `Live::phase` when the stream was lost (or, for a silence, when it ended).
+    pub phase: usize,
+    pub stream: usize,
+    /// The connection ended (else it stayed open and went silent longer than `Plan::silence`).
+    pub broke: bool,
+    /// Lost → a new stream opened (`None`: never reopened before the run ended, or a silence).
+    pub reopened: Option<Duration>,
+    /// Lost (or the last event before a silence) → the first event after the gap received
+    /// (`None`: none came before the run ended).
+    pub caught_up: Option<Duration>,
 }
 
 /// Latency histograms in shards, so that thousands of streams do not queue on one lock.
@@ -83,9 +114,9 @@ fn record_micros(h: &Mutex<Histogram<u64>>, us: u64) {
 }
 
 /// What one stream ends with.
-struct Outcome {
-    topic: String,
-    tracker: Tracker,
+pub struct Outcome {
+    pub topic: String,
+    pub tracker: Tracker,
 }
 
 /// Opens every stream of `plan`, reports `ready` once all are open (or failed), then reads until
@@ -97,6 +128,39 @@ pub async fn run(
     ready: oneshot::Sender<()>,
     done: oneshot::Receiver<HashMap<String, u64>>,
 ) -> anyhow::Result<Report> {
+    let (expected_tx, expected_rx) = oneshot::channel();
+    let streams = plan.streams.clone();
+    let finishing = async move {
+        let expected = done.await.unwrap_or_default();
+        let _ = expected_tx.send(expected.clone());
+        expected
+    };
+    let (finished, expected) = tokio::join!(run_streams(plan, live, ready, expected_rx), finishing);
+    let (mut report, outcomes) = finished?;
+    for (outcome, spec) in outcomes.into_iter().zip(&streams) {
+        if spec.stall {
+            // A slow consumer is expected to be cut; its events are not counted.
+            continue;
+        }
+        let exp = expected.get(&outcome.topic).copied().unwrap_or(0);
+        report.deliveries_expected += exp;
+        report.deliveries_received += outcome.tracker.received;
+        report.lost += outcome.tracker.lost(exp);
+        report.duplicated += outcome.tracker.duplicates;
+        report.out_of_order += outcome.tracker.out_of_order;
+    }
+    Ok(report)
+}
+
+/// `run` without the accounting: the report has the connection figures and latencies, and every
+/// stream's outcome comes back (in `plan.streams` order) for the caller to judge. `done` brings
+/// how many events each topic's streams are to receive.
+pub async fn run_streams(
+    plan: Plan,
+    live: Arc<Live>,
+    ready: oneshot::Sender<()>,
+    done: oneshot::Receiver<HashMap<String, u64>>,
+) -> anyhow::Result<(Report, Vec<Outcome>)> {
     let clients: Vec<reqwest::Client> = plan
         .source_ips
         .iter()
@@ -123,7 +187,9 @@ pub async fn run(
             client: clients[i % clients.len()].clone(),
             targets: Arc::clone(&targets),
             spec,
+            index: i,
             reconnect: plan.reconnect,
+            silence: plan.silence,
             live: Arc::clone(&live),
             histograms: Arc::clone(&histograms),
             shard: i % 64,
@@ -151,18 +217,9 @@ pub async fn run(
     }
     stop.cancel();
     let mut report = Report { connections_attempted: plan.streams.len() as u64, ..Report::default() };
-    for (task, spec) in tasks.into_iter().zip(&plan.streams) {
-        let outcome = task.await?;
-        if spec.stall {
-            // A slow consumer is expected to be cut; its events are not counted.
-            continue;
-        }
-        let exp = expected.get(&outcome.topic).copied().unwrap_or(0);
-        report.deliveries_expected += exp;
-        report.deliveries_received += outcome.tracker.received;
-        report.lost += outcome.tracker.lost(exp);
-        report.duplicated += outcome.tracker.duplicates;
-        report.out_of_order += outcome.tracker.out_of_order;
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outcomes.push(task.await?);
     }
     report.connections_established = live.established.load(Ordering::Relaxed);
     report.connections_failed = live.failed.load(Ordering::Relaxed);
@@ -173,19 +230,32 @@ pub async fn run(
         latency.add(&*lock(shard))?;
     }
     report.set_histograms(&latency, &lock(&histograms.connect), &lock(&histograms.resume));
-    Ok(report)
+    Ok((report, outcomes))
 }
 
 struct Stream {
     client: reqwest::Client,
     targets: Arc<Vec<String>>,
     spec: StreamSpec,
+    /// Position in `Plan::streams`.
+    index: usize,
     reconnect: bool,
+    silence: Option<Duration>,
     live: Arc<Live>,
     histograms: Arc<Histograms>,
     shard: usize,
     stop: CancellationToken,
     opened: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+/// An open stream's body.
+pub type Body = futures::stream::BoxStream<'static, anyhow::Result<Bytes>>;
+
+/// A stream lost and not yet caught up: when, in which phase, and when it was reopened.
+struct Gap {
+    phase: usize,
+    at: Instant,
+    reopened: Option<Duration>,
 }
 
 impl Stream {
@@ -194,30 +264,26 @@ impl Stream {
         let mut parser = Parser::new();
         let mut first_open = true;
         let mut attempt = 0usize;
-        // When the previous stream was lost (for the resume time).
-        let mut lost_at: Option<Instant> = None;
+        let mut gap: Option<Gap> = None;
+        let mut last_event: Option<Instant> = None;
+        let mut pause = self.live.pause.subscribe();
         loop {
             if self.stop.is_cancelled() {
                 break;
             }
             let target = &self.targets[(self.spec.target + attempt) % self.targets.len()];
-            let url = format!("{target}/events?topic={}", self.spec.topic);
-            let mut req = self.client.get(&url).bearer_auth(&self.spec.token);
-            if !parser.last_event_id().is_empty() {
-                req = req.header("Last-Event-ID", parser.last_event_id());
-            }
             let started = Instant::now();
-            let response = tokio::select! {
+            let opened = tokio::select! {
                 _ = self.stop.cancelled() => break,
-                r = req.send() => r,
+                r = self.open(target, parser.last_event_id()) => r,
             };
-            let response = match response {
-                Ok(r) if r.status() == 200 => r,
-                other => {
+            let mut body = match opened {
+                Ok(body) => body,
+                Err(e) => {
                     if first_open && !self.reconnect {
                         self.live.failed.fetch_add(1, Ordering::Relaxed);
                         let _ = self.opened.send(());
-                        tracing_note(&url, &other);
+                        note_failure(target, &e);
                         break;
                     }
                     attempt += 1;
@@ -230,20 +296,42 @@ impl Stream {
                     continue;
                 }
             };
+            // A stream opened while paused starts stalled; an older one is reopened first (below).
+            let mut fresh = *pause.borrow();
+            let mut reopen = false;
             if first_open {
                 first_open = false;
                 record(&self.histograms.connect, started.elapsed());
                 self.live.established.fetch_add(1, Ordering::Relaxed);
                 let _ = self.opened.send(());
-            } else if let Some(at) = lost_at.take() {
+            } else if let Some(g) = gap.as_mut()
+                && g.reopened.is_none()
+            {
                 self.live.reconnects.fetch_add(1, Ordering::Relaxed);
-                record(&self.histograms.resume, at.elapsed());
+                let took = g.at.elapsed();
+                record(&self.histograms.resume, took);
+                g.reopened = Some(took);
             }
-            let mut body = response.bytes_stream();
             loop {
+                if self.spec.pausable && *pause.borrow_and_update() {
+                    if !fresh {
+                        // The stall starts on a new connection: the gateway's send buffer grew
+                        // with what this one carried, and would hold minutes of events.
+                        reopen = true;
+                        break;
+                    }
+                    // The stalled client: no reading until the pause is over.
+                    tokio::select! {
+                        _ = self.stop.cancelled() => break,
+                        _ = pause.wait_for(|on| !on) => {}
+                    }
+                    // Carries data from now on: a later stall reopens it first.
+                    fresh = false;
+                }
                 let chunk = tokio::select! {
                     _ = self.stop.cancelled() => None,
                     c = body.next() => c,
+                    _ = pause.changed(), if self.spec.pausable => continue,
                 };
                 let Some(Ok(chunk)) = chunk else { break };
                 for item in parser.feed(&chunk) {
@@ -257,6 +345,16 @@ impl Stream {
                     record_micros(&self.histograms.latency[self.shard], now.saturating_sub(ts));
                     tracker.record(seq);
                     self.live.received.fetch_add(1, Ordering::Relaxed);
+                    if let Some(g) = gap.take() {
+                        let took = g.at.elapsed();
+                        self.interrupted(g, true, Some(took));
+                    } else if let (Some(limit), Some(at)) = (self.silence, last_event)
+                        && at.elapsed() > limit
+                    {
+                        let phase = self.live.phase.load(Ordering::Relaxed);
+                        self.interrupted(Gap { phase, at, reopened: None }, false, Some(at.elapsed()));
+                    }
+                    last_event = Some(Instant::now());
                 }
                 if self.spec.stall && tracker.received > 0 {
                     // Hold the stream without reading until the run ends (or the gateway cuts it).
@@ -264,28 +362,59 @@ impl Stream {
                     break;
                 }
             }
+            // An event cut off with its stream is discarded (as a browser does): its bytes must
+            // not run into the next stream's, which replays it whole.
+            parser.finish();
             if self.stop.is_cancelled() || !self.reconnect || self.spec.stall {
                 break;
             }
-            lost_at = Some(Instant::now());
+            if reopen {
+                // Chosen, not an interruption: same node, at once.
+                continue;
+            }
+            if gap.is_none() {
+                gap = Some(Gap { phase: self.live.phase.load(Ordering::Relaxed), at: Instant::now(), reopened: None });
+            }
             attempt += 1;
         }
         if first_open {
             // Never opened and never reported (stopped first).
             let _ = self.opened.send(());
         }
+        if let Some(g) = gap {
+            self.interrupted(g, true, None);
+        }
         Outcome { topic: self.spec.topic, tracker }
+    }
+
+    fn interrupted(&self, g: Gap, broke: bool, caught_up: Option<Duration>) {
+        let record = Interruption { phase: g.phase, stream: self.index, broke, reopened: g.reopened, caught_up };
+        lock(&self.live.interruptions).push(record);
+    }
+
+    /// Opens the stream on `target`, resuming after `last_id` if it is not empty.
+    async fn open(&self, target: &str, last_id: &str) -> anyhow::Result<Body> {
+        let path = format!("/events?topic={}", self.spec.topic);
+        if self.spec.pausable {
+            return crate::rawstream::open(target, &path, &self.spec.token, last_id).await;
+        }
+        let mut req = self.client.get(format!("{target}{path}")).bearer_auth(&self.spec.token);
+        if !last_id.is_empty() {
+            req = req.header("Last-Event-ID", last_id);
+        }
+        let response = req.send().await?;
+        if response.status() != 200 {
+            anyhow::bail!("refused: {}", response.status());
+        }
+        Ok(response.bytes_stream().map(|c| c.map_err(anyhow::Error::from)).boxed())
     }
 }
 
 /// Says why a stream could not open, for the first few only.
-fn tracing_note(url: &str, r: &Result<reqwest::Response, reqwest::Error>) {
+fn note_failure(target: &str, e: &anyhow::Error) {
     static SAID: AtomicU64 = AtomicU64::new(0);
     if SAID.fetch_add(1, Ordering::Relaxed) >= 5 {
         return;
     }
-    match r {
-        Ok(resp) => eprintln!("stream {url} refused: {}", resp.status()),
-        Err(e) => eprintln!("stream {url} failed: {e}"),
-    }
+    eprintln!("stream on {target} failed: {e:#}");
 }

@@ -11,7 +11,14 @@ pub struct Tracker {
     pub received: u64,
     pub duplicates: u64,
     pub out_of_order: u64,
+    /// The first duplicated numbers (up to `KEEP_DUPLICATES`), so that a run can tell when
+    /// they were published.
+    pub duplicated: Vec<u64>,
 }
+
+/// Duplicated numbers kept per stream: enough to place them in time, bounded if a bug repeats
+/// a whole history.
+const KEEP_DUPLICATES: usize = 64;
 
 impl Tracker {
     pub fn record(&mut self, seq: u64) {
@@ -30,6 +37,9 @@ impl Tracker {
                     self.out_of_order += 1;
                 } else {
                     self.duplicates += 1;
+                    if self.duplicated.len() < KEEP_DUPLICATES {
+                        self.duplicated.push(seq);
+                    }
                 }
             }
         }
@@ -43,6 +53,11 @@ impl Tracker {
     /// Of the `expected` numbers `0..expected`, how many never came.
     pub fn lost(&self, expected: u64) -> u64 {
         expected.saturating_sub(self.distinct())
+    }
+
+    /// Whether `seq` came at least once.
+    pub fn seen(&self, seq: u64) -> bool {
+        self.highest.is_some_and(|h| seq <= h) && !self.missing.contains(&seq)
     }
 }
 
@@ -67,6 +82,8 @@ mod tests {
         assert_eq!(t.duplicates, 1);
         assert_eq!(t.out_of_order, 1);
         assert_eq!(t.lost(7), 2, "4 and 6 never came");
+        assert_eq!(t.duplicated, vec![3]);
+        assert!(t.seen(2) && t.seen(5) && !t.seen(4) && !t.seen(6));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The Redis key layout, which publishers in any language rely on:
 //! - `{prefix}:stream:{T}`: the stream of topic `T` (history and ids);
-//! - `{prefix}:live:{T}`: its pub/sub channel for live-only events.
+//! - `{prefix}:live:{T}`: its pub/sub channel for live-only events;
+//! - `{prefix}:receipt:{T}:{token}`: for a few seconds after a gateway publish, the ids it
+//!   appended, so that a publish sent again (its reply was lost with the connection) appends
+//!   nothing twice.
 //!
 //! The braces are literal: they make `T` a Redis Cluster hash tag, so every key of one topic
 //! lives on one shard. Topic names cannot contain braces, so the tag is always exactly `T`.
@@ -15,11 +18,16 @@ pub const DEFAULT_PREFIX: &str = "sse";
 pub struct KeyLayout {
     stream_prefix: String,
     live_prefix: String,
+    receipt_prefix: String,
 }
 
 impl KeyLayout {
     pub fn new(prefix: &str) -> Self {
-        Self { stream_prefix: format!("{prefix}:stream:{{"), live_prefix: format!("{prefix}:live:{{") }
+        Self {
+            stream_prefix: format!("{prefix}:stream:{{"),
+            live_prefix: format!("{prefix}:live:{{"),
+            receipt_prefix: format!("{prefix}:receipt:{{"),
+        }
     }
 
     pub fn stream(&self, topic: &Topic) -> String {
@@ -28,6 +36,11 @@ impl KeyLayout {
 
     pub fn live(&self, topic: &Topic) -> String {
         format!("{}{topic}}}", self.live_prefix)
+    }
+
+    /// The receipt of one publish call on `topic` (same hash tag, so same shard as the stream).
+    pub fn receipt(&self, topic: &Topic, token: &str) -> String {
+        format!("{}{topic}}}:{token}", self.receipt_prefix)
     }
 
     /// The topic of a stream key of this layout.
@@ -55,6 +68,7 @@ mod tests {
         let t = Topic::parse("orders.eu").expect("topic");
         assert_eq!(k.stream(&t), "sse:stream:{orders.eu}");
         assert_eq!(k.live(&t), "sse:live:{orders.eu}");
+        assert_eq!(k.receipt(&t, "ab12"), "sse:receipt:{orders.eu}:ab12");
         assert_eq!(k.topic_of_stream("sse:stream:{orders.eu}"), Some(t.clone()));
         assert_eq!(k.topic_of_live("sse:live:{orders.eu}"), Some(t));
         assert_eq!(k.topic_of_stream("sse:live:{orders.eu}"), None);

@@ -336,6 +336,51 @@ async fn redis_going_away_and_back_loses_no_later_stream_event() {
     }
 }
 
+/// A publish in flight when Redis stops may have been appended with its reply lost; the Redis
+/// client sends it again after the reconnect. Its receipt must make the second run append
+/// nothing (it was stored, and delivered, twice: a few events per restart). Publishers keep
+/// publishing through three restarts (SIGTERM, as an operator stops Redis); every stored event
+/// must be there once.
+#[tokio::test]
+async fn a_publish_in_flight_when_redis_stops_is_never_stored_twice() {
+    let Some(mut deployment) = restartable_nodes().await else { return };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let publishers: Vec<_> = (0..8)
+        .map(|w| {
+            let (client, url) = (deployment.nodes[w % 3].client.clone(), deployment.nodes[w % 3].url("/publish"));
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.is_cancelled() {
+                    let r = client.post(&url).bearer_auth(token(&[], &["*"]));
+                    let _ = r.json(&serde_json::json!({ "topic": "t", "data": format!("{w}-{n}") })).send().await;
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let Store::Standalone(redis) = &mut deployment.store else { unreachable!("a standalone Redis") };
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        redis.terminate().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        redis.restart().await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    let mut sent = 0;
+    for p in publishers {
+        sent += p.await.expect("publisher");
+    }
+    let entries: Vec<(String, std::collections::HashMap<String, String>)> =
+        deployment.redis().await.xrange(deployment.stream_key("t"), "-", "+", None).await.expect("xrange");
+    let mut seen = std::collections::HashSet::new();
+    let twice: Vec<&str> = entries.iter().map(|(_, f)| f["data"].as_str()).filter(|d| !seen.insert(*d)).collect();
+    assert!(twice.is_empty(), "stored twice: {twice:?} (of {} entries, {sent} publishes)", entries.len());
+    assert!(entries.len() > 100, "the publishers got through between the restarts ({} entries)", entries.len());
+}
+
 /// What a failover to a replica that missed the newest writes looks like to a node: the server
 /// comes back holding the shared older history plus its own newer entries, with ids below the
 /// ones the node already delivered. The node must rewind, deliver those entries (and nothing

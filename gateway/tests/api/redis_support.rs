@@ -97,6 +97,16 @@ impl TestRedis {
         child.kill().await.expect("kill redis");
     }
 
+    /// Stops the server as an operator would (SIGTERM: it finishes the commands it read, syncs
+    /// its file and exits), keeping its data directory.
+    pub async fn terminate(&mut self) {
+        let mut child = self.child.take().expect("a spawned server to stop");
+        let pid = child.id().expect("a running server").to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().await.expect("kill -TERM");
+        assert!(status.success(), "kill -TERM {pid}");
+        tokio::time::timeout(WAIT, child.wait()).await.expect("redis-server exits on SIGTERM").expect("wait");
+    }
+
     /// Starts it again on the same port with the same data.
     pub async fn restart(&mut self) {
         self.spawn().await;

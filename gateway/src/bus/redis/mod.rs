@@ -70,6 +70,10 @@ pub struct RedisBus {
     stats: Arc<Stats>,
 }
 
+/// How long a publish's receipt is kept: longer than the client may hold a command before it
+/// gives up on it (`default_command_timeout`), after which it never sends it again.
+const RECEIPT_TTL: Duration = Duration::from_secs(10);
+
 /// Pushed messages waiting for the upstream (beyond this, the subscriber connections wait).
 const PUSH_QUEUE: usize = 4096;
 
@@ -140,7 +144,8 @@ impl RedisBus {
     }
 
     async fn publish_topic(&self, topic: &Topic, events: &[&NewEvent]) -> Result<Vec<StreamId>, BusError> {
-        let mut args: Vec<String> = vec![self.settings.max_len.to_string(), self.settings.max_age.as_millis().to_string()];
+        let mut args: Vec<String> =
+            vec![self.settings.max_len.to_string(), self.settings.max_age.as_millis().to_string(), RECEIPT_TTL.as_millis().to_string()];
         for e in events {
             let mut fields = vec!["data".to_owned(), e.data.clone()];
             if let Some(name) = &e.name {
@@ -159,8 +164,9 @@ impl RedisBus {
             args.push((fields.len() / 2).to_string());
             args.extend(fields);
         }
-        let reply: Value =
-            self.stats.redis("publish", self.client.eval(scripts::PUBLISH, self.keys.stream(topic), args)).await.map_err(unavailable)?;
+        let receipt = self.keys.receipt(topic, &format!("{:016x}", rand::random::<u64>()));
+        let keys = vec![self.keys.stream(topic), receipt];
+        let reply: Value = self.stats.redis("publish", self.client.eval(scripts::PUBLISH, keys, args)).await.map_err(unavailable)?;
         let Value::Array(ids) = reply else { return Err(BusError::Unavailable("publish script returned no ids".into())) };
         ids.iter().map(|v| scripts::stream_id(v).map_err(|e| BusError::Unavailable(e.into()))).collect()
     }

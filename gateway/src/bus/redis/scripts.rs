@@ -6,14 +6,22 @@ use shared::{Event, EventName, StreamId, Topic};
 
 use crate::telemetry::TraceContext;
 
-/// Appends events to one topic's stream and trims it, in one atomic step.
-/// KEYS[1]: the stream. ARGV: max length (0 = none), max age in ms (0 = none), then for each
-/// event the number of field/value pairs followed by the pairs (`data`, `event`, `retry`, `via`,
-/// and with traces on `traceparent`, `tracestate`: see [`entry`]). Returns the ids in order.
-/// Age trimming uses the server's clock (`TIME`), the clock its ids come from.
+/// Appends events to one topic's stream and trims it, in one atomic step, at most once per call.
+/// KEYS[1]: the stream; KEYS[2]: this call's receipt. ARGV: max length (0 = none), max age in ms
+/// (0 = none), the receipt's lifetime in ms, then for each event the number of field/value pairs
+/// followed by the pairs (`data`, `event`, `retry`, `via`, and with traces on `traceparent`,
+/// `tracestate`: see [`entry`]). Returns the ids in order. Age trimming uses the server's clock
+/// (`TIME`), the clock its ids come from.
+///
+/// The receipt makes the call idempotent: the Redis client sends a command again after a
+/// reconnect when its reply never came, but the script may have run (Redis stopped after running
+/// it, or the connection broke). A call that finds its receipt appends nothing and returns the
+/// ids of the first run.
 pub const PUBLISH: &str = r#"
+local receipt = redis.call('GET', KEYS[2])
+if receipt then return cjson.decode(receipt) end
 local maxlen, maxage = tonumber(ARGV[1]), tonumber(ARGV[2])
-local ids, i = {}, 3
+local ids, i = {}, 4
 while i <= #ARGV do
   local n = tonumber(ARGV[i]); i = i + 1
   local args = {'XADD', KEYS[1]}
@@ -27,6 +35,7 @@ if maxage > 0 then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('XTRIM', KEYS[1], 'MINID', '~', tostring(now - maxage))
 end
+redis.call('SET', KEYS[2], cjson.encode(ids), 'PX', ARGV[3])
 return ids
 "#;
 
