@@ -15,9 +15,11 @@ cargo build --release -q -p gateway -p loadtest
 OUT=benchmarks/results
 mkdir -p "$OUT"
 ulimit -n 20000
+machine="machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/^Mem:/ {print $2}') GiB, $(uname -sr); commit $(git rev-parse --short HEAD)"
+echo "$machine" > "$OUT/chaos-long.txt"
 set +e
 target/release/loadtest chaos -n 3000 --ramp 1000 -r 200 --topics 10 --payload 512 --pause 15s \
-  --source-ip 127.0.0.2 --source-ip 127.0.0.3 --drain 30s --json "$OUT/chaos-long.json" "$@" 2>&1 | tee "$OUT/chaos-long.txt"
+  --source-ip 127.0.0.2 --source-ip 127.0.0.3 --drain 30s --json "$OUT/chaos-long.json" "$@" 2>&1 | tee -a "$OUT/chaos-long.txt"
 status=${PIPESTATUS[0]}
 echo "(exit $status)" | tee -a "$OUT/chaos-long.txt"
 exit "$status"
