@@ -167,7 +167,7 @@ impl App {
 
     /// Serves until `signal` resolves (or `Shutdown::begin` is called), then drains within the
     /// configured grace; see `shutdown.rs` for the order.
-    pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) {
         let state = self.state.clone();
         let shutdown = state.shutdown.clone();
         let grace = state.config.shutdown_grace;
@@ -210,7 +210,6 @@ impl App {
             redis.quit().await;
         }
         tracing::info!("stopped");
-        Ok(())
     }
 
     fn spawn_background(&self) {

@@ -38,13 +38,8 @@ async fn main() -> ExitCode {
             if let Some(banner) = app.demo_banner() {
                 println!("{banner}");
             }
-            match app.run(shutdown::signal()).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("gateway: server error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            app.run(shutdown::signal()).await;
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("gateway: {}", chain(e));

@@ -28,7 +28,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: AppState,
     stop: CancellationToken,
-    handle: JoinHandle<std::io::Result<()>>,
+    handle: JoinHandle<()>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -119,7 +119,7 @@ impl TestApp {
     /// Triggers shutdown as SIGTERM would, and waits for `run` to return.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        tokio::time::timeout(WAIT, self.handle).await.expect("shutdown in time").expect("join").expect("run ok");
+        tokio::time::timeout(WAIT, self.handle).await.expect("shutdown in time").expect("join");
     }
 
     pub fn stats(&self) -> &gateway::stats::Stats {
