@@ -73,27 +73,43 @@ impl Node {
         public_url: &str,
         dir: &Path,
         index: usize,
-        (addr, admin): (SocketAddr, SocketAddr),
+        addrs: (SocketAddr, SocketAddr),
         env: &[(&str, &str)],
     ) -> Self {
+        // The compose file's settings (docker-compose.yml, x-gateway), with loopback addresses,
+        // and the test's own: keys of its own, and no reconcile safety net, so that delivery
+        // comes from the notification and reconnect paths.
+        let compose = [
+            ("GATEWAY_REDIS_URL", redis.url.as_str()),
+            ("GATEWAY_DEMO", "true"),
+            ("GATEWAY_PUBLIC_URL", public_url),
+            ("GATEWAY_REDIS_PREFIX", prefix),
+            ("GATEWAY_REDIS_RECONCILE", "1h"),
+        ];
+        Self::spawn(dir, index, addrs, compose.iter().chain(env).copied())
+    }
+
+    /// A node on the embedded bus (no Redis), on fresh loopback ports, with `env` on top of the
+    /// defaults. Not waited for: call [`Node::wait_ready`].
+    pub fn embedded(dir: &Path, index: usize, env: &[(&str, &str)]) -> Self {
+        let addrs = (([127, 0, 0, 1], free_port()).into(), ([127, 0, 0, 1], free_port()).into());
+        Self::spawn(dir, index, addrs, env.iter().copied())
+    }
+
+    /// The gateway binary with a clean environment: its addresses, the shared JWT secret, no
+    /// clock ticks, warnings only in its log, then `env` (which wins). Standard output and error
+    /// are appended to `gateway-<index>.log` in `dir`.
+    fn spawn<'a>(dir: &Path, index: usize, (addr, admin): (SocketAddr, SocketAddr), env: impl Iterator<Item = (&'a str, &'a str)>) -> Self {
         let log = dir.join(format!("gateway-{index}.log"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .env_clear()
-            // The compose file's settings (docker-compose.yml, x-gateway), with loopback addresses.
             .env("GATEWAY_LISTEN_ADDR", addr.to_string())
             .env("GATEWAY_METRICS_ADDR", admin.to_string())
-            .env("GATEWAY_REDIS_URL", &redis.url)
             .env("GATEWAY_JWT_SECRET", SECRET)
-            .env("GATEWAY_DEMO", "true")
-            .env("GATEWAY_PUBLIC_URL", public_url)
-            // The test's own: keys of its own, no clock ticks, and no reconcile safety net, so
-            // that delivery comes from the notification and reconnect paths.
-            .env("GATEWAY_REDIS_PREFIX", prefix)
             .env("GATEWAY_CLOCK_INTERVAL", "0s")
-            .env("GATEWAY_REDIS_RECONCILE", "1h")
             .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
