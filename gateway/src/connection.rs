@@ -1,8 +1,8 @@
 //! One SSE connection: the frames it sends, in order.
 //!
 //! A connection first registers with the node's fan-out (so nothing published from then on is
-//! missed), then replays each resumed topic's history after its position, then sends live events,
-//! dropping any it already replayed by comparing ids. It keeps one position per topic; the `id:`
+//! missed), then replays the history of its resumed topics after their positions, merged in id
+//! order ([`replay`]), then sends live events, dropping any it already replayed by comparing ids. It keeps one position per topic; the `id:`
 //! it sends is the event's own stream id when it follows one topic (so the frame bytes are shared
 //! by every connection) and the multi-topic cursor otherwise.
 //!
@@ -27,6 +27,9 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use crate::bus::fanout::{Fanout, Queued, Subscription};
 use crate::bus::{Bus, BusError, Delivery};
 use crate::stats::Stats;
+use replay::{Merge, Step};
+
+mod replay;
 
 /// Events read from history per bus call while replaying.
 const REPLAY_PAGE: usize = 256;
@@ -40,8 +43,6 @@ struct TopicState {
     key: u64,
     /// The id of the last event sent for this topic, or where the connection started.
     position: StreamId,
-    /// Whether history after `position` must be replayed before live events.
-    replay: bool,
 }
 
 /// What a connection needs from the application, gathered by the route.
@@ -65,8 +66,9 @@ pub struct Connection {
     sub: Subscription,
     bus: Arc<dyn Bus>,
     pending: VecDeque<Bytes>,
-    /// Index of the next topic to replay; `topics.len()` once live.
-    replaying: usize,
+    /// The history still to send before live events; `None` once live (boxed: most streams never
+    /// replay, and a live one should not carry its size).
+    replay: Option<Box<Merge>>,
     heartbeat_every: Duration,
     /// Fires at the earliest time a heartbeat may be due; see `live_step`.
     heartbeat: Pin<Box<Sleep>>,
@@ -123,10 +125,12 @@ impl Connection {
             }
         });
         let starts = futures::future::try_join_all(starts).await?;
+        let resumed = starts.iter().enumerate().filter(|(_, (_, resumed))| *resumed).map(|(i, _)| i);
+        let replay = cursor.is_some().then(|| Box::new(Merge::new(resumed)));
         let states: Vec<TopicState> = topics
             .into_iter()
             .zip(starts)
-            .map(|(topic, (position, replay))| TopicState { key: cursor::topic_key(&topic), topic, position, replay })
+            .map(|(topic, (position, _))| TopicState { key: cursor::topic_key(&topic), topic, position })
             .collect();
         if cursor.is_some() {
             stats.resumptions.fetch_add(1, Ordering::Relaxed);
@@ -140,7 +144,7 @@ impl Connection {
             sub,
             bus,
             pending: VecDeque::from([sse::retry_frame(settings.retry_ms)]),
-            replaying: 0,
+            replay,
             heartbeat_every: settings.heartbeat,
             heartbeat: Box::pin(sleep_until(now + settings.heartbeat)),
             last_write: now,
@@ -171,7 +175,7 @@ impl Connection {
             if self.done {
                 return None;
             }
-            if self.replaying < self.topics.len() {
+            if self.replay.is_some() {
                 self.replay_step().await;
             } else {
                 self.live_step().await;
@@ -179,45 +183,54 @@ impl Connection {
         }
     }
 
-    /// Reads one page of history for the topic being replayed.
+    /// Queues the replayed events whose order is known, then reads the next page of each topic
+    /// that needs one.
     async fn replay_step(&mut self) {
-        let i = self.replaying;
-        if !self.topics[i].replay {
-            self.replaying += 1;
+        let Some(mut merge) = self.replay.take() else { return };
+        loop {
+            match merge.next() {
+                Step::Send(d) => self.push_delivery(&d),
+                Step::Finished { topic, tail } => {
+                    // A position beyond the topic's tail (another deployment's cursor, a clock
+                    // that went back) would make the connection skip future events: pull it back.
+                    let state = &mut self.topics[topic];
+                    state.position = state.position.min(tail);
+                }
+                Step::Done => return,
+                Step::Read => break,
+            }
+        }
+        if !self.pending.is_empty() {
+            // Send what is queued before reading on: one page per topic is held at a time.
+            self.replay = Some(merge);
             return;
         }
-        let (topic, after) = (self.topics[i].topic.clone(), self.topics[i].position);
-        let read = tokio::select! {
+        let wanted: Vec<(usize, Topic, StreamId)> =
+            merge.wanted().map(|i| (i, self.topics[i].topic.clone(), self.topics[i].position)).collect();
+        let reads = futures::future::join_all(wanted.iter().map(|(_, topic, after)| self.bus.read(topic, Some(*after), REPLAY_PAGE)));
+        let pages = tokio::select! {
             biased;
             _ = self.shutdown.as_mut() => return self.close_for_shutdown(),
-            r = self.bus.read(&topic, Some(after), REPLAY_PAGE) => r,
+            pages = reads => pages,
         };
-        let replay = match read {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(topic = %topic, error = %e, "history read failed; closing the stream so the client resumes");
-                self.done = true;
-                return;
+        for ((i, topic, after), page) in wanted.into_iter().zip(pages) {
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(topic = %topic, error = %e, "history read failed; closing the stream so the client resumes");
+                    self.done = true;
+                    return;
+                }
+            };
+            if page.lost {
+                self.stats.lost_signals.fetch_add(1, Ordering::Relaxed);
+                self.pending.push_back(lost_frame(&topic, after, page.events.first().and_then(|d| d.id)));
+                // Said once: the position moves past the gap with the first retained event.
             }
-        };
-        if replay.lost {
-            self.stats.lost_signals.fetch_add(1, Ordering::Relaxed);
-            self.pending.push_back(lost_frame(&topic, after, replay.events.first().and_then(|d| d.id)));
-            // Said once: the position moves past the gap with the first retained event.
+            let full = page.events.len() == REPLAY_PAGE;
+            merge.absorb(i, page.events, full, page.tail);
         }
-        let full_page = replay.events.len() == REPLAY_PAGE;
-        for d in &replay.events {
-            self.push_delivery(d);
-        }
-        if !full_page {
-            let state = &mut self.topics[i];
-            // A position beyond the topic's tail (another deployment's cursor, a clock that went
-            // back) would make the connection skip future events: pull it back.
-            state.position = state.position.min(replay.tail);
-            state.replay = false;
-            self.replaying += 1;
-        }
-        // A full page: the next step reads on from the last event sent.
+        self.replay = Some(merge);
     }
 
     async fn live_step(&mut self) {
