@@ -306,6 +306,59 @@ async fn fresh_subscribers_during_a_burst_see_a_gapless_suffix(shape: Shape) {
     }
 }
 
+/// Streams that start at once on a topic, while Redis holds every command (`CLIENT PAUSE`), share
+/// their tail reads: a flood of new streams costs a few Redis calls per topic, not one per stream,
+/// so it cannot queue publishes behind it. And each of them, started during a publish burst,
+/// still sees a gapless suffix.
+#[tokio::test]
+async fn streams_starting_together_share_their_tail_reads() {
+    use fred::interfaces::ClientLike;
+    const STREAMS: usize = 100;
+    let redis = TestRedis::start().await;
+    let node = spawn_node_at(&redis.url, &unique_prefix(), |_| {}).await;
+    // The node follows the topic already: the streams below only read its tail.
+    let mut first = node.subscribe(&["t"], None).await;
+    node.publish("t", "start").await;
+    assert_eq!(first.next_event().await.data, "start");
+    let reads = |m: &Metrics| m.value(r#"sse_gateway_redis_command_duration_seconds_count{op="read"}"#);
+    let before = reads(&node.metrics().await);
+
+    let pause = fred::cmd!("CLIENT");
+    let _: fred::types::Value = redis_client(&redis).await.custom(pause, vec!["PAUSE", "1000", "ALL"]).await.expect("CLIENT PAUSE");
+    let publisher = {
+        let (client, url) = (node.client.clone(), node.url("/publish"));
+        tokio::spawn(async move {
+            for i in 0..50 {
+                let body = serde_json::json!({ "topic": "t", "data": i.to_string() });
+                let r = client.post(&url).bearer_auth(token(&[], &["*"])).json(&body).send().await.expect("publish");
+                assert_eq!(r.status(), 200);
+            }
+        })
+    };
+    let mut streams = futures::future::join_all((0..STREAMS).map(|_| node.subscribe(&["t"], None))).await;
+    publisher.await.expect("publisher");
+    let after = reads(&node.metrics().await);
+    assert!(after - before <= (STREAMS / 2) as f64, "{STREAMS} streams starting together sent {} tail reads", after - before);
+    println!("{STREAMS} streams starting together: {} tail reads", after - before);
+
+    node.publish("t", "end").await;
+    for (i, s) in streams.iter_mut().enumerate() {
+        let mut next = s.next_event().await.data;
+        if next != "end" {
+            let mut n: u32 = next.parse().expect("a number");
+            loop {
+                next = s.next_event().await.data;
+                if next == "end" {
+                    break;
+                }
+                n += 1;
+                assert_eq!(next, n.to_string(), "stream {i} saw a gap or a duplicate");
+            }
+            assert_eq!(n, 49, "stream {i} saw every event after its first");
+        }
+    }
+}
+
 async fn wait_for_status(node: &TestApp, path: &str, status: u16) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {

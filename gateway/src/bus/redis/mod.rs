@@ -19,6 +19,7 @@
 pub mod scripts;
 pub mod sentinel;
 pub mod subscriptions;
+mod tails;
 pub mod tls;
 pub mod upstream;
 
@@ -42,6 +43,7 @@ use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::telemetry::TraceContext;
 use subscriptions::Subscriptions;
+use tails::Tails;
 use tokio_util::sync::CancellationToken;
 use upstream::{Upstream, unavailable};
 
@@ -67,6 +69,8 @@ pub struct RedisBus {
     keys: KeyLayout,
     settings: RedisSettings,
     upstream: Arc<Upstream>,
+    /// Tail reads (streams starting without a cursor), shared per topic.
+    tails: Arc<Tails>,
     stats: Arc<Stats>,
 }
 
@@ -129,12 +133,13 @@ impl RedisBus {
             fanout,
             Arc::clone(&stats),
         ));
+        let tails = Tails::new(client.clone(), keys.clone(), Arc::clone(&stats), shutdown.tracker().clone());
         let stop = shutdown.token();
         spawn_heartbeat(shutdown, stop.clone(), client.clone());
         shutdown.tracker().spawn(Arc::clone(&upstream).run_sync(stop.clone()));
         shutdown.tracker().spawn(Arc::clone(&upstream).run_messages(pushed, stop.clone()));
         shutdown.tracker().spawn(Arc::clone(&upstream).run_reader(stop));
-        Ok(Arc::new(Self { client, subscriptions, keys, settings, upstream, stats }))
+        Ok(Arc::new(Self { client, subscriptions, keys, settings, upstream, tails, stats }))
     }
 
     /// Closes every connection (the last step of shutdown).
@@ -233,6 +238,9 @@ impl Bus for RedisBus {
     }
 
     async fn read(&self, topic: &Topic, after: Option<StreamId>, limit: usize) -> Result<Replay, BusError> {
+        if after.is_none() {
+            return Ok(Replay { tail: self.tails.read(topic).await?, ..Replay::default() });
+        }
         let args = vec![after.map(|a| a.to_string()).unwrap_or_default(), limit.to_string()];
         let reply: Value =
             self.stats.redis("read", self.client.eval(scripts::READ, self.keys.stream(topic), args)).await.map_err(unavailable)?;
