@@ -6,6 +6,7 @@ use std::time::Duration;
 use fred::interfaces::{PubsubInterface, StreamsInterface};
 use serde_json::Value;
 use shared::keys::KeyLayout;
+use shared::sse::Item;
 use shared::{StreamId, Topic};
 
 use super::helpers::*;
@@ -359,6 +360,22 @@ async fn streams_starting_together_share_their_tail_reads() {
     }
 }
 
+/// Waits until the stream `key` on the server at `port` holds at least `n` entries: the
+/// publishers running beside the test got that far. Fails after 30 s, saying how many it holds
+/// (a node that never publishes again after a fault).
+async fn until_stream_holds(port: u16, key: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // While the server restarts, redis-cli answers nothing: 0.
+        let len: usize = redis_cli(port, &["XLEN", key]).await.first().and_then(|l| l.parse().ok()).unwrap_or(0);
+        if len >= n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "waited 30 s for {n} entries in {key} on port {port}; it holds {len}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_for_status(node: &TestApp, path: &str, status: u16) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -447,14 +464,17 @@ async fn a_publish_in_flight_when_redis_stops_is_never_stored_twice() {
             })
         })
         .collect();
+    let key = deployment.stream_key("t");
     let Store::Standalone(redis) = &mut deployment.store else { unreachable!("a standalone Redis") };
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let port = redis.port();
+    for round in 1..=3 {
+        // The publishers got through since the last restart; then Redis goes away for a moment.
+        until_stream_holds(port, &key, 30 * round).await;
         redis.terminate().await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         redis.restart().await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_stream_holds(port, &key, 120).await;
     stop.cancel();
     let mut sent = 0;
     for p in publishers {
@@ -634,9 +654,11 @@ async fn nodes_follow_a_sentinel_failover_without_losing_later_events() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let key = stream_key(&prefix, "t");
+    until_stream_holds(sentinel.master_port().await.expect("a master"), &key, 10).await;
     sentinel.fail_over().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The publishers go on through the failover, on the new master.
+    until_stream_holds(sentinel.master_port().await.expect("a master"), &key, 60).await;
     stop.cancel();
     for p in publishers {
         p.await.expect("publisher");
@@ -650,7 +672,18 @@ async fn nodes_follow_a_sentinel_failover_without_losing_later_events() {
         .collect();
     assert!(history.len() > 50, "the publishers kept publishing through the failover: {}", history.len());
     for (i, c) in clients.iter_mut().enumerate() {
-        let got: Vec<String> = c.events_until_quiet(Duration::from_secs(2)).await.into_iter().map(|e| e.data).collect();
+        // Every entry of the new master's history, whatever comes before it; then whatever else
+        // is on its way.
+        let mut got: Vec<String> = Vec::new();
+        while let Some(missing) = history.iter().find(|h| !got.contains(h)) {
+            match c.next_item_within(WAIT).await {
+                Ok(Some(Item::Event(e))) => got.push(e.data),
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("client {i}: the stream ended before {missing} of the new master's history came"),
+                Err(()) => panic!("client {i}: waited {WAIT:?} for {missing} of the new master's history; nothing came"),
+            }
+        }
+        got.extend(c.events_until_quiet(Duration::from_millis(300)).await.into_iter().map(|e| e.data));
         let mut seen = std::collections::HashSet::new();
         assert!(got.iter().all(|d| seen.insert(d.clone())), "client {i} received an event twice");
         let held: Vec<&String> = got.iter().filter(|d| history.contains(d)).collect();

@@ -65,6 +65,10 @@ impl TestRedis {
     }
 
     /// Whether `stop` and `restart` work: only for a `redis-server` this harness spawned.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn can_restart(&self) -> bool {
         self.dir.is_some()
     }
