@@ -106,7 +106,10 @@ impl TestApp {
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
         }
-        let resp = tokio::time::timeout(WAIT, req.send()).await.expect("connect in time").expect("connect");
+        let resp = tokio::time::timeout(WAIT, req.send())
+            .await
+            .unwrap_or_else(|_| panic!("waited {WAIT:?} for the stream's response head"))
+            .expect("connect");
         assert_eq!(resp.status(), 200, "subscribe failed: {:?}", resp.text().await);
         SseClient::new(resp)
     }
@@ -119,7 +122,7 @@ impl TestApp {
     /// Triggers shutdown as SIGTERM would, and waits for `run` to return.
     pub async fn shutdown(self) {
         self.stop.cancel();
-        tokio::time::timeout(WAIT, self.handle).await.expect("shutdown in time").expect("join");
+        tokio::time::timeout(WAIT, self.handle).await.unwrap_or_else(|_| panic!("waited {WAIT:?} for the app to shut down")).expect("join");
     }
 
     pub fn stats(&self) -> &gateway::stats::Stats {
@@ -164,7 +167,9 @@ impl SseClient {
 
     /// The next parser item, or `None` once the server ended the stream. Fails after `WAIT`.
     pub async fn next_item(&mut self) -> Option<Item> {
-        self.next_item_within(WAIT).await.expect("the server sent nothing in time")
+        self.next_item_within(WAIT)
+            .await
+            .unwrap_or_else(|()| panic!("waited {WAIT:?} for the stream's next frame; the server sent nothing"))
     }
 
     /// Like `next_item`, but `Err(())` if nothing came within `d`.
