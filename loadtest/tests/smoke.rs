@@ -5,7 +5,6 @@
 //! Needs the gateway binary built beside this one (`cargo test --workspace` builds it; alone:
 //! `cargo build -p gateway`) and `redis-server` on PATH.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -14,8 +13,9 @@ use serde_json::Value;
 
 const SECRET: &str = "loadtest-smoke-secret-0123456789abcdef";
 
+/// A loopback port for a gateway process, outside the range client sockets take theirs from.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+    shared::ports::free_loopback_port().expect("a free loopback port")
 }
 
 /// A process killed when dropped.

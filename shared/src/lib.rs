@@ -1,12 +1,13 @@
 //! What crosses process boundaries in the SSE gateway: the event model, the `text/event-stream`
 //! encoder and a spec-conforming parser, JWT claim types with topic-pattern matching, the
-//! resumption cursor and the publish body. The gateway, the load tester and the tests all depend on this crate so that
+//! resumption cursor and the publish body; and how a tool picks loopback ports for the servers it starts. The gateway, the load tester and the tests all depend on this crate so that
 //! they cannot disagree about the wire format.
 
 pub mod claims;
 pub mod cursor;
 pub mod event;
 pub mod keys;
+pub mod ports;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod properties;
 pub mod publish;

@@ -34,7 +34,7 @@ impl TestRedis {
         if let Ok(url) = std::env::var("REDIS_URL") {
             return Self { url, port: 0, dir: None, child: None, _container: None };
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let port = free_port();
         let dir = std::env::temp_dir().join(format!("gateway-test-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("redis dir");
         let mut redis = Self { url: format!("redis://127.0.0.1:{port}"), port, dir: Some(dir), child: None, _container: None };
@@ -198,9 +198,10 @@ pub struct TestSentinel {
     _children: Vec<Child>,
 }
 
-/// A loopback port free now (another process may still take it before it is bound again).
+/// A loopback port for a server the test starts: free now, outside the range client sockets take
+/// theirs from (see `shared::ports`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port()
+    shared::ports::free_loopback_port().expect("a free loopback port")
 }
 
 fn redis_process(args: &[&str]) -> Child {

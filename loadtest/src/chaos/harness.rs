@@ -3,7 +3,6 @@
 //! nodes sharing it, each on a fixed loopback port so a restarted node comes back at the same
 //! address. Every process is killed when the harness is dropped.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -29,8 +28,10 @@ pub const GATEWAY_ENV: &[(&str, &str)] = &[
     ("GATEWAY_CLOCK_INTERVAL", "0s"),
 ];
 
+/// A loopback port for a server the harness starts: outside the range its clients' sockets take
+/// theirs from, so that none takes it before the server binds it (see `shared::ports`).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    shared::ports::free_loopback_port().context("no free loopback port")
 }
 
 pub struct Redis {
