@@ -126,11 +126,12 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
-    /// Events kept per topic by the embedded bus (0: no length bound).
+    /// Events kept per topic, on either bus (0: no length bound; on Redis `MAXLEN ~`, approximate).
     #[arg(long, env = "GATEWAY_HISTORY_MAX_LEN", default_value_t = 10_000)]
     pub history_max_len: usize,
 
-    /// Age after which the embedded bus drops events from history.
+    /// Age after which events leave history, on either bus; a topic with no event younger than
+    /// this leaves memory altogether (on Redis its stream expires this long after its last event).
     #[arg(long, env = "GATEWAY_HISTORY_MAX_AGE", default_value = "1h")]
     pub history_max_age: humantime::Duration,
 

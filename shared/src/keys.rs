@@ -1,5 +1,6 @@
 //! The Redis key layout, which publishers in any language rely on:
-//! - `{prefix}:stream:{T}`: the stream of topic `T` (history and ids);
+//! - `{prefix}:stream:{T}`: the stream of topic `T` (history and ids); a gateway's publish sets it
+//!   to expire the history's age after its last event, so idle topics cost nothing;
 //! - `{prefix}:live:{T}`: its pub/sub channel for live-only events;
 //! - `{prefix}:receipt:{T}:{token}`: for a few seconds after a gateway publish, the ids it
 //!   appended, so that a publish sent again (its reply was lost with the connection) appends

@@ -164,8 +164,14 @@ impl Fanout {
                     if followers.is_empty() {
                         table.remove(topic);
                         removed = true;
+                    } else if followers.capacity() > 16 && followers.len() < followers.capacity() / 4 {
+                        // A crowd that left a topic would otherwise keep its room.
+                        followers.shrink_to(followers.len() * 2);
                     }
                 }
+            }
+            if removed {
+                super::shrink_idle(&mut table);
             }
         }
         if removed {
@@ -228,6 +234,17 @@ mod tests {
         assert_eq!(fanout.active_topics(), vec![a.clone()]);
         drop(s2);
         assert!(fanout.active_topics().is_empty());
+    }
+
+    #[test]
+    fn the_table_gives_its_room_back_when_short_lived_topics_leave() {
+        let fanout = Arc::new(Fanout::new(1, Arc::default()));
+        let subs: Vec<Subscription> =
+            (0..2_000).map(|i| fanout.subscribe(&[Topic::parse(&format!("user.{i}")).expect("topic")], CancellationToken::new())).collect();
+        let peak = fanout.topics.read().expect("lock").capacity();
+        drop(subs);
+        assert_eq!(fanout.topic_count(), 0);
+        assert!(fanout.topics.read().expect("lock").capacity() < peak / 10, "room given back");
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //! cursor means the same thing whichever bus runs. Each topic keeps at most `max_len` events for
 //! at most `max_age`; what is dropped raises the topic's floor, and a reader whose position is
 //! below the floor is told that events were lost.
+//!
+//! A topic whose every event is older than `max_age` is dropped whole by [`MemoryBus::sweep`]
+//! (its followers, if any, live in the fan-out, not here): what it held raises the floor shared
+//! by every topic without a log, so a reader of a dropped topic is told of the loss if its
+//! position is older than the newest event ever dropped (possibly spuriously: it may have seen
+//! every event of that topic; the Redis bus says the same of an expired stream).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -60,6 +66,10 @@ impl MemoryBus {
         let mut dropped_floor = state.floor;
         state.logs.retain(|_, log| {
             trim_age(log, cutoff);
+            // A burst on a topic would otherwise keep its ring at the burst's size.
+            if log.events.capacity() > 16 && log.events.len() < log.events.capacity() / 4 {
+                log.events.shrink_to(log.events.len() * 2);
+            }
             if log.events.is_empty() {
                 dropped_floor = dropped_floor.max(log.floor);
                 false
@@ -68,6 +78,12 @@ impl MemoryBus {
             }
         });
         state.floor = dropped_floor;
+        super::shrink_idle(&mut state.logs);
+    }
+
+    /// How many topics hold history (for tests and [`Bus::held_topics`]).
+    pub fn topic_count(&self) -> usize {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).logs.len()
     }
 
     /// Ids below this millisecond are older than `max_age`.
@@ -142,6 +158,10 @@ impl Bus for MemoryBus {
     fn is_ready(&self) -> bool {
         true
     }
+
+    fn held_topics(&self) -> Option<usize> {
+        Some(self.topic_count())
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +201,34 @@ mod tests {
         assert_eq!(r.events.first().and_then(|d| d.id), Some(ids[2]), "resumes with the oldest retained");
         let r = bus.read(&t, Some(ids[1]), 10).await.expect("read");
         assert!(!r.lost, "a position at the newest trimmed event lost nothing");
+    }
+
+    #[tokio::test]
+    async fn idle_topics_leave_memory_table_room_included() {
+        let bus = MemoryBus::new(Arc::new(Fanout::new(8, Arc::default())), 10, Duration::from_secs(1));
+        let topics: Vec<Topic> = (0..5_000).map(|i| Topic::parse(&format!("user.{i}")).expect("topic")).collect();
+        let ids = bus.publish(topics.iter().map(|t| new_event(t, "x")).collect()).await.expect("publish");
+        let peak = bus.state.lock().expect("lock").logs.capacity();
+        assert_eq!(bus.topic_count(), 5_000);
+        // Make every event older than the max age without waiting: move the ids' clock back.
+        for log in bus.state.lock().expect("lock").logs.values_mut() {
+            let old = log.events.iter().map(|d| aged(d, 2_000)).collect();
+            log.events = old;
+        }
+        bus.sweep();
+        let state = bus.state.lock().expect("lock");
+        assert_eq!(state.logs.len(), 0, "every idle topic is dropped");
+        assert!(state.logs.capacity() < peak / 10, "the table gives its room back: {} of {peak}", state.logs.capacity());
+        assert!(state.floor >= aged_id(ids[4_999], 2_000), "a reader of a dropped topic is told of the loss");
+    }
+
+    fn aged_id(id: StreamId, ms: u64) -> StreamId {
+        StreamId::new(id.ms - ms, id.seq)
+    }
+
+    fn aged(d: &Arc<Delivery>, ms: u64) -> Arc<Delivery> {
+        let event = Event { topic: d.topic.clone(), id: d.id.map(|id| aged_id(id, ms)), name: None, data: String::new(), retry: None };
+        Arc::new(Delivery::new(&event, None))
     }
 
     #[tokio::test]

@@ -15,6 +15,8 @@ pub mod fanout;
 pub mod memory;
 pub mod redis;
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -102,4 +104,21 @@ pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
 
     /// Whether the bus can serve (its store reachable).
     fn is_ready(&self) -> bool;
+
+    /// How many topics' histories this process holds (the embedded bus); `None` when history
+    /// lives elsewhere. What tells that idle topics really leave memory.
+    fn held_topics(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// Gives a per-topic table's spare room back once it is under a quarter full: `remove` and
+/// `retain` never shrink a `HashMap`, so a burst of short-lived topics (a million users passing
+/// by) would keep the table at its peak size for ever. Shrinking to twice the length only when a
+/// quarter full keeps the cost amortised: each shrink follows at least as many removals as it
+/// moves entries.
+pub(crate) fn shrink_idle<K: Eq + Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
+    }
 }

@@ -7,6 +7,7 @@ mod clients;
 mod conformance;
 mod e2e;
 mod errors;
+mod expiry;
 mod healthcheck;
 mod helpers;
 mod hostile;

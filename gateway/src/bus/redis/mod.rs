@@ -3,8 +3,8 @@
 //! Key layout (see `shared::keys`): topic `T` is the stream `{prefix}:stream:{T}` (history and
 //! ids) and the channel `{prefix}:live:{T}` (live-only events). Publishing paths:
 //! - `POST /publish` on any node: one atomic script per topic appends (`XADD`, trimmed by
-//!   `MAXLEN ~` and `MINID ~`); nodes deliver from the stream, so a delivered event is always in
-//!   history;
+//!   `MAXLEN ~` and `MINID ~`, the stream set to expire the max age after its last event); nodes
+//!   deliver from the stream, so a delivered event is always in history;
 //! - a plain `XADD {prefix}:stream:{T} * data <payload> [event <name>]` by any service: the same;
 //!   with a `traceparent` field (and `tracestate`), as a gateway's own publishes carry when
 //!   traces are on, the nodes' `deliver` spans join that trace;
@@ -54,7 +54,8 @@ pub struct RedisSettings {
     pub prefix: String,
     /// Approximate stream length bound (0: none).
     pub max_len: usize,
-    /// Approximate age bound of stream entries.
+    /// Approximate age bound of stream entries, and how long a stream outlives its last event
+    /// (it expires then, see `scripts::PUBLISH`).
     pub max_age: Duration,
     /// How often every followed stream is read whatever the notifications said (a safety net).
     pub reconcile_every: Duration,
@@ -133,7 +134,7 @@ impl RedisBus {
             fanout,
             Arc::clone(&stats),
         ));
-        let tails = Tails::new(client.clone(), keys.clone(), Arc::clone(&stats), shutdown.tracker().clone());
+        let tails = Tails::new(client.clone(), keys.clone(), settings.max_age, Arc::clone(&stats), shutdown.tracker().clone());
         let stop = shutdown.token();
         spawn_heartbeat(shutdown, stop.clone(), client.clone());
         shutdown.tracker().spawn(Arc::clone(&upstream).run_sync(stop.clone()));
@@ -241,7 +242,7 @@ impl Bus for RedisBus {
         if after.is_none() {
             return Ok(Replay { tail: self.tails.read(topic).await?, ..Replay::default() });
         }
-        let args = vec![after.map(|a| a.to_string()).unwrap_or_default(), limit.to_string()];
+        let args = vec![after.map(|a| a.to_string()).unwrap_or_default(), limit.to_string(), self.settings.max_age.as_millis().to_string()];
         let reply: Value =
             self.stats.redis("read", self.client.eval(scripts::READ, self.keys.stream(topic), args)).await.map_err(unavailable)?;
         let reply = scripts::read_reply(reply).map_err(|e| BusError::Unavailable(e.into()))?;

@@ -13,6 +13,13 @@ use crate::telemetry::TraceContext;
 /// `tracestate`: see [`entry`]). Returns the ids in order. Age trimming uses the server's clock
 /// (`TIME`), the clock its ids come from.
 ///
+/// Trimming alone runs only when the next event comes, so a topic that goes quiet would keep its
+/// stream for ever (a million per-user topics: gigabytes). So the stream also expires: at the
+/// last id's millisecond plus the max age (`PEXPIREAT`, in the same atomic step as the `XADD`s).
+/// From the last id rather than from `TIME`: the id is never earlier than `TIME` and is later if
+/// Redis's clock went back, and [`READ`]'s rule for a missing stream relies on "a stream that is
+/// gone held no id younger than the max age".
+///
 /// The receipt makes the call idempotent: the Redis client sends a command again after a
 /// reconnect when its reply never came, but the script may have run (Redis stopped after running
 /// it, or the connection broke). A call that finds its receipt appends nothing and returns the
@@ -34,6 +41,10 @@ if maxage > 0 then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('XTRIM', KEYS[1], 'MINID', '~', tostring(now - maxage))
+  if #ids > 0 then
+    local last = tonumber(string.match(ids[#ids], '^(%d+)'))
+    redis.call('PEXPIREAT', KEYS[1], tostring(math.max(now, last) + maxage))
+  end
 end
 redis.call('SET', KEYS[2], cjson.encode(ids), 'PX', ARGV[3])
 return ids
@@ -41,22 +52,45 @@ return ids
 
 /// Reads what decides whether entries after a position are gone (see [`ReadReply::lost_after`])
 /// and, when ARGV[1] is not empty, up to ARGV[2] entries after ARGV[1], atomically, so that "were
-/// events lost?" and "what comes next" describe the same moment. Returns {tail, max_deleted,
-/// first_entry, trimmed (0/1), held (1 if the stream holds an entry with id ARGV[1]), entries};
-/// a missing stream reads as empty. Needs Redis 7.0.
+/// events lost?" and "what comes next" describe the same moment. ARGV[3]: the max age in ms (0 or
+/// absent: none). Returns {tail, max_deleted, first_entry, trimmed (0/1), held (1 if the stream
+/// holds an entry with id ARGV[1]), expired_before, entries}. Needs Redis 7.0.
+///
+/// A stream expires the max age after its last id (see [`PUBLISH`]), so when it is missing, or
+/// was born again after expiring, any earlier life of it held only ids older than its birth (now,
+/// for a missing stream) minus the max age: `expired_before`. A position at or after that
+/// missed nothing that expired. A missing stream's tail is the millisecond before now and its
+/// first entry now: `XADD *` can only give a later id, and a connection that starts at that tail
+/// keeps a position that says "nothing was missed until now" (a tail of `0-0` would read as
+/// "lost" once history expired).
 pub const READ: &str = r#"
+local maxage = tonumber(ARGV[3] or '0') or 0
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function expired_before(born)
+  if maxage > 0 and born > maxage then return tostring(born - maxage) .. '-0' end
+  return '0-0'
+end
 local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1])
-if not ok then return {'0-0', '0-0', '0-0', 0, 0, {}} end
+if not ok then
+  local now = now_ms()
+  return {tostring(now - 1) .. '-18446744073709551615', '0-0', tostring(now) .. '-0', 0, 0, expired_before(now), {}}
+end
 local f = {}
 for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
 local trimmed = 0
 if tonumber(f['entries-added']) > tonumber(f['length']) then trimmed = 1 end
-local head = {f['last-generated-id'], f['max-deleted-entry-id'], f['recorded-first-entry-id'], trimmed, 0}
+local first = f['recorded-first-entry-id']
+local born
+if first == '0-0' then born = now_ms() else born = tonumber(string.match(first, '^(%d+)')) end
+local head = {f['last-generated-id'], f['max-deleted-entry-id'], first, trimmed, 0, expired_before(born)}
 if ARGV[1] == '' then
-  head[6] = {}
+  head[7] = {}
 else
   if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) > 0 then head[5] = 1 end
-  head[6] = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+  head[7] = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
 end
 return head
 "#;
@@ -112,6 +146,8 @@ pub struct ReadReply {
     removed_any: bool,
     /// Whether the stream holds an entry with the asked position's id.
     held: bool,
+    /// Ids below this may have been in an earlier life of the stream that expired.
+    expired_before: StreamId,
     pub entries: Vec<Value>,
 }
 
@@ -125,16 +161,20 @@ impl ReadReply {
     /// A position inside the stream's range that is not one of its entries was never in this
     /// history: a client saw events that a failover discarded, and entries the new master wrote
     /// meanwhile may have lower ids than its position. It is reported as lost too.
+    ///
+    /// A position older than the max age before the stream's birth (now, if it is missing) may
+    /// have had events after it in a life of the stream that expired, so it is reported lost, even
+    /// when the client had seen them all: once the key is gone nothing says what it held.
     pub fn lost_after(&self, position: StreamId) -> bool {
         let foreign = !self.held && position > StreamId::ZERO && self.first <= position && position <= self.tail;
-        position < self.max_deleted || (self.removed_any && position < self.first) || foreign
+        position < self.max_deleted || (self.removed_any && position < self.first) || foreign || position < self.expired_before
     }
 }
 
 pub fn read_reply(v: Value) -> Result<ReadReply, ReplyError> {
     let Value::Array(mut parts) = v else { return Err(ReplyError("an array")) };
-    if parts.len() != 6 {
-        return Err(ReplyError("six parts"));
+    if parts.len() != 7 {
+        return Err(ReplyError("seven parts"));
     }
     let entries = match parts.pop() {
         Some(Value::Array(e)) => e,
@@ -147,6 +187,7 @@ pub fn read_reply(v: Value) -> Result<ReadReply, ReplyError> {
         first: stream_id(&parts[2])?,
         removed_any: matches!(&parts[3], Value::Integer(1)),
         held: matches!(&parts[4], Value::Integer(1)),
+        expired_before: stream_id(&parts[5])?,
         entries,
     })
 }
@@ -242,6 +283,36 @@ mod tests {
 
     fn raw(fields: &[&str]) -> Value {
         Value::Array(vec![Value::from("1700000000000-0"), Value::Array(fields.iter().map(|f| Value::from(*f)).collect())])
+    }
+
+    fn reply(tail: &str, first: &str, trimmed: bool, expired_before: &str) -> ReadReply {
+        let id = |s: &str| StreamId::parse(s).expect("id");
+        ReadReply {
+            tail: id(tail),
+            max_deleted: StreamId::ZERO,
+            first: id(first),
+            removed_any: trimmed,
+            held: false,
+            expired_before: id(expired_before),
+            entries: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_missing_stream_lost_nothing_after_a_position_younger_than_the_max_age() {
+        // Now is 10000 ms, the max age 2000 ms: what READ answers for a missing stream.
+        let missing = reply("9999-18446744073709551615", "10000-0", false, "8000-0");
+        assert!(!missing.lost_after(StreamId::new(8000, 0)), "the stream would have been younger than its expiry");
+        assert!(!missing.lost_after(StreamId::new(9999, 7)), "a position inside its range is not taken for a foreign one");
+        assert!(missing.lost_after(StreamId::new(7999, 3)), "events after it may have expired");
+        assert!(missing.lost_after(StreamId::ZERO));
+    }
+
+    #[test]
+    fn a_stream_born_again_reports_positions_from_before_its_last_life() {
+        let reborn = reply("50000-0", "50000-0", false, "48000-0");
+        assert!(reborn.lost_after(StreamId::new(47000, 0)), "an earlier life may have held events after it");
+        assert!(!reborn.lost_after(StreamId::new(48500, 0)), "an earlier life expired before 48000");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use fred::clients::Client;
 use fred::interfaces::LuaInterface;
@@ -36,6 +37,8 @@ pub(super) struct Tails {
     waiting: Mutex<HashMap<Topic, Vec<oneshot::Sender<Answer>>>>,
     client: Client,
     keys: KeyLayout,
+    /// The history's age, which the read script needs to judge a missing stream.
+    max_age: Duration,
     stats: Arc<Stats>,
     /// The reader tasks: each lives while callers wait, and each of its reads is bounded by the
     /// client's command timeout.
@@ -43,8 +46,8 @@ pub(super) struct Tails {
 }
 
 impl Tails {
-    pub(super) fn new(client: Client, keys: KeyLayout, stats: Arc<Stats>, tracker: TaskTracker) -> Arc<Self> {
-        Arc::new(Self { waiting: Mutex::default(), client, keys, stats, tracker })
+    pub(super) fn new(client: Client, keys: KeyLayout, max_age: Duration, stats: Arc<Stats>, tracker: TaskTracker) -> Arc<Self> {
+        Arc::new(Self { waiting: Mutex::default(), client, keys, max_age, stats, tracker })
     }
 
     /// The tail of `topic`, from a read sent after this call began.
@@ -99,7 +102,7 @@ impl Tails {
 
     /// The READ script with no position: only the tail.
     async fn read_now(&self, topic: &Topic) -> Answer {
-        let args = vec![String::new(), "0".to_owned()];
+        let args = vec![String::new(), "0".to_owned(), self.max_age.as_millis().to_string()];
         let reply: Value =
             self.stats.redis("read", self.client.eval(scripts::READ, self.keys.stream(topic), args)).await.map_err(|e| e.to_string())?;
         scripts::read_reply(reply).map(|r| r.tail).map_err(|e| e.to_string())

@@ -171,6 +171,7 @@ impl Upstream {
                     state.pending.remove(t);
                     state.verify.remove(t);
                 }
+                crate::bus::shrink_idle(&mut state.followed);
                 removed
             };
             if !removed.is_empty() {
