@@ -56,6 +56,9 @@ pub struct Live {
     pub established: AtomicU64,
     pub failed: AtomicU64,
     pub received: AtomicU64,
+    /// Of `received`, what the streams that keep reading got: what the end of a run waits for
+    /// (a stalled stream's first chunk may hold several events, which must not count for them).
+    pub received_by_readers: AtomicU64,
     pub reconnects: AtomicU64,
     pub lost_signals: AtomicU64,
     /// The chaos run's current fault (0 before the first); interruptions are put down to it.
@@ -210,9 +213,8 @@ pub async fn run_streams(
     let expected = done.await.unwrap_or_default();
     let deadline = tokio::time::Instant::now() + plan.drain;
     let want: u64 = plan.streams.iter().filter(|s| !s.stall).map(|s| expected.get(&s.topic).copied().unwrap_or(0)).sum();
-    // Wait until the streams that read have everything (stalled ones add at most one event
-    // each), or the drain time is over.
-    while live.received.load(Ordering::Relaxed) < want && tokio::time::Instant::now() < deadline {
+    // Wait until the streams that read have everything, or the drain time is over.
+    while live.received_by_readers.load(Ordering::Relaxed) < want && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.cancel();
@@ -345,6 +347,9 @@ impl Stream {
                     record_micros(&self.histograms.latency[self.shard], now.saturating_sub(ts));
                     tracker.record(seq);
                     self.live.received.fetch_add(1, Ordering::Relaxed);
+                    if !self.spec.stall {
+                        self.live.received_by_readers.fetch_add(1, Ordering::Relaxed);
+                    }
                     if let Some(g) = gap.take() {
                         let took = g.at.elapsed();
                         self.interrupted(g, true, Some(took));
