@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use gateway::auth::ASYMMETRIC;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
@@ -190,11 +189,6 @@ async fn the_jwks_is_refetched_when_its_cache_lifetime_ends_and_a_failing_provid
     assert_eq!(try_token(&app, &EC.token()).await, (401, "unknown_key".into()));
     assert_eq!(try_token(&app, &RSA.token()).await, (200, String::new()));
     assert_eq!(app.metrics().await.value("sse_gateway_jwks_failing"), 0.0);
-}
-
-#[test]
-fn jwks_keys_verify_asymmetric_algorithms_only() {
-    assert!(ASYMMETRIC.iter().all(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)));
 }
 
 /// The sibling of `surface::tokens_never_appear_in_logs` for a node verifying with a JWKS: a
