@@ -54,6 +54,8 @@ pub enum BuildError {
     },
     #[error("the JWT key cannot be used")]
     Key(#[source] jsonwebtoken::errors::Error),
+    #[error("cannot set up token verification")]
+    Auth(#[source] crate::auth::SetupError),
     #[error("cannot use Redis")]
     Redis(#[source] BusError),
 }
@@ -84,7 +86,8 @@ impl App {
                 let key = demo::random_secret();
                 let jwt = JwtConfig {
                     algorithms: vec![key.default_algorithm()],
-                    key,
+                    key: Some(key),
+                    jwks: None,
                     issuer: None,
                     audience: None,
                     leeway: Duration::from_secs(5),
@@ -92,10 +95,11 @@ impl App {
                 (jwt, Some(SecretSource::Random))
             }
         };
-        let auth = Authenticator::new(&jwt, &config.auth_cookie).map_err(BuildError::Key)?;
-        // `Config` refuses GATEWAY_DEMO with a public key, so demo mode always has a secret here.
+        let stats = Arc::new(Stats::default());
+        let auth = Authenticator::new(&jwt, &config.auth_cookie, Arc::clone(&stats)).map_err(BuildError::Auth)?;
+        // `Config` refuses GATEWAY_DEMO without a secret, so demo mode always has one here.
         let demo = match (demo_source, &jwt.key) {
-            (Some(source), KeyMaterial::Secret(secret)) => Some(demo::tokens(secret, &jwt, source).map_err(BuildError::Key)?),
+            (Some(source), Some(KeyMaterial::Secret(secret))) => Some(demo::tokens(secret, &jwt, source).map_err(BuildError::Key)?),
             _ => None,
         };
         let (tcp, addr) = bind(config.listen_addr).await?;
@@ -103,7 +107,11 @@ impl App {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
-        let stats = Arc::new(Stats::default());
+        // Fetched before the node listens, so that a node which can reach its identity provider
+        // is ready at once; one that cannot starts unready (bounded by the fetch timeout).
+        if let Some(jwks) = auth.jwks() {
+            jwks.load().await;
+        }
         let fanout = Arc::new(Fanout::new(config.client_queue, Arc::clone(&stats)));
         let shutdown = Shutdown::default();
         let (backend, bus): (Backend, Arc<dyn Bus>) = match &config.redis_url {
@@ -215,6 +223,9 @@ impl App {
     fn spawn_background(&self) {
         let config = &self.state.config;
         let shutdown = &self.state.shutdown;
+        if let Some(jwks) = self.state.auth.jwks() {
+            shutdown.tracker().spawn(Arc::clone(jwks).run(shutdown.token()));
+        }
         if let Some(every) = config.clock_interval {
             shutdown.tracker().spawn(clock::run(self.state.bus.clone(), config.clock_topic.clone(), every, shutdown.token()));
         }

@@ -1,6 +1,18 @@
 //! Token verification: which key, which algorithms, where the token comes from, and why it was
 //! refused. A token is never logged: errors carry the reason, not the token.
+//!
+//! Keys come from the static configuration (`GATEWAY_JWT_SECRET` or `GATEWAY_JWT_PUBLIC_KEY`)
+//! and from identity providers' key sets (`GATEWAY_JWT_JWKS_URL`, see `jwks.rs`). Which one
+//! verifies a token:
+//! - an HMAC (`HS*`) token: the static secret only, never a JWKS key;
+//! - a token whose `kid` is in a JWKS: that key only;
+//! - any other token (no `kid`, or a `kid` no JWKS has): the static key if one is configured;
+//!   when it does not verify the signature (or there is none) and the token has a `kid`, the key
+//!   sets are fetched again (rate-limited) and a key found then verifies it.
 
+mod jwks;
+
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
@@ -10,6 +22,19 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use shared::Claims;
 
 use crate::config::JwtConfig;
+use crate::stats::Stats;
+
+pub use jwks::Jwks;
+
+/// The algorithms a public key can verify: the only ones a JWKS key may be used with.
+pub const ASYMMETRIC: [Algorithm; 9] = {
+    use Algorithm::*;
+    [RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA]
+};
+
+fn is_hmac(alg: Algorithm) -> bool {
+    matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
 
 /// The key the gateway verifies with. Kept as bytes so that the config stays `Clone` and `Debug`
 /// without ever printing the secret.
@@ -64,7 +89,7 @@ impl KeyMaterial {
     pub fn accepts(&self, alg: Algorithm) -> bool {
         use Algorithm::*;
         match self {
-            Self::Secret(_) => matches!(alg, HS256 | HS384 | HS512),
+            Self::Secret(_) => is_hmac(alg),
             Self::Rsa(_) => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
             Self::Ec(_) => matches!(alg, ES256 | ES384),
             Self::Ed(_) => matches!(alg, EdDSA),
@@ -105,6 +130,11 @@ pub enum AuthError {
     Issuer,
     #[error("the token lacks a required claim or has one of the wrong type")]
     Claims,
+    #[error("the token's key (kid) is not in the identity provider's key set")]
+    UnknownKey,
+    /// Answered with 503, not 401: the token may be good, the gateway cannot tell yet.
+    #[error("the identity provider's keys could not be fetched yet; try again")]
+    KeysUnavailable,
 }
 
 impl AuthError {
@@ -121,70 +151,142 @@ impl AuthError {
             Self::Audience => "audience",
             Self::Issuer => "issuer",
             Self::Claims => "claims",
+            Self::UnknownKey => "unknown_key",
+            Self::KeysUnavailable => "keys_unavailable",
         }
     }
 }
 
-/// Verifies tokens against the configured key, algorithms and registered claims.
-pub struct Authenticator {
+/// Why the verifier could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("the JWT key cannot be used")]
+    Key(#[source] jsonwebtoken::errors::Error),
+    #[error("cannot build the HTTP client that fetches the JWKS")]
+    Client(#[source] reqwest::Error),
+}
+
+/// The static key with the validation it is used with (its algorithms only).
+struct StaticKey {
     key: DecodingKey,
     validation: Validation,
+}
+
+/// Verifies tokens against the configured keys, algorithms and registered claims.
+pub struct Authenticator {
+    fixed: Option<StaticKey>,
+    jwks: Option<Arc<Jwks>>,
     cookie: String,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator").field("algorithms", &self.validation.algorithms).finish_non_exhaustive()
+        let algorithms = self.fixed.as_ref().map(|k| &k.validation.algorithms);
+        f.debug_struct("Authenticator").field("algorithms", &algorithms).field("jwks", &self.jwks).finish_non_exhaustive()
     }
 }
 
+/// What every key checks besides the signature: `exp`, `nbf`, and the configured `aud` and `iss`.
+/// `algorithms` is set per key.
+fn claim_checks(jwt: &JwtConfig) -> Validation {
+    let mut validation = Validation::new(jwt.algorithms[0]);
+    validation.leeway = jwt.leeway.as_secs();
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    // The library checks `aud` and `iss` only when a token carries them, so a configured
+    // audience or issuer must also be a required claim, or leaving it out would bypass it.
+    let mut required = vec!["exp"];
+    match &jwt.audience {
+        Some(aud) => {
+            validation.set_audience(&[aud]);
+            required.push("aud");
+        }
+        None => validation.validate_aud = false,
+    }
+    if let Some(iss) = &jwt.issuer {
+        validation.set_issuer(&[iss]);
+        required.push("iss");
+    }
+    validation.set_required_spec_claims(&required);
+    validation
+}
+
+fn decode(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Claims, AuthError> {
+    let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
+        ErrorKind::InvalidSignature => AuthError::Signature,
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidAudience => AuthError::Audience,
+        ErrorKind::InvalidIssuer => AuthError::Issuer,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => AuthError::Algorithm,
+        ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::Audience,
+        ErrorKind::MissingRequiredClaim(c) if c == "iss" => AuthError::Issuer,
+        ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) | ErrorKind::Json(_) => AuthError::Claims,
+        _ => AuthError::Malformed,
+    })?;
+    Ok(data.claims)
+}
+
 impl Authenticator {
-    pub fn new(jwt: &JwtConfig, cookie: &str) -> Result<Self, jsonwebtoken::errors::Error> {
-        let mut validation = Validation::new(jwt.algorithms[0]);
-        validation.algorithms = jwt.algorithms.clone();
-        validation.leeway = jwt.leeway.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        // The library checks `aud` and `iss` only when a token carries them, so a configured
-        // audience or issuer must also be a required claim, or leaving it out would bypass it.
-        let mut required = vec!["exp"];
-        match &jwt.audience {
-            Some(aud) => {
-                validation.set_audience(&[aud]);
-                required.push("aud");
+    /// Builds the verifier. The JWKS (if any) are not fetched yet: see [`Authenticator::jwks`].
+    pub fn new(jwt: &JwtConfig, cookie: &str, stats: Arc<Stats>) -> Result<Self, SetupError> {
+        let checks = claim_checks(jwt);
+        let fixed = match &jwt.key {
+            Some(key) => {
+                let mut validation = checks.clone();
+                validation.algorithms = jwt.algorithms.iter().copied().filter(|a| key.accepts(*a)).collect();
+                Some(StaticKey { key: key.decoding_key().map_err(SetupError::Key)?, validation })
             }
-            None => validation.validate_aud = false,
-        }
-        if let Some(iss) = &jwt.issuer {
-            validation.set_issuer(&[iss]);
-            required.push("iss");
-        }
-        validation.set_required_spec_claims(&required);
-        Ok(Self { key: jwt.key.decoding_key()?, validation, cookie: cookie.to_owned() })
+            None => None,
+        };
+        let jwks = match &jwt.jwks {
+            Some(config) => Some(Arc::new(Jwks::new(config, &jwt.algorithms, checks, stats).map_err(SetupError::Client)?)),
+            None => None,
+        };
+        Ok(Self { fixed, jwks, cookie: cookie.to_owned() })
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+    /// The key sets, when `GATEWAY_JWT_JWKS_URL` is set: the app fetches them at start and keeps
+    /// them fresh.
+    pub fn jwks(&self) -> Option<&Arc<Jwks>> {
+        self.jwks.as_ref()
+    }
+
+    /// Whether every key source has answered at least once (readiness).
+    pub fn keys_ready(&self) -> bool {
+        self.jwks.as_ref().is_none_or(|j| j.ready())
+    }
+
+    /// Verifies `token`; may wait for a (rate-limited, shared) JWKS refresh when its `kid` is
+    /// unknown, so that the first token signed with a freshly rotated key passes.
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         // The header first: one the library cannot read (`alg: none`, an unknown algorithm) is
         // refused for its algorithm rather than reported as a claims error.
-        if let Err(e) = jsonwebtoken::decode_header(token) {
-            return Err(match e.kind() {
-                ErrorKind::Json(_) | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => AuthError::Algorithm,
-                _ => AuthError::Malformed,
-            });
-        }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
-            ErrorKind::InvalidSignature => AuthError::Signature,
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-            ErrorKind::InvalidAudience => AuthError::Audience,
-            ErrorKind::InvalidIssuer => AuthError::Issuer,
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => AuthError::Algorithm,
-            ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::Audience,
-            ErrorKind::MissingRequiredClaim(c) if c == "iss" => AuthError::Issuer,
-            ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) | ErrorKind::Json(_) => AuthError::Claims,
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            ErrorKind::Json(_) | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => AuthError::Algorithm,
             _ => AuthError::Malformed,
         })?;
-        Ok(data.claims)
+        let by_static = || match &self.fixed {
+            Some(k) => decode(token, &k.key, &k.validation),
+            None if self.jwks.is_some() && header.kid.is_none() && !is_hmac(header.alg) => Err(AuthError::UnknownKey),
+            None => Err(AuthError::Algorithm),
+        };
+        let (Some(jwks), Some(kid)) = (&self.jwks, header.kid.as_deref()) else { return by_static() };
+        if is_hmac(header.alg) {
+            return by_static();
+        }
+        if let Some(key) = jwks.find(kid) {
+            return key.verify(token);
+        }
+        // A `kid` the static key may own: no need to bother the identity provider when it
+        // verifies. A token it refuses for a reason other than its signature is refused for that.
+        if self.fixed.as_ref().is_some_and(|k| k.validation.algorithms.contains(&header.alg)) {
+            match by_static() {
+                Err(AuthError::Signature) => {}
+                other => return other,
+            }
+        }
+        jwks.find_after_refresh(kid).await?.verify(token)
     }
 
     /// Finds the token: `Authorization: Bearer` first, then the `access_token` query parameter

@@ -4,15 +4,17 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use jsonwebtoken::Algorithm;
 
 use crate::auth::KeyMaterial;
 use crate::healthcheck::Probe;
+
+mod jwt;
+
+pub use jwt::{JwksConfig, JwtConfig};
 
 /// The flags and variables as clap reads them. `Config::from_args` turns them into a `Config`.
 #[derive(Debug, Clone, Parser)]
@@ -45,6 +47,22 @@ pub struct Args {
     /// the key. Default: HS256 with a secret; the key's own family with a public key.
     #[arg(long, env = "GATEWAY_JWT_ALGORITHMS", value_delimiter = ',')]
     pub jwt_algorithms: Vec<String>,
+
+    /// JWKS URLs of identity providers, comma-separated (https://, or http:// for a provider
+    /// on the same host or network). Keys are picked by the token's `kid`; HMAC (`oct`) and
+    /// `none` keys are never taken from a JWKS. Works beside GATEWAY_JWT_SECRET or
+    /// GATEWAY_JWT_PUBLIC_KEY (see the README for which key verifies which token).
+    #[arg(long, env = "GATEWAY_JWT_JWKS_URL", value_delimiter = ',')]
+    pub jwt_jwks_url: Vec<String>,
+
+    /// Least time between two fetches of a JWKS: the floor of its cache lifetime, the retry
+    /// delay after a failed fetch, and the rate limit of the fetches an unknown `kid` triggers.
+    #[arg(long, env = "GATEWAY_JWT_JWKS_MIN_REFRESH", default_value = "30s")]
+    pub jwt_jwks_min_refresh: humantime::Duration,
+
+    /// Longest one JWKS fetch may take, connection, headers and body together.
+    #[arg(long, env = "GATEWAY_JWT_JWKS_TIMEOUT", default_value = "5s")]
+    pub jwt_jwks_timeout: humantime::Duration,
 
     /// Required `iss` claim value.
     #[arg(long, env = "GATEWAY_JWT_ISSUER")]
@@ -299,16 +317,6 @@ impl std::fmt::Debug for RedisUrl {
     }
 }
 
-/// How tokens are verified.
-#[derive(Debug, Clone)]
-pub struct JwtConfig {
-    pub key: KeyMaterial,
-    pub algorithms: Vec<Algorithm>,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    pub leeway: Duration,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("invalid {var}: {reason}")]
@@ -347,6 +355,7 @@ impl Invocation {
 
 impl Config {
     pub fn from_args(a: Args) -> Result<Self, ConfigError> {
+        let jwt = jwt::jwt_config(&a)?;
         let heartbeat: Duration = a.heartbeat.into();
         if heartbeat < Duration::from_secs(1) || heartbeat > Duration::from_secs(120) {
             return Err(invalid("GATEWAY_HEARTBEAT", "must be between 1s and 120s (proxies commonly cut streams idle for 60s)"));
@@ -412,8 +421,7 @@ impl Config {
         // Empty is unset, as the OpenTelemetry specification asks (charts often render "").
         let endpoint = a.otel_exporter_otlp_endpoint.filter(|e| !e.trim().is_empty());
         let otel = endpoint.map(|endpoint| otel_config(endpoint, a.otel_service_name)).transpose()?;
-        let jwt = jwt_config(a.jwt_secret, a.jwt_public_key, a.jwt_algorithms, a.jwt_issuer, a.jwt_audience, a.jwt_leeway.into())?;
-        if a.demo && jwt.as_ref().is_some_and(|j| !matches!(j.key, KeyMaterial::Secret(_))) {
+        if a.demo && jwt.as_ref().is_some_and(|j| !matches!(j.key, Some(KeyMaterial::Secret(_)))) {
             return Err(invalid(
                 "GATEWAY_DEMO",
                 "needs GATEWAY_JWT_SECRET (or no key at all): demo tokens cannot be signed with a public key",
@@ -461,59 +469,6 @@ impl Config {
         args.clock_interval = Duration::ZERO.into();
         Self::from_args(args).expect("test config is valid")
     }
-}
-
-fn jwt_config(
-    secret: Option<String>,
-    public_key: Option<String>,
-    algorithms: Vec<String>,
-    issuer: Option<String>,
-    audience: Option<String>,
-    leeway: Duration,
-) -> Result<Option<JwtConfig>, ConfigError> {
-    let key = match (secret, public_key) {
-        (Some(_), Some(_)) => {
-            return Err(invalid("GATEWAY_JWT_SECRET", "set either GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY, not both"));
-        }
-        (None, None) => {
-            if !algorithms.is_empty() {
-                return Err(invalid("GATEWAY_JWT_ALGORITHMS", "set GATEWAY_JWT_SECRET or GATEWAY_JWT_PUBLIC_KEY too"));
-            }
-            return Ok(None);
-        }
-        (Some(secret), None) => {
-            if secret.len() < 32 {
-                return Err(invalid("GATEWAY_JWT_SECRET", "must be at least 32 bytes (RFC 7518 requires a key as long as the hash)"));
-            }
-            KeyMaterial::Secret(secret.into_bytes())
-        }
-        (None, Some(pk)) => {
-            let pem = if pk.trim_start().starts_with("-----BEGIN") {
-                pk.into_bytes()
-            } else {
-                std::fs::read(Path::new(&pk))
-                    .map_err(|e| invalid("GATEWAY_JWT_PUBLIC_KEY", format!("neither PEM text nor a readable file ({e})")))?
-            };
-            KeyMaterial::public_from_pem(pem).map_err(|e| invalid("GATEWAY_JWT_PUBLIC_KEY", e))?
-        }
-    };
-    let algorithms = if algorithms.is_empty() {
-        vec![key.default_algorithm()]
-    } else {
-        let mut parsed = Vec::new();
-        for name in algorithms.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-            let alg: Algorithm = name.parse().map_err(|_| invalid("GATEWAY_JWT_ALGORITHMS", format!("unknown algorithm {name:?}")))?;
-            if !key.accepts(alg) {
-                return Err(invalid("GATEWAY_JWT_ALGORITHMS", format!("{name} does not fit the configured key ({})", key.kind())));
-            }
-            parsed.push(alg);
-        }
-        if parsed.is_empty() {
-            return Err(invalid("GATEWAY_JWT_ALGORITHMS", "no algorithm given"));
-        }
-        parsed
-    };
-    Ok(Some(JwtConfig { key, algorithms, issuer, audience, leeway }))
 }
 
 fn otel_config(endpoint: String, service_name: String) -> Result<OtelConfig, ConfigError> {

@@ -36,8 +36,9 @@ pub fn random_secret() -> KeyMaterial {
     KeyMaterial::Secret(secret)
 }
 
-/// Tokens the verifier configured by `jwt` accepts: signed with `secret` by its first algorithm
-/// (an HS one: the secret is an HMAC key), carrying its required issuer and audience.
+/// Tokens the verifier configured by `jwt` accepts: signed with `secret` by its first HS algorithm
+/// (the secret is an HMAC key; with a JWKS the list also holds public-key ones), carrying its
+/// required issuer and audience.
 pub fn tokens(secret: &[u8], jwt: &JwtConfig, source: SecretSource) -> Result<DemoTokens, jsonwebtoken::errors::Error> {
     let all = vec![TopicPattern::parse("*").expect("* is a valid pattern")];
     let base = Claims {
@@ -48,7 +49,9 @@ pub fn tokens(secret: &[u8], jwt: &JwtConfig, source: SecretSource) -> Result<De
         aud: jwt.audience.clone().map(serde_json::Value::String),
         ..Claims::default()
     };
-    let (header, key) = (Header::new(jwt.algorithms[0]), EncodingKey::from_secret(secret));
+    let hmac = KeyMaterial::Secret(Vec::new());
+    let alg = jwt.algorithms.iter().copied().find(|a| hmac.accepts(*a)).unwrap_or(jsonwebtoken::Algorithm::HS256);
+    let (header, key) = (Header::new(alg), EncodingKey::from_secret(secret));
     Ok(DemoTokens {
         subscribe: jsonwebtoken::encode(&header, &Claims { subscribe: all.clone(), ..base.clone() }, &key)?,
         publish: jsonwebtoken::encode(&header, &Claims { publish: all, ..base }, &key)?,

@@ -15,7 +15,10 @@ pub enum ApiError {
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
     #[error(transparent)]
-    Unauthorized(#[from] AuthError),
+    Unauthorized(AuthError),
+    /// A token needs a JWKS key and the identity provider has not answered yet.
+    #[error("{}", AuthError::KeysUnavailable)]
+    KeysUnavailable,
     #[error("the token does not grant {action} on topic \"{topic}\"")]
     Forbidden { action: &'static str, topic: Topic },
     #[error("no such endpoint")]
@@ -41,6 +44,7 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::KeysUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable"),
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -63,6 +67,15 @@ fn cause_chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::KeysUnavailable => Self::KeysUnavailable,
+            e => Self::Unauthorized(e),
+        }
+    }
 }
 
 impl From<shared::publish::PublishError> for ApiError {
@@ -90,7 +103,7 @@ impl IntoResponse for ApiError {
                     headers.insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            Self::ShuttingDown | Self::Bus(_) | Self::Limit(_) => {
+            Self::ShuttingDown | Self::Bus(_) | Self::Limit(_) | Self::KeysUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}

@@ -27,6 +27,7 @@ impl Metrics {
     pub fn new(stats: Arc<Stats>, fanout: Arc<Fanout>) -> Self {
         let mut registry = Registry::with_prefix("sse_gateway");
         registry.register("auth_failures", "Refused tokens, by reason", stats.auth_failures.clone());
+        registry.register("jwks_fetches", "JWKS fetches, by result (ok, error)", stats.jwks_fetches.clone());
         registry.register_with_unit(
             "redis_command_duration",
             "Redis round trips, by operation",
@@ -127,6 +128,13 @@ impl Collector for Counters {
         counter(&mut encoder, "bytes_written", "Bytes written to client sockets", get(&s.bytes_written))?;
         counter(&mut encoder, "resumptions", "Streams opened with a Last-Event-ID", get(&s.resumptions))?;
         counter(&mut encoder, "lost_signals", "gateway.lost events sent", get(&s.lost_signals))?;
+        gauge(&mut encoder, "jwks_keys", "Usable keys in the JWKS cache", get(&s.jwks_keys))?;
+        gauge(
+            &mut encoder,
+            "jwks_failing",
+            "JWKS URLs whose last fetch failed or that never answered (their last good keys stay in use)",
+            get(&s.jwks_failing),
+        )?;
         gauge(
             &mut encoder,
             "upstream_subscriptions",

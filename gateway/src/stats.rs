@@ -37,6 +37,12 @@ pub struct Stats {
     pub bytes_written: AtomicU64,
     pub resumptions: AtomicU64,
     pub lost_signals: AtomicU64,
+    /// Usable keys in the JWKS cache, all URLs together.
+    pub jwks_keys: AtomicU64,
+    /// JWKS URLs whose last fetch failed, or that never answered: the keys in use may be stale.
+    pub jwks_failing: AtomicU64,
+    /// JWKS fetches, by result (`ok`, `error`).
+    pub jwks_fetches: Family<Label, Counter>,
     /// Refused tokens, by reason (`AuthError::code`).
     pub auth_failures: Family<Label, Counter>,
     /// Redis round trips by operation, and those that failed.
@@ -70,6 +76,9 @@ impl Default for Stats {
             bytes_written: AtomicU64::default(),
             resumptions: AtomicU64::default(),
             lost_signals: AtomicU64::default(),
+            jwks_keys: AtomicU64::default(),
+            jwks_failing: AtomicU64::default(),
+            jwks_fetches: Family::default(),
             auth_failures: Family::default(),
             redis_latency: Family::new_with_constructor(latency_histogram),
             redis_errors: Family::default(),

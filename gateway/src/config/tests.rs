@@ -169,3 +169,62 @@ fn traces_are_on_with_an_endpoint_only() {
     let err = Args::try_parse_from(["gateway", "--otel-exporter-otlp-protocol", "http/protobuf"]).map_err(clap_error);
     assert!(matches!(err, Err(ConfigError::Invalid { var, .. }) if var == "OTEL_EXPORTER_OTLP_PROTOCOL"));
 }
+
+#[test]
+fn jwks_urls_are_comma_separated_validated_and_work_alone_or_beside_a_static_key() {
+    let a = args_from(&["gateway", "--jwt-jwks-url", "https://idp.example/jwks, https://other.example/keys,https://idp.example/jwks"]);
+    let jwt = Config::from_args(a).expect("valid").jwt.expect("keys configured");
+    let jwks = jwt.jwks.expect("a JWKS");
+    let urls: Vec<&str> = jwks.urls.iter().map(|u| u.as_str()).collect();
+    assert_eq!(urls, ["https://idp.example/jwks", "https://other.example/keys"], "trimmed, deduplicated, in order");
+    assert_eq!((jwks.min_refresh, jwks.timeout), (Duration::from_secs(30), Duration::from_secs(5)));
+    assert!(jwt.key.is_none());
+    assert_eq!(jwt.algorithms, crate::auth::ASYMMETRIC, "every public-key algorithm; each key narrows them");
+
+    for bad in ["idp.example/jwks", "ftp://idp.example/jwks", "https://user:pw@idp.example/jwks", "http://"] {
+        let mut a = Args::defaults();
+        a.jwt_jwks_url = vec![bad.into()];
+        assert_eq!(err_var(a), "GATEWAY_JWT_JWKS_URL", "{bad}");
+    }
+    let mut a = Args::defaults();
+    a.jwt_jwks_url = (0..9).map(|i| format!("https://idp{i}.example/jwks")).collect();
+    assert_eq!(err_var(a), "GATEWAY_JWT_JWKS_URL", "too many");
+
+    let jwks_args = || {
+        let mut a = Args::defaults();
+        a.jwt_jwks_url = vec!["https://idp.example/jwks".into()];
+        a
+    };
+    let mut a = jwks_args();
+    a.jwt_jwks_min_refresh = Duration::from_millis(10).into();
+    assert_eq!(err_var(a), "GATEWAY_JWT_JWKS_MIN_REFRESH");
+    let mut a = jwks_args();
+    a.jwt_jwks_timeout = Duration::from_secs(600).into();
+    assert_eq!(err_var(a), "GATEWAY_JWT_JWKS_TIMEOUT");
+    let mut a = jwks_args();
+    a.jwt_algorithms = vec!["HS256".into()];
+    assert_eq!(err_var(a), "GATEWAY_JWT_ALGORITHMS", "HMAC never comes from a JWKS");
+    let mut a = jwks_args();
+    a.demo = true;
+    assert_eq!(err_var(a), "GATEWAY_DEMO", "demo tokens need a secret");
+
+    // Beside a secret: HS256 for the secret and the public-key algorithms for the JWKS.
+    let mut a = jwks_args();
+    a.jwt_secret = Some(SECRET.into());
+    let jwt = Config::from_args(a).expect("valid").jwt.expect("keys");
+    assert!(matches!(jwt.key, Some(KeyMaterial::Secret(_))) && jwt.jwks.is_some());
+    assert_eq!(jwt.algorithms[0], jsonwebtoken::Algorithm::HS256);
+    assert_eq!(jwt.algorithms.len(), 1 + crate::auth::ASYMMETRIC.len());
+    let mut a = jwks_args();
+    a.jwt_secret = Some(SECRET.into());
+    a.jwt_algorithms = vec!["HS512".into(), "ES256".into()];
+    assert!(Config::from_args(a).is_ok());
+    let mut a = jwks_args();
+    a.jwt_secret = Some(SECRET.into());
+    a.jwt_algorithms = vec!["RS256".into()];
+    assert_eq!(err_var(a), "GATEWAY_JWT_ALGORITHMS", "nothing left for the secret");
+    let mut a = jwks_args();
+    a.jwt_secret = Some(SECRET.into());
+    a.jwt_algorithms = vec!["HS256".into()];
+    assert_eq!(err_var(a), "GATEWAY_JWT_ALGORITHMS", "nothing left for the JWKS");
+}

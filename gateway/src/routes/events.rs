@@ -30,7 +30,7 @@ async fn events(
         return Err(ApiError::ShuttingDown);
     }
     let query = Query::parse(raw.as_deref());
-    let claims = authenticate(&state, &headers, query.access_token.as_deref(), true)?;
+    let claims = authenticate(&state, &headers, query.access_token.as_deref(), true).await?;
     let topics = parse_topics(&query.topics, state.config.max_topics)?;
     if let Some(topic) = topics.iter().find(|t| !claims.may_subscribe(t)) {
         return Err(ApiError::Forbidden { action: "subscribe", topic: topic.clone() });

@@ -1,5 +1,5 @@
 //! `GET /healthz` (the process is alive) and `GET /readyz` (it should receive traffic: not
-//! draining, and the bus reachable). A load balancer takes a node out on 503 from `/readyz`.
+//! draining, the bus reachable, and every JWKS fetched once). A load balancer takes a node out on 503 from `/readyz`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,6 +18,8 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "draining" })))
     } else if !state.bus.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "bus_unavailable" })))
+    } else if !state.auth.keys_ready() {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "keys_unavailable" })))
     } else {
         (StatusCode::OK, Json(json!({ "status": "ready" })))
     }

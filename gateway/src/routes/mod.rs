@@ -88,8 +88,8 @@ impl Query {
     }
 }
 
-/// Authenticates a request: finds the token and verifies it.
-fn authenticate(
+/// Authenticates a request: finds the token and verifies it (which may wait for a JWKS refresh).
+async fn authenticate(
     state: &AppState,
     headers: &axum::http::HeaderMap,
     query_token: Option<&str>,
@@ -98,8 +98,8 @@ fn authenticate(
     let refused = |e: crate::auth::AuthError| {
         tracing::debug!(reason = e.code(), "token refused");
         state.stats.auth_failures.get_or_create(&[("reason", e.code())]).inc();
-        ApiError::Unauthorized(e)
+        ApiError::from(e)
     };
     let token = state.auth.token(headers, query_token, use_cookie).map_err(refused)?;
-    state.auth.verify(token).map_err(refused)
+    state.auth.verify(token).await.map_err(refused)
 }

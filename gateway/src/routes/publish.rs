@@ -54,7 +54,7 @@ async fn publish(
         return Err(ApiError::ShuttingDown);
     }
     let query = Query::parse(raw.as_deref());
-    let claims = authenticate(&state, &headers, query.access_token.as_deref(), false)?;
+    let claims = authenticate(&state, &headers, query.access_token.as_deref(), false).await?;
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: state.config.max_body_bytes },
         _ => ApiError::bad_request("invalid_body", e.body_text()),

@@ -95,8 +95,9 @@ async fn spawn_with_public_key(pem: &[u8], alg: Algorithm) -> TestApp {
     let pem = pem.to_vec();
     spawn_with(move |c| {
         c.jwt = Some(JwtConfig {
-            key: KeyMaterial::public_from_pem(pem).expect("a public key"),
+            key: Some(KeyMaterial::public_from_pem(pem).expect("a public key")),
             algorithms: vec![alg],
+            jwks: None,
             issuer: None,
             audience: None,
             leeway: Duration::from_secs(5),

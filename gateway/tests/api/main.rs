@@ -11,6 +11,8 @@ mod expiry;
 mod healthcheck;
 mod helpers;
 mod hostile;
+mod jwks;
+mod jwks_support;
 mod limits;
 mod metrics;
 mod processes;

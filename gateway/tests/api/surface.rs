@@ -35,14 +35,14 @@ async fn without_a_key_the_gateway_makes_one_and_prints_working_tokens() {
     config.jwt = None;
     let app = App::build(config).await.expect("app");
     let tokens = app.demo_tokens().expect("demo mode");
-    let claims = app.state().auth.verify(&tokens.subscribe).expect("the printed subscribe token verifies");
+    let claims = app.state().auth.verify(&tokens.subscribe).await.expect("the printed subscribe token verifies");
     assert!(claims.may_subscribe(&shared::Topic::parse("anything").expect("topic")));
     assert!(!claims.may_publish(&shared::Topic::parse("anything").expect("topic")), "subscribe and publish tokens are separate");
-    assert!(app.state().auth.verify(&tokens.publish).expect("publish token").may_publish(&shared::Topic::parse("x").expect("topic")));
+    assert!(app.state().auth.verify(&tokens.publish).await.expect("publish token").may_publish(&shared::Topic::parse("x").expect("topic")));
     let banner = app.demo_banner().expect("banner");
     assert!(banner.contains(&format!("http://{}/?topic=clock&access_token={}", app.local_addr(), tokens.subscribe)), "{banner}");
     // A forged token signed with any fixed secret is refused: demo mode is not open.
-    assert!(app.state().auth.verify(&token(&["*"], &["*"])).is_err());
+    assert!(app.state().auth.verify(&token(&["*"], &["*"])).await.is_err());
 }
 
 #[tokio::test]
@@ -71,8 +71,8 @@ async fn with_gateway_demo_the_printed_tokens_work_on_every_node_sharing_the_sec
     // with the secret.
     let other = spawn_app().await;
     let topic = shared::Topic::parse("orders").expect("topic");
-    assert!(other.state.auth.verify(&tokens.subscribe).expect("subscribe token").may_subscribe(&topic));
-    assert!(other.state.auth.verify(&tokens.publish).expect("publish token").may_publish(&topic));
+    assert!(other.state.auth.verify(&tokens.subscribe).await.expect("subscribe token").may_subscribe(&topic));
+    assert!(other.state.auth.verify(&tokens.publish).await.expect("publish token").may_publish(&topic));
     let r = other.client.get(format!("{}&access_token={}", other.events_url(&["orders"]), tokens.subscribe)).send().await.expect("stream");
     assert_eq!(r.status(), 200);
     let r = other
@@ -86,7 +86,7 @@ async fn with_gateway_demo_the_printed_tokens_work_on_every_node_sharing_the_sec
     assert_eq!(r.status(), 200);
     // A node with another secret does not.
     let stranger = App::build(Config::for_tests("another-secret-0123456789abcdef-0123456789")).await.expect("app");
-    assert!(stranger.state().auth.verify(&tokens.subscribe).is_err());
+    assert!(stranger.state().auth.verify(&tokens.subscribe).await.is_err());
 }
 
 #[tokio::test]
@@ -99,7 +99,7 @@ async fn gateway_demo_tokens_carry_what_the_verifier_requires() {
     jwt.audience = Some("sse".into());
     let app = App::build(config).await.expect("app");
     let tokens = app.demo_tokens().expect("tokens");
-    let claims = app.state().auth.verify(&tokens.subscribe).expect("accepted by this node's own verifier");
+    let claims = app.state().auth.verify(&tokens.subscribe).await.expect("accepted by this node's own verifier");
     assert_eq!(claims.iss.as_deref(), Some("https://issuer.example"));
     assert_eq!(jsonwebtoken::decode_header(&tokens.subscribe).expect("header").alg, jsonwebtoken::Algorithm::HS512);
 }

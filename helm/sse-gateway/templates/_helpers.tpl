@@ -72,7 +72,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "sse-gateway.jwtKeyDir" -}}/etc/sse-gateway/jwt{{- end }}
 
 {{- define "sse-gateway.hasJwtKey" -}}
-{{- if or .Values.jwt.secret .Values.jwt.publicKey .Values.jwt.existingSecret.name }}true{{ end }}
+{{- if or .Values.jwt.secret .Values.jwt.publicKey .Values.jwt.existingSecret.name .Values.jwt.jwksUrls }}true{{ end }}
 {{- end }}
 
 {{- define "sse-gateway.hasRedis" -}}
@@ -100,7 +100,8 @@ sleep, the gateway's own grace, and a margin for Redis QUIT and the telemetry fl
 {{- define "sse-gateway.managedEnv" -}}
 GATEWAY_LISTEN_ADDR GATEWAY_METRICS_ADDR GATEWAY_SHUTDOWN_GRACE GATEWAY_LOG_FORMAT RUST_LOG
 GATEWAY_JWT_SECRET GATEWAY_JWT_PUBLIC_KEY GATEWAY_JWT_ALGORITHMS GATEWAY_JWT_ISSUER GATEWAY_JWT_AUDIENCE
-GATEWAY_JWT_LEEWAY GATEWAY_AUTH_COOKIE GATEWAY_REDIS_URL GATEWAY_REDIS_PREFIX GATEWAY_REDIS_RECONCILE
+GATEWAY_JWT_LEEWAY GATEWAY_AUTH_COOKIE GATEWAY_JWT_JWKS_URL GATEWAY_JWT_JWKS_MIN_REFRESH GATEWAY_JWT_JWKS_TIMEOUT
+GATEWAY_REDIS_URL GATEWAY_REDIS_PREFIX GATEWAY_REDIS_RECONCILE
 GATEWAY_HEARTBEAT GATEWAY_RETRY GATEWAY_RETRY_JITTER GATEWAY_WRITE_TIMEOUT GATEWAY_HEADER_TIMEOUT
 GATEWAY_KEEPALIVE_TIMEOUT GATEWAY_CLIENT_QUEUE
 GATEWAY_MAX_TOPICS GATEWAY_MAX_BODY_BYTES GATEWAY_MAX_BATCH GATEWAY_MAX_CONNECTIONS
@@ -144,7 +145,7 @@ Checks across values that the schema cannot express. Each failure names the valu
 {{- fail "several replicas need a shared Redis: set redis.url or redis.existingSecret.name (the embedded bus is one node only)" }}
 {{- end }}
 {{- if not (include "sse-gateway.hasJwtKey" .) }}
-{{- fail "several replicas need one token key: set jwt.secret, jwt.publicKey or jwt.existingSecret (without one every pod makes its own demo key)" }}
+{{- fail "several replicas need one token key: set jwt.secret, jwt.publicKey, jwt.existingSecret or jwt.jwksUrls (without one every pod makes its own demo key)" }}
 {{- end }}
 {{- end }}
 {{- $d := $v.drain }}
