@@ -58,7 +58,7 @@ impl ApiError {
 }
 
 /// Writes `err` and its sources on one line, for the log entry of a server-side failure.
-fn cause_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn cause_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use self::key::{JwksKey, Refusal};
 use super::AuthError;
 use crate::config::JwksConfig;
+use crate::error::cause_chain;
 use crate::stats::Stats;
 
 /// The keys of every configured URL, and when each is due for a fetch.
@@ -177,7 +178,7 @@ impl Jwks {
             Err(e) => {
                 let mut sources = self.sources.write().unwrap_or_else(PoisonError::into_inner);
                 let kept = sources[i].keys.as_ref().map(HashMap::len);
-                tracing::warn!(url, error = %chain(&e), kept_keys = ?kept, retry_in = ?self.min_refresh, "JWKS fetch failed; the last good keys stay in use");
+                tracing::warn!(url, error = %cause_chain(&e), kept_keys = ?kept, retry_in = ?self.min_refresh, "JWKS fetch failed; the last good keys stay in use");
                 sources[i].failing = true;
                 sources[i].due = now + self.min_refresh;
             }
@@ -216,16 +217,4 @@ impl Jwks {
         self.stats.jwks_keys.store(keys as u64, Ordering::Relaxed);
         self.stats.jwks_failing.store(failing as u64, Ordering::Relaxed);
     }
-}
-
-/// An error and its causes on one line (a timeout says so only in its source).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

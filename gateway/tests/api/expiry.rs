@@ -28,51 +28,7 @@ const LONGER_AGE: Duration = Duration::from_secs(5);
 /// publish receipt's 10 s) with room for a busy machine.
 const EXPIRY_BOUND: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy)]
-enum Shape {
-    Standalone,
-    Cluster,
-}
-
-enum Store {
-    Standalone(TestRedis),
-    Cluster(TestCluster),
-}
-
-impl Store {
-    async fn start(shape: Shape) -> Self {
-        match shape {
-            Shape::Standalone => Self::Standalone(TestRedis::start().await),
-            Shape::Cluster => Self::Cluster(TestCluster::start().await),
-        }
-    }
-
-    fn url(&self) -> &str {
-        match self {
-            Self::Standalone(r) => &r.url,
-            Self::Cluster(c) => &c.url,
-        }
-    }
-}
-
-/// `name::standalone` and `name::cluster` for a test written once as `async fn name(shape)`
-/// (like `on_every_shape!` in `redis.rs`).
-macro_rules! on_both_shapes {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn standalone() {
-                super::$name(super::Shape::Standalone).await
-            }
-            #[tokio::test]
-            async fn cluster() {
-                super::$name(super::Shape::Cluster).await
-            }
-        }
-    )*};
-}
-
-on_both_shapes!(
+on_every_shape!(
     every_key_a_gateway_writes_gets_an_expiry_and_is_gone_after_it,
     a_resume_on_an_expired_stream_gets_the_lost_signal_never_silence_or_an_error,
     a_recent_position_on_a_missing_stream_gets_no_lost_signal,

@@ -12,51 +12,6 @@ use shared::{StreamId, Topic};
 use super::helpers::*;
 use super::redis_support::*;
 
-/// The Redis shapes the same tests run on.
-#[derive(Debug, Clone, Copy)]
-enum Shape {
-    Standalone,
-    Cluster,
-}
-
-enum Store {
-    Standalone(TestRedis),
-    Cluster(TestCluster),
-}
-
-impl Store {
-    async fn start(shape: Shape) -> Self {
-        match shape {
-            Shape::Standalone => Self::Standalone(TestRedis::start().await),
-            Shape::Cluster => Self::Cluster(TestCluster::start().await),
-        }
-    }
-
-    fn url(&self) -> &str {
-        match self {
-            Self::Standalone(r) => &r.url,
-            Self::Cluster(c) => &c.url,
-        }
-    }
-}
-
-/// Runs a test, written once as `async fn name(shape: Shape)`, on a standalone Redis and on a
-/// three-master Redis Cluster: `name::standalone` and `name::cluster`.
-macro_rules! on_every_shape {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn standalone() {
-                super::$name(super::Shape::Standalone).await
-            }
-            #[tokio::test]
-            async fn cluster() {
-                super::$name(super::Shape::Cluster).await
-            }
-        }
-    )*};
-}
-
 on_every_shape!(
     http_publishes_on_one_node_reach_every_client_on_every_node_once_in_order,
     a_plain_xadd_by_another_service_reaches_every_client,

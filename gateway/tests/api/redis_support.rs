@@ -489,3 +489,52 @@ impl Drop for TestTlsRedis {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The Redis shapes the same tests run on (`redis.rs`, `expiry.rs`).
+#[derive(Debug, Clone, Copy)]
+pub enum Shape {
+    Standalone,
+    Cluster,
+}
+
+/// A Redis of either shape.
+pub enum Store {
+    Standalone(TestRedis),
+    Cluster(TestCluster),
+}
+
+impl Store {
+    pub async fn start(shape: Shape) -> Self {
+        match shape {
+            Shape::Standalone => Self::Standalone(TestRedis::start().await),
+            Shape::Cluster => Self::Cluster(TestCluster::start().await),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Standalone(r) => &r.url,
+            Self::Cluster(c) => &c.url,
+        }
+    }
+}
+
+/// Runs a test, written once as `async fn name(shape: Shape)`, on a standalone Redis and on a
+/// three-master Redis Cluster: `name::standalone` and `name::cluster`.
+#[allow(unused_macros)] // The traces binary includes this file and runs no test on both shapes.
+macro_rules! on_every_shape {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn standalone() {
+                super::$name(super::Shape::Standalone).await
+            }
+            #[tokio::test]
+            async fn cluster() {
+                super::$name(super::Shape::Cluster).await
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use on_every_shape;
