@@ -130,6 +130,8 @@ pub enum AuthError {
     Issuer,
     #[error("the token lacks a required claim or has one of the wrong type")]
     Claims,
+    #[error("the token grants personal topics ({{sub}}) and its sub is missing or not one topic segment")]
+    Subject,
     #[error("the token's key (kid) is not in the identity provider's key set")]
     UnknownKey,
     /// Answered with 503, not 401: the token may be good, the gateway cannot tell yet.
@@ -151,6 +153,7 @@ impl AuthError {
             Self::Audience => "audience",
             Self::Issuer => "issuer",
             Self::Claims => "claims",
+            Self::Subject => "subject",
             Self::UnknownKey => "unknown_key",
             Self::KeysUnavailable => "keys_unavailable",
         }
@@ -257,9 +260,14 @@ impl Authenticator {
         self.jwks.as_ref().is_none_or(|j| j.ready())
     }
 
-    /// Verifies `token`; may wait for a (rate-limited, shared) JWKS refresh when its `kid` is
-    /// unknown, so that the first token signed with a freshly rotated key passes.
+    /// Verifies `token`, and fills its personal grants (`{sub}`) with its subject; may wait for
+    /// a (rate-limited, shared) JWKS refresh when its `kid` is unknown, so that the first token
+    /// signed with a freshly rotated key passes.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        self.verify_signature(token).await?.personalize().map_err(|_| AuthError::Subject)
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Claims, AuthError> {
         // The header first: one the library cannot read (`alg: none`, an unknown algorithm) is
         // refused for its algorithm rather than reported as a claims error.
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {

@@ -4,6 +4,12 @@
 //! patterns. A pattern is a topic name in which `*` matches any run of characters (dots included):
 //! `orders.*` grants `orders.1` and `orders.eu.1`, `*.created` grants `orders.created`, `*` grants
 //! every topic. Exact names grant just themselves.
+//!
+//! Personal topics: a pattern may hold `{sub}`, which stands for the token's own subject, so an
+//! identity provider grants every user their own topics with one claim (`user.{sub}.*`). The
+//! subject must then be one segment ([`valid_subject`]), or the token is refused: a subject
+//! holding a separator could reach into another subject's topics (`alice.x` inside
+//! `user.alice.*`).
 
 use std::fmt;
 
@@ -11,7 +17,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{MAX_TOPIC_LEN, Topic, ValidationError};
 
-/// Patterns are topics with `*` allowed, so they share the topic alphabet and length bound.
+/// What a pattern writes for the token's subject.
+pub const SUBJECT_PLACEHOLDER: &str = "{sub}";
+
+/// Patterns are topics with `*` (and [`SUBJECT_PLACEHOLDER`]) allowed, so they share the topic
+/// alphabet and length bound. A pattern still holding the placeholder matches no topic (braces
+/// are not topic characters): [`Claims::personalize`] fills it in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct TopicPattern(String);
@@ -24,8 +35,9 @@ impl TopicPattern {
         if s.len() > MAX_TOPIC_LEN {
             return Err(ValidationError::TopicTooLong);
         }
-        // Validate the literal parts with the topic rules; `*` is the only extra character.
-        for part in s.split('*').filter(|p| !p.is_empty()) {
+        // Validate the literal parts with the topic rules; `*` and the placeholder are the only
+        // extras.
+        for part in s.split(SUBJECT_PLACEHOLDER).flat_map(|piece| piece.split('*')).filter(|p| !p.is_empty()) {
             Topic::parse(part)?;
         }
         Ok(Self(s.to_owned()))
@@ -33,6 +45,11 @@ impl TopicPattern {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether this pattern stands for each subject's own topics.
+    pub fn is_personal(&self) -> bool {
+        self.0.contains(SUBJECT_PLACEHOLDER)
     }
 
     /// Whether this pattern grants `topic`.
@@ -102,7 +119,46 @@ pub struct Claims {
     pub publish: Vec<TopicPattern>,
 }
 
+/// Why a token's subject cannot fill the `{sub}` of its grants.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubjectError {
+    #[error("the token grants personal topics ({{sub}}) but has no sub")]
+    Missing,
+    #[error("the token's sub is not one topic segment (letters, digits, '_', '-', '@')")]
+    Invalid,
+    #[error("a grant with the token's sub filled in is not a valid pattern")]
+    Pattern(#[source] ValidationError),
+}
+
+/// Whether `sub` can stand for `{sub}`: non-empty topic characters without the separators `.`,
+/// `:` and `/`, so that no subject's topics can lie inside another's whichever of them a grant
+/// puts after `{sub}`.
+pub fn valid_subject(sub: &str) -> bool {
+    !sub.is_empty() && sub.len() <= MAX_TOPIC_LEN && sub.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'@'))
+}
+
 impl Claims {
+    /// The claims with `{sub}` in their grants replaced by the token's subject; unchanged when
+    /// no grant is personal (then the subject may be anything).
+    pub fn personalize(mut self) -> Result<Self, SubjectError> {
+        if !self.subscribe.iter().chain(&self.publish).any(TopicPattern::is_personal) {
+            return Ok(self);
+        }
+        let sub = self.sub.as_deref().ok_or(SubjectError::Missing)?;
+        if !valid_subject(sub) {
+            return Err(SubjectError::Invalid);
+        }
+        let fill = |patterns: &mut Vec<TopicPattern>| -> Result<(), SubjectError> {
+            for p in patterns.iter_mut().filter(|p| p.is_personal()) {
+                *p = TopicPattern::parse(&p.0.replace(SUBJECT_PLACEHOLDER, sub)).map_err(SubjectError::Pattern)?;
+            }
+            Ok(())
+        };
+        fill(&mut self.subscribe)?;
+        fill(&mut self.publish)?;
+        Ok(self)
+    }
+
     pub fn may_subscribe(&self, topic: &Topic) -> bool {
         self.subscribe.iter().any(|p| p.matches(topic))
     }
@@ -148,6 +204,37 @@ mod tests {
         assert!(TopicPattern::parse("").is_err());
         assert!(TopicPattern::parse("a\nb.*").is_err());
         assert!(TopicPattern::parse("{x}*").is_err());
+    }
+
+    fn personal(sub: Option<&str>, subscribe: &[&str]) -> Result<Claims, SubjectError> {
+        let subscribe = subscribe.iter().map(|p| TopicPattern::parse(p).expect("pattern")).collect();
+        Claims { sub: sub.map(str::to_owned), exp: 1, subscribe, ..Claims::default() }.personalize()
+    }
+
+    #[test]
+    fn sub_fills_personal_grants_and_nothing_else() {
+        let c = personal(Some("alice"), &["user.{sub}.*", "news", "{sub}"]).expect("personalized");
+        let may = |t: &str| c.may_subscribe(&Topic::parse(t).expect("topic"));
+        assert!(may("user.alice.inbox") && may("news") && may("alice"));
+        assert!(!may("user.bob.inbox") && !may("user.alicex.inbox") && !may("bob"));
+        assert_eq!(personal(Some("a.b"), &["news"]).expect("no personal grant").sub.as_deref(), Some("a.b"), "any sub without {{sub}}");
+    }
+
+    #[test]
+    fn a_sub_that_cannot_be_one_segment_is_refused() {
+        assert_eq!(personal(None, &["user.{sub}"]), Err(SubjectError::Missing));
+        for sub in ["", "alice.x", "a:b", "a/b", "a*", "a{sub}", "ünï", "a b", &"x".repeat(MAX_TOPIC_LEN + 1)] {
+            assert_eq!(personal(Some(sub), &["user.{sub}.*"]), Err(SubjectError::Invalid), "{sub:?}");
+        }
+        assert!(matches!(personal(Some(&"x".repeat(196)), &["user.{sub}"]), Err(SubjectError::Pattern(_))), "too long once filled");
+        assert!(personal(Some("3f2c-9a_b@idp"), &["user.{sub}"]).is_ok());
+    }
+
+    #[test]
+    fn an_unfilled_placeholder_grants_nothing() {
+        let p = TopicPattern::parse("user.{sub}.*").expect("pattern");
+        assert!(!p.matches(&Topic::parse("user.alice.x").expect("topic")));
+        assert!(TopicPattern::parse("user.{subject}").is_err() && TopicPattern::parse("{sub").is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod jwks;
 mod jwks_support;
 mod limits;
 mod metrics;
+mod personal;
 mod processes;
 mod redis;
 mod redis_support;

@@ -20,7 +20,8 @@ pub(super) fn check(data: &[u8]) {
         let topic = Topic::parse(text);
         assert_eq!(topic.is_ok(), is_topic(text, false), "Topic::parse({text:?}) = {topic:?}");
         let pattern = TopicPattern::parse(text);
-        assert_eq!(pattern.is_ok(), is_topic(text, true), "TopicPattern::parse({text:?}) = {pattern:?}");
+        // The subject placeholder is the one extra a pattern may hold, counted at its length.
+        assert_eq!(pattern.is_ok(), is_topic(&text.replace("{sub}", "sssss"), true), "TopicPattern::parse({text:?}) = {pattern:?}");
         if let Ok(topic) = topic {
             assert_eq!(topic.as_str(), text);
             assert_eq!(serde_json::from_value::<Topic>(serde_json::Value::String(text.clone())).ok(), Some(topic.clone()));
