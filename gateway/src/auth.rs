@@ -32,7 +32,7 @@ pub const ASYMMETRIC: [Algorithm; 9] = {
     [RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA]
 };
 
-fn is_hmac(alg: Algorithm) -> bool {
+pub(crate) fn is_hmac(alg: Algorithm) -> bool {
     matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }
 

@@ -49,8 +49,7 @@ pub fn tokens(secret: &[u8], jwt: &JwtConfig, source: SecretSource) -> Result<De
         aud: jwt.audience.clone().map(serde_json::Value::String),
         ..Claims::default()
     };
-    let hmac = KeyMaterial::Secret(Vec::new());
-    let alg = jwt.algorithms.iter().copied().find(|a| hmac.accepts(*a)).unwrap_or(jsonwebtoken::Algorithm::HS256);
+    let alg = jwt.algorithms.iter().copied().find(|a| auth::is_hmac(*a)).unwrap_or(jsonwebtoken::Algorithm::HS256);
     let (header, key) = (Header::new(alg), EncodingKey::from_secret(secret));
     Ok(DemoTokens {
         subscribe: jsonwebtoken::encode(&header, &Claims { subscribe: all.clone(), ..base.clone() }, &key)?,

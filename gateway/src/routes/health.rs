@@ -1,5 +1,6 @@
 //! `GET /healthz` (the process is alive) and `GET /readyz` (it should receive traffic: not
-//! draining, the bus reachable, and every JWKS fetched once). A load balancer takes a node out on 503 from `/readyz`.
+//! draining, the bus reachable, and every JWKS fetched once). A load balancer takes a node out on
+//! 503 from `/readyz`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
