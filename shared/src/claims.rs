@@ -117,6 +117,13 @@ pub struct Claims {
     /// Topic patterns this token may publish to with `POST /publish`.
     #[serde(default)]
     pub publish: Vec<TopicPattern>,
+    /// The token's own id: what an administrator revokes to cut off one leaked token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Grants the admin API (`/admin/…`: disconnect, revoke, count). Subscriber and publisher
+    /// grants say nothing about it, so a leaked subscriber token cannot revoke anyone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 /// Why a token's subject cannot fill the `{sub}` of its grants.
