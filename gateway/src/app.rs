@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::mpsc;
 
 use crate::auth::{Authenticator, KeyMaterial};
 use crate::bus::Bus;
@@ -16,6 +17,7 @@ use crate::bus::fanout::Fanout;
 use crate::bus::memory::MemoryBus;
 use crate::bus::redis::{RedisBus, RedisSettings};
 use crate::config::{Config, JwtConfig};
+use crate::control::{self, Control, Incoming, Link, LocalLink};
 use crate::demo::{self, DemoTokens, SecretSource};
 use crate::limits::Limits;
 use crate::listener::GatewayListener;
@@ -76,6 +78,8 @@ pub struct App {
     state: AppState,
     backend: Backend,
     demo: Option<DemoTokens>,
+    /// What the control link reads, for the control task `run` starts.
+    control_rx: tokio::sync::Mutex<Option<mpsc::Receiver<Incoming>>>,
 }
 
 impl App {
@@ -133,11 +137,21 @@ impl App {
                 (Backend::Redis(redis.clone()), redis)
             }
         };
+        let (control_tx, control_rx) = mpsc::channel(control::INCOMING_QUEUE);
+        let node = control::node_name();
+        let link: Arc<dyn Link> = match &backend {
+            Backend::Memory(_) => Arc::new(LocalLink::new(control_tx)),
+            Backend::Redis(redis) => Arc::new(redis.control_link(&node, control_tx, &shutdown).await.map_err(BuildError::Redis)?),
+        };
+        let control = Control::new(node, link, jwt.leeway, Arc::clone(&stats));
+        // Before the node serves: it must refuse what is already revoked from its first request.
+        control.reload().await.map_err(BuildError::Redis)?;
         let metrics = Arc::new(Metrics::new(Arc::clone(&stats), Arc::clone(&fanout)));
         let limits = Arc::new(Limits::new(config.max_connections, config.max_connections_per_subject));
-        let state = AppState { auth: Arc::new(auth), bus, fanout, stats, metrics, limits, shutdown, config: Arc::new(config) };
+        let state = AppState { auth: Arc::new(auth), bus, fanout, stats, metrics, limits, control, shutdown, config: Arc::new(config) };
         let listener = GatewayListener::new(tcp, state.config.write_timeout, Arc::clone(&state.stats));
-        Ok(Self { listener, addr, admin, state, backend, demo })
+        let control_rx = tokio::sync::Mutex::new(Some(control_rx));
+        Ok(Self { listener, addr, admin, state, backend, demo, control_rx })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -179,7 +193,7 @@ impl App {
         let state = self.state.clone();
         let shutdown = state.shutdown.clone();
         let grace = state.config.shutdown_grace;
-        self.spawn_background();
+        self.spawn_background().await;
         let on_signal = shutdown.clone();
         shutdown.tracker().spawn(async move {
             let stop = on_signal.token();
@@ -220,9 +234,12 @@ impl App {
         tracing::info!("stopped");
     }
 
-    fn spawn_background(&self) {
+    async fn spawn_background(&self) {
         let config = &self.state.config;
         let shutdown = &self.state.shutdown;
+        if let Some(rx) = self.control_rx.lock().await.take() {
+            shutdown.tracker().spawn(Arc::clone(&self.state.control).run(rx, shutdown.token()));
+        }
         if let Some(jwks) = self.state.auth.jwks() {
             shutdown.tracker().spawn(Arc::clone(jwks).run(shutdown.token()));
         }

@@ -134,6 +134,8 @@ pub enum AuthError {
     Subject,
     #[error("the token's key (kid) is not in the identity provider's key set")]
     UnknownKey,
+    #[error("the token, or its subject, is revoked")]
+    Revoked,
     /// Answered with 503, not 401: the token may be good, the gateway cannot tell yet.
     #[error("the identity provider's keys could not be fetched yet; try again")]
     KeysUnavailable,
@@ -155,6 +157,7 @@ impl AuthError {
             Self::Claims => "claims",
             Self::Subject => "subject",
             Self::UnknownKey => "unknown_key",
+            Self::Revoked => "revoked",
             Self::KeysUnavailable => "keys_unavailable",
         }
     }
@@ -341,6 +344,16 @@ pub fn mint(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::erro
 
 /// How long until `exp` passes, counting the leeway the verifier allowed.
 pub fn time_left(claims: &Claims, leeway: Duration) -> Duration {
-    let deadline = claims.exp.saturating_add(leeway.as_secs());
+    time_left_until(claims.exp, leeway)
+}
+
+/// How long until `exp` (seconds since the epoch) plus the leeway.
+pub fn time_left_until(exp: u64, leeway: Duration) -> Duration {
+    let deadline = exp.saturating_add(leeway.as_secs());
     Duration::from_secs(deadline.saturating_sub(now_secs()))
+}
+
+/// Now, in milliseconds since the epoch (revocations are dated in them).
+pub fn now_millis() -> u64 {
+    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
 }

@@ -97,6 +97,16 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_HEARTBEAT", default_value = "15s")]
     pub heartbeat: humantime::Duration,
 
+    /// How long before its token expires a stream sends `gateway.refresh` (where the client can
+    /// present a fresh token to keep the stream); 0 turns in-band refresh off.
+    #[arg(long, env = "GATEWAY_REFRESH_WINDOW", default_value = "60s")]
+    pub refresh_window: humantime::Duration,
+
+    /// How long a revocation (`POST /admin/disconnect`) refuses its subject, token or topic when
+    /// the call gives no duration: set it to your tokens' longest lifetime.
+    #[arg(long, env = "GATEWAY_REVOCATION_TTL", default_value = "24h")]
+    pub revocation_ttl: humantime::Duration,
+
     /// Events a connection may have queued before it counts as too slow and is disconnected.
     #[arg(long, env = "GATEWAY_CLIENT_QUEUE", default_value_t = 1024)]
     pub client_queue: usize,
@@ -244,6 +254,9 @@ pub struct Config {
     pub retry: Duration,
     pub retry_jitter: Duration,
     pub heartbeat: Duration,
+    /// Zero: no in-band refresh.
+    pub refresh_window: Duration,
+    pub revocation_ttl: Duration,
     pub client_queue: usize,
     pub write_timeout: Duration,
     pub header_timeout: Duration,
@@ -353,12 +366,19 @@ impl Invocation {
     }
 }
 
+/// The longest a revocation may stand (`GATEWAY_REVOCATION_TTL`, and a call's `duration`).
+pub const MAX_REVOCATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 impl Config {
     pub fn from_args(a: Args) -> Result<Self, ConfigError> {
         let jwt = jwt::jwt_config(&a)?;
         let heartbeat: Duration = a.heartbeat.into();
         if heartbeat < Duration::from_secs(1) || heartbeat > Duration::from_secs(120) {
             return Err(invalid("GATEWAY_HEARTBEAT", "must be between 1s and 120s (proxies commonly cut streams idle for 60s)"));
+        }
+        let revocation_ttl: Duration = a.revocation_ttl.into();
+        if revocation_ttl.is_zero() || revocation_ttl > MAX_REVOCATION {
+            return Err(invalid("GATEWAY_REVOCATION_TTL", "must be between 1s and 30 days"));
         }
         let grace: Duration = a.shutdown_grace.into();
         if grace > Duration::from_secs(300) {
@@ -436,6 +456,8 @@ impl Config {
             retry: a.retry.into(),
             retry_jitter: a.retry_jitter.into(),
             heartbeat,
+            refresh_window: a.refresh_window.into(),
+            revocation_ttl,
             client_queue: a.client_queue,
             write_timeout,
             header_timeout,

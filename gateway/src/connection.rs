@@ -22,11 +22,13 @@ use futures::Stream;
 use shared::cursor::{self, Cursor};
 use shared::sse::{self, HEARTBEAT};
 use shared::{StreamId, Topic};
+use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::bus::fanout::{Fanout, Queued, Subscription};
 use crate::bus::{Bus, BusError, Delivery};
+use crate::control::Registration;
 use crate::stats::Stats;
 use replay::{Merge, Step};
 
@@ -37,6 +39,10 @@ const REPLAY_PAGE: usize = 256;
 
 /// Name of the event that tells a client events were trimmed before it could resume.
 pub const LOST_EVENT: &str = "gateway.lost";
+/// The last event of a stream an administrator revoked.
+pub const REVOKED_EVENT: &str = "gateway.revoked";
+/// Sent before the token expires: where to present a fresh one to keep the stream.
+pub const REFRESH_EVENT: &str = "gateway.refresh";
 
 #[derive(Debug)]
 struct TopicState {
@@ -47,7 +53,7 @@ struct TopicState {
 }
 
 /// What a connection needs from the application, gathered by the route.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnectionSettings {
     pub heartbeat: Duration,
     /// Reconnection delay (ms) for the opening `retry:` and for the last one at shutdown.
@@ -59,6 +65,25 @@ pub struct ConnectionSettings {
     pub shutdown: CancellationToken,
     /// Fired by the fan-out if the client's queue overflows; linked to the socket's kill switch.
     pub slow: CancellationToken,
+    /// The stream's place in the control plane (revocation, refresh); none in unit tests.
+    pub control: Option<Registration>,
+    /// When to ask for a fresh token and where it goes; none: the stream ends at expiry.
+    pub refresh: Option<RefreshOffer>,
+}
+
+/// In-band token refresh: `window` before the token expires the stream sends
+/// `gateway.refresh` with `url`, where the client posts a fresh token.
+#[derive(Debug, Clone)]
+pub struct RefreshOffer {
+    pub window: Duration,
+    pub url: String,
+}
+
+#[derive(Debug)]
+struct Refresh {
+    offer: RefreshOffer,
+    /// Sent for the current token (a refresh that extends the stream offers again later).
+    offered: bool,
 }
 
 #[derive(Debug)]
@@ -76,7 +101,13 @@ pub struct Connection {
     /// When the last chunk left: a heartbeat is due `heartbeat_every` after it. Recorded per
     /// chunk instead of resetting the timer per chunk, which costs a timer-wheel update per event.
     last_write: Instant,
+    /// Fires at the refresh point while a refresh is due, then at the token's end.
     expiry: Pin<Box<Sleep>>,
+    expires_at: Instant,
+    refresh: Option<Refresh>,
+    control: Option<Registration>,
+    /// Fires when the control plane revoked or extended the stream; kept like `shutdown`.
+    control_wake: Option<Pin<Box<OwnedNotified>>>,
     /// Created once and kept: a fresh `cancelled()` future per event would register and drop a
     /// waiter on the token's lock for every event of every connection.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -140,7 +171,8 @@ impl Connection {
         stats.connections_total.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let slow = sub.slow.clone().cancelled_owned();
-        Ok(Self {
+        let control_wake = settings.control.as_ref().map(|r| Box::pin(r.entry().wake().notified_owned()));
+        let mut conn = Self {
             topics: states,
             sub,
             bus,
@@ -150,12 +182,18 @@ impl Connection {
             heartbeat: Box::pin(sleep_until(now + settings.heartbeat)),
             last_write: now,
             expiry: Box::pin(sleep_until(now + settings.expires_in)),
+            expires_at: now + settings.expires_in,
+            refresh: settings.refresh.map(|offer| Refresh { offer, offered: false }),
+            control: settings.control,
+            control_wake,
             shutdown: Box::pin(settings.shutdown.cancelled_owned()),
             slow: Box::pin(slow),
             shutdown_retry_ms: settings.shutdown_retry_ms,
             stats,
             done: false,
-        })
+        };
+        conn.schedule_expiry();
+        Ok(conn)
     }
 
     /// The connection as a body stream of frames.
@@ -177,6 +215,9 @@ impl Connection {
                 return None;
             }
             if self.replay.is_some() {
+                if self.revoked() {
+                    continue;
+                }
                 self.replay_step().await;
             } else {
                 self.live_step().await;
@@ -247,11 +288,8 @@ impl Connection {
             },
             _ = self.shutdown.as_mut() => self.close_for_shutdown(),
             _ = self.slow.as_mut() => self.done = true,
-            _ = self.expiry.as_mut() => {
-                self.stats.token_expired_disconnects.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("token expired, closing stream");
-                self.done = true;
-            }
+            _ = self.expiry.as_mut() => self.on_deadline(),
+            _ = changed(&mut self.control_wake) => self.on_control(),
             _ = self.heartbeat.as_mut() => {
                 let due = self.last_write + self.heartbeat_every;
                 if Instant::now() >= due {
@@ -263,6 +301,61 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Sets the expiry timer: to the refresh point while a refresh is due, else the token's end.
+    fn schedule_expiry(&mut self) {
+        let at = match &self.refresh {
+            Some(r) if !r.offered => self.expires_at.checked_sub(r.offer.window).unwrap_or_else(Instant::now).max(Instant::now()),
+            _ => self.expires_at,
+        };
+        self.expiry.as_mut().reset(at);
+    }
+
+    fn on_deadline(&mut self) {
+        let now = Instant::now();
+        if now >= self.expires_at {
+            self.stats.token_expired_disconnects.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("token expired, closing stream");
+            self.done = true;
+            return;
+        }
+        if let Some(r) = self.refresh.as_mut().filter(|r| !r.offered) {
+            r.offered = true;
+            let left = self.expires_at.saturating_duration_since(now).as_secs();
+            self.pending.push_back(refresh_frame(&r.offer.url, left));
+        }
+        self.expiry.as_mut().reset(self.expires_at);
+    }
+
+    /// The control plane revoked the stream (it ends after `gateway.revoked`) or extended it
+    /// (a fresh token: a new end, and a new refresh offer before it).
+    fn on_control(&mut self) {
+        let Some(entry) = self.control.as_ref().map(|r| Arc::clone(r.entry())) else { return };
+        // Re-armed before the state is read: a change after this read wakes the next wait.
+        self.control_wake = Some(Box::pin(entry.wake().notified_owned()));
+        if self.revoked() {
+            return;
+        }
+        self.expires_at = Instant::now() + entry.expires_in();
+        if let Some(r) = self.refresh.as_mut() {
+            r.offered = false;
+        }
+        self.schedule_expiry();
+    }
+
+    /// If the stream was revoked: queues its last frame, ends it and says so.
+    fn revoked(&mut self) -> bool {
+        let Some(entry) = self.control.as_ref().map(Registration::entry).filter(|e| e.is_revoked()) else { return false };
+        if let Some((target, until_ms)) = entry.revoked_by() {
+            let until = (until_ms > crate::auth::now_millis()).then_some(until_ms / 1000);
+            let data = serde_json::json!({ "reason": target.kind(), "until": until });
+            self.pending.push_back(Bytes::from(format!("event: {REVOKED_EVENT}\ndata: {data}\n\n")));
+        }
+        self.stats.revoked_disconnects.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!("stream revoked, closing it");
+        self.done = true;
+        true
     }
 
     fn close_for_shutdown(&mut self) {
@@ -313,6 +406,20 @@ impl Drop for Connection {
     fn drop(&mut self) {
         self.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Resolves when the control plane changed the stream; never without a registration.
+async fn changed(wake: &mut Option<Pin<Box<OwnedNotified>>>) {
+    match wake {
+        Some(w) => w.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The refresh offer: where to post a fresh token, and how long the current one has left.
+fn refresh_frame(url: &str, expires_in: u64) -> Bytes {
+    let data = serde_json::json!({ "url": url, "expires_in": expires_in });
+    Bytes::from(format!("event: {REFRESH_EVENT}\ndata: {data}\n\n"))
 }
 
 /// The lost-events signal: a named event without an id (the client's position does not move

@@ -8,6 +8,7 @@ use shared::Topic;
 
 use crate::auth::AuthError;
 use crate::bus::BusError;
+use crate::control::RefreshRefusal;
 use crate::limits::LimitError;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,14 @@ pub enum ApiError {
     KeysUnavailable,
     #[error("the token does not grant {action} on topic \"{topic}\"")]
     Forbidden { action: &'static str, topic: Topic },
+    #[error("topic \"{0}\" is closed by an administrator")]
+    TopicRevoked(Topic),
+    #[error("this endpoint needs a token with the admin claim")]
+    NotAdmin,
+    #[error("no open stream has that id on any node")]
+    UnknownStream,
+    #[error(transparent)]
+    RefreshRefused(RefreshRefusal),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -46,6 +55,10 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::KeysUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable"),
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::TopicRevoked(_) => (StatusCode::FORBIDDEN, "topic_revoked"),
+            Self::NotAdmin => (StatusCode::FORBIDDEN, "not_admin"),
+            Self::UnknownStream => (StatusCode::NOT_FOUND, "unknown_stream"),
+            Self::RefreshRefused(r) => (StatusCode::FORBIDDEN, r.code()),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),

@@ -15,6 +15,7 @@ pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod demo;
 pub mod error;
 pub mod healthcheck;

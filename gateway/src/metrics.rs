@@ -27,6 +27,7 @@ impl Metrics {
     pub fn new(stats: Arc<Stats>, fanout: Arc<Fanout>) -> Self {
         let mut registry = Registry::with_prefix("sse_gateway");
         registry.register("auth_failures", "Refused tokens, by reason", stats.auth_failures.clone());
+        registry.register("refreshes", "Fresh tokens presented for held streams, by outcome", stats.refreshes.clone());
         registry.register("jwks_fetches", "JWKS fetches, by result (ok, error)", stats.jwks_fetches.clone());
         registry.register_with_unit(
             "redis_command_duration",
@@ -93,16 +94,17 @@ impl Collector for Counters {
         gauge(&mut encoder, "sockets_open", "Open client sockets, whatever they carry", get(&s.sockets_open))?;
         gauge(&mut encoder, "connections_open", "Open event streams", get(&s.connections_open))?;
         counter(&mut encoder, "connections_opened", "Event streams opened", get(&s.connections_total))?;
-        let (slow, timeout, expired, shutdown, limit) = (
+        let (slow, timeout, expired, shutdown, limit, revoked) = (
             get(&s.slow_disconnects),
             get(&s.write_timeouts),
             get(&s.token_expired_disconnects),
             get(&s.shutdown_disconnects),
             get(&s.limit_refusals),
+            get(&s.revoked_disconnects),
         );
         // Every closed stream has one reason; the ones the gateway did not cause are the rest.
         let closed = get(&s.connections_total).saturating_sub(get(&s.connections_open));
-        let client_gone = closed.saturating_sub(slow + timeout + expired + shutdown);
+        let client_gone = closed.saturating_sub(slow + timeout + expired + shutdown + revoked);
         labelled(
             &mut encoder,
             "connections_closed",
@@ -114,6 +116,7 @@ impl Collector for Counters {
                 ("write_timeout", timeout),
                 ("token_expired", expired),
                 ("shutdown", shutdown),
+                ("revoked", revoked),
                 ("limit", limit),
             ],
         )?;

@@ -9,6 +9,7 @@ use crate::auth::Authenticator;
 use crate::bus::Bus;
 use crate::bus::fanout::Fanout;
 use crate::config::Config;
+use crate::control::Control;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub stats: Arc<Stats>,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<Limits>,
+    /// Revocation, stream counts and refresh, across nodes.
+    pub control: Arc<Control>,
     pub shutdown: Shutdown,
 }
 

@@ -24,6 +24,8 @@ pub struct Stats {
     pub write_timeouts: AtomicU64,
     pub token_expired_disconnects: AtomicU64,
     pub shutdown_disconnects: AtomicU64,
+    /// Streams closed by a revocation (`POST /admin/disconnect`).
+    pub revoked_disconnects: AtomicU64,
     /// Streams refused because a connection limit was reached.
     pub limit_refusals: AtomicU64,
     /// Events accepted by `POST /publish` on this node.
@@ -45,6 +47,8 @@ pub struct Stats {
     pub jwks_fetches: Family<Label, Counter>,
     /// Refused tokens, by reason (`AuthError::code`).
     pub auth_failures: Family<Label, Counter>,
+    /// Fresh tokens presented for held streams, by outcome (`refreshed`, or why not).
+    pub refreshes: Family<Label, Counter>,
     /// Redis round trips by operation, and those that failed.
     pub redis_latency: HistogramFamily,
     pub redis_errors: Family<Label, Counter>,
@@ -68,6 +72,7 @@ impl Default for Stats {
             write_timeouts: AtomicU64::default(),
             token_expired_disconnects: AtomicU64::default(),
             shutdown_disconnects: AtomicU64::default(),
+            revoked_disconnects: AtomicU64::default(),
             limit_refusals: AtomicU64::default(),
             events_published: AtomicU64::default(),
             events_xadd: AtomicU64::default(),
@@ -80,6 +85,7 @@ impl Default for Stats {
             jwks_failing: AtomicU64::default(),
             jwks_fetches: Family::default(),
             auth_failures: Family::default(),
+            refreshes: Family::default(),
             redis_latency: Family::new_with_constructor(latency_histogram),
             redis_errors: Family::default(),
             publish_to_deliver: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),

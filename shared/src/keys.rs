@@ -4,7 +4,13 @@
 //! - `{prefix}:live:{T}`: its pub/sub channel for live-only events;
 //! - `{prefix}:receipt:{T}:{token}`: for a few seconds after a gateway publish, the ids it
 //!   appended, so that a publish sent again (its reply was lost with the connection) appends
-//!   nothing twice.
+//!   nothing twice;
+//! - `{prefix}:control`: the control channel (revocations, counts, refreshes), a stream every node
+//!   reads, trimmed and set to expire minutes after its last message;
+//! - `{prefix}:revoked`: the standing revocations, a hash of `kind:value` → Unix ms it lapses,
+//!   expiring with the last of them;
+//! - `{prefix}:nodes`: the live nodes, a sorted set of node name → Unix ms last seen, expiring a
+//!   minute after the last node left.
 //!
 //! The braces are literal: they make `T` a Redis Cluster hash tag, so every key of one topic
 //! lives on one shard. Topic names cannot contain braces, so the tag is always exactly `T`.
@@ -20,6 +26,7 @@ pub struct KeyLayout {
     stream_prefix: String,
     live_prefix: String,
     receipt_prefix: String,
+    prefix: String,
 }
 
 impl KeyLayout {
@@ -28,6 +35,7 @@ impl KeyLayout {
             stream_prefix: format!("{prefix}:stream:{{"),
             live_prefix: format!("{prefix}:live:{{"),
             receipt_prefix: format!("{prefix}:receipt:{{"),
+            prefix: prefix.to_owned(),
         }
     }
 
@@ -42,6 +50,21 @@ impl KeyLayout {
     /// The receipt of one publish call on `topic` (same hash tag, so same shard as the stream).
     pub fn receipt(&self, topic: &Topic, token: &str) -> String {
         format!("{}{topic}}}:{token}", self.receipt_prefix)
+    }
+
+    /// The control channel every node reads.
+    pub fn control(&self) -> String {
+        format!("{}:control", self.prefix)
+    }
+
+    /// The standing revocations.
+    pub fn revoked(&self) -> String {
+        format!("{}:revoked", self.prefix)
+    }
+
+    /// The live nodes.
+    pub fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
     }
 
     /// The topic of a stream key of this layout.
@@ -70,6 +93,7 @@ mod tests {
         assert_eq!(k.stream(&t), "sse:stream:{orders.eu}");
         assert_eq!(k.live(&t), "sse:live:{orders.eu}");
         assert_eq!(k.receipt(&t, "ab12"), "sse:receipt:{orders.eu}:ab12");
+        assert_eq!((k.control(), k.revoked(), k.nodes()), ("sse:control".into(), "sse:revoked".into(), "sse:nodes".into()));
         assert_eq!(k.topic_of_stream("sse:stream:{orders.eu}"), Some(t.clone()));
         assert_eq!(k.topic_of_live("sse:live:{orders.eu}"), Some(t));
         assert_eq!(k.topic_of_stream("sse:live:{orders.eu}"), None);

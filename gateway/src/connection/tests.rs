@@ -32,6 +32,8 @@ impl Harness {
             expires_in,
             shutdown: self.shutdown.clone(),
             slow: CancellationToken::new(),
+            control: None,
+            refresh: None,
         };
         let bus: Arc<dyn Bus> = self.bus.clone();
         Connection::start(topics, None, &self.fanout, bus, settings, Arc::clone(&self.stats)).await.expect("starts")

@@ -11,7 +11,8 @@ use shared::{Cursor, Topic};
 
 use super::{Query, authenticate};
 use crate::auth;
-use crate::connection::{Connection, ConnectionSettings, StartError};
+use crate::connection::{Connection, ConnectionSettings, RefreshOffer, StartError};
+use crate::control::Target;
 use crate::error::ApiError;
 use crate::listener::ClientInfo;
 use crate::state::AppState;
@@ -41,6 +42,15 @@ async fn events(
         tracing::warn!(reason = %e, "stream refused at a connection limit");
         ApiError::Limit(e)
     })?;
+    // Registered before the stream starts, under the lock revocations take: see `control/`.
+    let registration = state.control.register(&claims, &topics).map_err(|refused| match refused.target {
+        Target::Topic(topic) => ApiError::TopicRevoked(topic),
+        _ => ApiError::from(auth::AuthError::Revoked),
+    })?;
+    let refresh = (!state.config.refresh_window.is_zero()).then(|| RefreshOffer {
+        window: state.config.refresh_window,
+        url: super::refresh::url(state.config.public_url.as_deref(), registration.entry().id()),
+    });
     let settings = ConnectionSettings {
         heartbeat: state.config.heartbeat,
         retry_ms: state.jittered_retry_ms(),
@@ -50,6 +60,8 @@ async fn events(
         // A client found too slow is cut at the socket (see listener.rs); without a socket
         // (router tests) the stream still ends itself.
         slow: client.map(|Extension(ConnectInfo(c))| c.kill).unwrap_or_default(),
+        control: Some(registration),
+        refresh,
     };
     let conn =
         Connection::start(topics, cursor, &state.fanout, state.bus.clone(), settings, state.stats.clone()).await.map_err(|e| match e {

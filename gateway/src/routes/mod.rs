@@ -1,10 +1,12 @@
 //! The HTTP surface: one file per resource, merged here with the cross-cutting layers.
 
+mod admin;
 mod demo;
 mod events;
 mod health;
 mod metrics;
 mod publish;
+mod refresh;
 
 use axum::Router;
 use axum::extract::MatchedPath;
@@ -22,6 +24,8 @@ pub fn router(state: AppState) -> Router {
         .merge(publish::router(state.config.max_body_bytes))
         .merge(health::router())
         .merge(if state.config.metrics_addr.is_none() { metrics::router() } else { Router::new() })
+        .merge(admin::router())
+        .merge(refresh::router())
         .merge(demo::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -101,5 +105,9 @@ async fn authenticate(
         ApiError::from(e)
     };
     let token = state.auth.token(headers, query_token, use_cookie).map_err(refused)?;
-    state.auth.verify(token).await.map_err(refused)
+    let claims = state.auth.verify(token).await.map_err(refused)?;
+    if state.control.refusing(&claims).is_some() {
+        return Err(refused(crate::auth::AuthError::Revoked));
+    }
+    Ok(claims)
 }

@@ -16,6 +16,7 @@
 //! from the last id it delivered: see `upstream.rs`. Which connections it listens on, for each
 //! Redis shape (standalone, Sentinel, Cluster), is `subscriptions.rs`.
 
+pub mod control;
 pub mod scripts;
 pub mod sentinel;
 pub mod subscriptions;
@@ -141,6 +142,17 @@ impl RedisBus {
         shutdown.tracker().spawn(Arc::clone(&upstream).run_messages(pushed, stop.clone()));
         shutdown.tracker().spawn(Arc::clone(&upstream).run_reader(stop));
         Ok(Arc::new(Self { client, subscriptions, keys, settings, upstream, tails, stats }))
+    }
+
+    /// The control plane's link over this Redis (see `control.rs`), reading on its own
+    /// connection from now on.
+    pub async fn control_link(
+        &self,
+        node: &str,
+        tx: tokio::sync::mpsc::Sender<crate::control::Incoming>,
+        shutdown: &Shutdown,
+    ) -> Result<control::RedisLink, BusError> {
+        control::RedisLink::start(&self.client, self.keys.clone(), node, tx, Arc::clone(&self.stats), shutdown).await
     }
 
     /// Closes every connection (the last step of shutdown).

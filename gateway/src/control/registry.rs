@@ -1,0 +1,179 @@
+//! The streams this node holds, as the control plane sees them: who holds each (subject, token
+//! id), what it follows, when it ends, and how to tell it that it was revoked or extended.
+//!
+//! A stream registers before it starts and leaves when its [`Registration`] drops. The
+//! registration and the revocation check happen under the same lock as a revocation's insert
+//! and scan (see `Control`), so a stream opening while a revocation arrives is either refused
+//! or found and closed: never missed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use shared::{Claims, Topic};
+use tokio::sync::Notify;
+
+use super::revocations::Target;
+
+/// One held stream.
+#[derive(Debug)]
+pub struct StreamEntry {
+    id: String,
+    sub: Option<String>,
+    topics: Vec<Topic>,
+    /// The token currently keeping the stream alive: a refresh replaces it.
+    token: Mutex<TokenState>,
+    leeway: Duration,
+    revoked: AtomicBool,
+    /// Wakes the stream after a revocation or a refresh (one waiter: its connection).
+    wake: Arc<Notify>,
+}
+
+#[derive(Debug, Clone)]
+struct TokenState {
+    jti: Option<String>,
+    exp: u64,
+    /// The revocation that closed the stream, for its last frame.
+    revoked_by: Option<(Target, u64)>,
+}
+
+impl StreamEntry {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn topics(&self) -> &[Topic] {
+        &self.topics
+    }
+
+    /// Whether a revocation closed the stream (it sends `gateway.revoked` and ends).
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    /// The revocation that closed it, and until when (Unix ms) it stands.
+    pub fn revoked_by(&self) -> Option<(Target, u64)> {
+        self.state().revoked_by.clone()
+    }
+
+    /// How long the current token keeps the stream alive from now (with the verifier's leeway).
+    pub fn expires_in(&self) -> Duration {
+        crate::auth::time_left_until(self.state().exp, self.leeway)
+    }
+
+    /// What the connection waits on; fires once per change (a permit is kept if it is busy).
+    pub fn wake(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    pub(super) fn covered_by(&self, target: &Target) -> bool {
+        let state = self.state();
+        target.covers(self.sub.as_deref(), state.jti.as_deref(), &self.topics)
+    }
+
+    pub(super) fn revoke(&self, target: Target, until_ms: u64) {
+        self.state().revoked_by = Some((target, until_ms));
+        self.revoked.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Extends the stream to `claims.exp` if the new token may hold it: the same subject, every
+    /// topic granted, and a later expiry.
+    pub(super) fn extend(&self, claims: &Claims) -> Result<u64, super::RefreshRefusal> {
+        use super::RefreshRefusal as R;
+        if claims.sub != self.sub {
+            return Err(R::Subject);
+        }
+        if !self.topics.iter().all(|t| claims.may_subscribe(t)) {
+            return Err(R::Topics);
+        }
+        let mut state = self.state();
+        if claims.exp <= state.exp {
+            return Err(R::NotLater);
+        }
+        state.exp = claims.exp;
+        state.jti = claims.jti.clone();
+        drop(state);
+        self.wake.notify_one();
+        Ok(claims.exp)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, TokenState> {
+        self.token.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The node's streams by id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    streams: HashMap<String, Arc<StreamEntry>>,
+}
+
+impl Registry {
+    pub(super) fn insert(&mut self, claims: &Claims, topics: &[Topic], leeway: Duration) -> Arc<StreamEntry> {
+        let entry = Arc::new(StreamEntry {
+            id: new_stream_id(),
+            sub: claims.sub.clone(),
+            topics: topics.to_vec(),
+            token: Mutex::new(TokenState { jti: claims.jti.clone(), exp: claims.exp, revoked_by: None }),
+            leeway,
+            revoked: AtomicBool::new(false),
+            wake: Arc::new(Notify::new()),
+        });
+        self.streams.insert(entry.id.clone(), Arc::clone(&entry));
+        entry
+    }
+
+    pub(super) fn remove(&mut self, id: &str) {
+        self.streams.remove(id);
+        crate::bus::shrink_idle(&mut self.streams);
+    }
+
+    pub(super) fn get(&self, id: &str) -> Option<Arc<StreamEntry>> {
+        self.streams.get(id).cloned()
+    }
+
+    /// The streams under `target` (a scan: revocations and counts are rare next to events).
+    pub(super) fn covered_by<'a>(&'a self, target: &'a Target) -> impl Iterator<Item = &'a Arc<StreamEntry>> + 'a {
+        self.streams.values().filter(move |e| !e.is_revoked() && e.covered_by(target))
+    }
+
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+}
+
+/// A stream id: 128 random bits, so that the refresh URL that names it cannot be guessed.
+fn new_stream_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// A stream's place in the registry; leaves it when dropped (with the connection).
+#[derive(Debug)]
+pub struct Registration {
+    entry: Arc<StreamEntry>,
+    control: Weak<super::Control>,
+}
+
+impl Registration {
+    pub(super) fn new(entry: Arc<StreamEntry>, control: Weak<super::Control>) -> Self {
+        Self { entry, control }
+    }
+
+    pub fn entry(&self) -> &Arc<StreamEntry> {
+        &self.entry
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(control) = self.control.upgrade() {
+            control.unregister(self.entry.id());
+        }
+    }
+}
