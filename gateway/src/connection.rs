@@ -7,9 +7,10 @@
 //! follows one topic (so the frame bytes are shared by every connection) and the multi-topic
 //! cursor otherwise.
 //!
-//! The stream ends itself on shutdown (after a last jittered `retry:`), when the token expires,
-//! when the client is too slow, or when the bus fails; the client then resumes from its
-//! `Last-Event-ID` on any node.
+//! The stream ends itself on shutdown (after a last jittered `retry:`), when the token expires
+//! (unless a fresh one extended it: see [`lifetime`]), when an administrator revokes it (after a
+//! last `gateway.revoked`), when the client is too slow, or when the bus fails; the client then
+//! resumes from its `Last-Event-ID` on any node.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -32,6 +33,7 @@ use crate::control::Registration;
 use crate::stats::Stats;
 use replay::{Merge, Step};
 
+mod lifetime;
 mod replay;
 
 /// Events read from history per bus call while replaying.
@@ -289,7 +291,7 @@ impl Connection {
             _ = self.shutdown.as_mut() => self.close_for_shutdown(),
             _ = self.slow.as_mut() => self.done = true,
             _ = self.expiry.as_mut() => self.on_deadline(),
-            _ = changed(&mut self.control_wake) => self.on_control(),
+            _ = lifetime::changed(&mut self.control_wake) => self.on_control(),
             _ = self.heartbeat.as_mut() => {
                 let due = self.last_write + self.heartbeat_every;
                 if Instant::now() >= due {
@@ -301,61 +303,6 @@ impl Connection {
                 }
             }
         }
-    }
-
-    /// Sets the expiry timer: to the refresh point while a refresh is due, else the token's end.
-    fn schedule_expiry(&mut self) {
-        let at = match &self.refresh {
-            Some(r) if !r.offered => self.expires_at.checked_sub(r.offer.window).unwrap_or_else(Instant::now).max(Instant::now()),
-            _ => self.expires_at,
-        };
-        self.expiry.as_mut().reset(at);
-    }
-
-    fn on_deadline(&mut self) {
-        let now = Instant::now();
-        if now >= self.expires_at {
-            self.stats.token_expired_disconnects.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!("token expired, closing stream");
-            self.done = true;
-            return;
-        }
-        if let Some(r) = self.refresh.as_mut().filter(|r| !r.offered) {
-            r.offered = true;
-            let left = self.expires_at.saturating_duration_since(now).as_secs();
-            self.pending.push_back(refresh_frame(&r.offer.url, left));
-        }
-        self.expiry.as_mut().reset(self.expires_at);
-    }
-
-    /// The control plane revoked the stream (it ends after `gateway.revoked`) or extended it
-    /// (a fresh token: a new end, and a new refresh offer before it).
-    fn on_control(&mut self) {
-        let Some(entry) = self.control.as_ref().map(|r| Arc::clone(r.entry())) else { return };
-        // Re-armed before the state is read: a change after this read wakes the next wait.
-        self.control_wake = Some(Box::pin(entry.wake().notified_owned()));
-        if self.revoked() {
-            return;
-        }
-        self.expires_at = Instant::now() + entry.expires_in();
-        if let Some(r) = self.refresh.as_mut() {
-            r.offered = false;
-        }
-        self.schedule_expiry();
-    }
-
-    /// If the stream was revoked: queues its last frame, ends it and says so.
-    fn revoked(&mut self) -> bool {
-        let Some(entry) = self.control.as_ref().map(Registration::entry).filter(|e| e.is_revoked()) else { return false };
-        if let Some((target, until_ms)) = entry.revoked_by() {
-            let until = (until_ms > crate::auth::now_millis()).then_some(until_ms / 1000);
-            let data = serde_json::json!({ "reason": target.kind(), "until": until });
-            self.pending.push_back(Bytes::from(format!("event: {REVOKED_EVENT}\ndata: {data}\n\n")));
-        }
-        self.stats.revoked_disconnects.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!("stream revoked, closing it");
-        self.done = true;
-        true
     }
 
     fn close_for_shutdown(&mut self) {
@@ -406,20 +353,6 @@ impl Drop for Connection {
     fn drop(&mut self) {
         self.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// Resolves when the control plane changed the stream; never without a registration.
-async fn changed(wake: &mut Option<Pin<Box<OwnedNotified>>>) {
-    match wake {
-        Some(w) => w.as_mut().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The refresh offer: where to post a fresh token, and how long the current one has left.
-fn refresh_frame(url: &str, expires_in: u64) -> Bytes {
-    let data = serde_json::json!({ "url": url, "expires_in": expires_in });
-    Bytes::from(format!("event: {REFRESH_EVENT}\ndata: {data}\n\n"))
 }
 
 /// The lost-events signal: a named event without an id (the client's position does not move

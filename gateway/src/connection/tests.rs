@@ -125,3 +125,80 @@ async fn dropping_a_connection_releases_its_topics() {
     assert!(h.fanout.active_topics().is_empty());
     assert_eq!(Stats::get(&h.stats.connections_open), 0);
 }
+
+/// A connection registered with a control plane (the embedded bus's), offering refresh `window`
+/// before its token's end, `lifetime` from now.
+async fn controlled(h: &Harness, lifetime: u64, window: u64) -> (Connection, Arc<crate::control::Control>, String) {
+    use crate::control::{Control, INCOMING_QUEUE, LocalLink, node_name};
+    let (tx, rx) = tokio::sync::mpsc::channel(INCOMING_QUEUE);
+    let control = Control::new(node_name(), Arc::new(LocalLink::new(tx)), Duration::ZERO, Arc::clone(&h.stats));
+    tokio::spawn(Arc::clone(&control).run(rx, h.shutdown.clone()));
+    let claims = shared::Claims {
+        sub: Some("alice".into()),
+        exp: crate::auth::now_secs() + lifetime,
+        subscribe: vec![shared::TopicPattern::parse("*").expect("pattern")],
+        ..shared::Claims::default()
+    };
+    let topics = vec![Topic::parse("t").expect("topic")];
+    let registration = control.register(&claims, &topics).expect("registers");
+    let id = registration.entry().id().to_owned();
+    let settings = ConnectionSettings {
+        heartbeat: Duration::from_secs(3600),
+        retry_ms: 3000,
+        shutdown_retry_ms: 4321,
+        expires_in: Duration::from_secs(lifetime),
+        shutdown: h.shutdown.clone(),
+        slow: CancellationToken::new(),
+        control: Some(registration),
+        refresh: Some(RefreshOffer { window: Duration::from_secs(window), url: format!("/streams/{id}/refresh") }),
+    };
+    let bus: Arc<dyn Bus> = h.bus.clone();
+    let c = Connection::start(topics, None, &h.fanout, bus, settings, Arc::clone(&h.stats)).await.expect("starts");
+    (c, control, id)
+}
+
+fn named(chunk: &Bytes) -> (String, serde_json::Value) {
+    let items = parse(chunk);
+    let [Item::Event(e)] = items.as_slice() else { panic!("one event: {items:?}") };
+    (e.event.clone(), serde_json::from_str(&e.data).expect("json"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_is_offered_a_window_before_expiry_and_a_fresh_token_moves_the_end() {
+    let h = Harness::new();
+    let (mut c, control, id) = controlled(&h, 100, 60).await;
+    c.next_chunk().await.expect("retry");
+    assert!(within(&mut c, Duration::from_secs(39)).await.is_none(), "no offer before 40 s");
+    let (name, data) = named(&within(&mut c, Duration::from_secs(2)).await.expect("offer").expect("open"));
+    assert_eq!(name, REFRESH_EVENT);
+    assert_eq!(data["url"], format!("/streams/{id}/refresh"));
+    assert!(data["expires_in"].as_u64().is_some_and(|s| (59..=60).contains(&s)), "{data}");
+
+    let fresh = shared::Claims {
+        sub: Some("alice".into()),
+        exp: crate::auth::now_secs() + 1000,
+        subscribe: vec![shared::TopicPattern::parse("t").expect("pattern")],
+        ..shared::Claims::default()
+    };
+    assert!(matches!(control.refresh(&id, fresh).await.expect("refresh"), crate::control::RefreshOutcome::Refreshed { .. }));
+    // The old end (100 s) passes; the next offer comes 60 s before the new one.
+    assert!(within(&mut c, Duration::from_secs(900)).await.is_none(), "open past the first token's end");
+    let (name, _) = named(&within(&mut c, Duration::from_secs(60)).await.expect("a new offer").expect("open"));
+    assert_eq!(name, REFRESH_EVENT);
+    assert!(within(&mut c, Duration::from_secs(61)).await.expect("ends").is_none(), "ends at the new expiry");
+    assert_eq!(Stats::get(&h.stats.token_expired_disconnects), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_connection_sends_gateway_revoked_and_ends() {
+    let h = Harness::new();
+    let (mut c, control, _) = controlled(&h, 3600, 60).await;
+    c.next_chunk().await.expect("retry");
+    let target = crate::control::Target::Subject("alice".into());
+    let (tally, _) = control.revoke(target, Duration::from_secs(60)).await.expect("revokes");
+    assert_eq!(tally.streams, 1);
+    let (name, data) = named(&c.next_chunk().await.expect("last frame"));
+    assert_eq!((name.as_str(), data["reason"].as_str()), (REVOKED_EVENT, Some("subject")));
+    assert!(c.next_chunk().await.is_none());
+    assert_eq!(Stats::get(&h.stats.revoked_disconnects), 1);
+}

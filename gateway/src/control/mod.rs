@@ -271,10 +271,8 @@ impl Control {
         };
         let (ask, to, answer) = match message {
             Message::Reply { ask, to, node, answer } => {
-                if to == self.node
-                    && let Some(waiting) = self.asks.lock().unwrap_or_else(|e| e.into_inner()).get(&ask)
-                {
-                    let _ = waiting.send((node, answer));
+                if to == self.node {
+                    self.answered(&ask, node, answer);
                 }
                 return Ok(());
             }
@@ -304,7 +302,20 @@ impl Control {
                 (ask, from, answer)
             }
         };
+        if to == self.node {
+            // This node's own ask: answered here. On the embedded bus this is every answer, and
+            // sending it through the link would have this task wait on its own full queue.
+            self.answered(&ask, self.node.clone(), answer);
+            return Ok(());
+        }
         self.link.broadcast(&Message::Reply { ask, to, node: self.node.clone(), answer }.encode()).await
+    }
+
+    /// Hands an answer to the ask waiting for it, if it still waits.
+    fn answered(&self, ask: &str, node: String, answer: Answer) {
+        if let Some(waiting) = self.asks.lock().unwrap_or_else(|e| e.into_inner()).get(ask) {
+            let _ = waiting.send((node, answer));
+        }
     }
 }
 
