@@ -186,3 +186,31 @@ async fn reconnects_racing_a_revocation_end_refused_or_revoked() {
         assert_eq!(open(node, &["t"], &user_token("alice", "a1")).await.status(), 401);
     }
 }
+
+on_every_shape!(the_control_plane_counts_refreshes_and_revokes_across_nodes);
+
+/// Count, refresh and revoke between two nodes, on a standalone Redis and on a Redis Cluster
+/// (where the control stream, the revocations and the node set live on whichever shards own them).
+async fn the_control_plane_counts_refreshes_and_revokes_across_nodes(shape: Shape) {
+    let store = Store::start(shape).await;
+    let prefix = unique_prefix();
+    let a = spawn_node_at(store.url(), &prefix, |_| {}).await;
+    let b = spawn_node_at(store.url(), &prefix, |_| {}).await;
+    // A token shorter than the refresh window: the offer comes at once.
+    let mut stream = follow(&b, &["t"], &user_token_until("alice", "a1", now() + 30, &["*"])).await;
+    assert_eq!(count(&a, "subject=alice").await, json!({ "streams": 1, "nodes": 2, "nodes_expected": 2 }));
+    let offer = loop {
+        if let Some(shared::sse::Item::Event(e)) = stream.next_item().await {
+            assert_eq!(e.event, "gateway.refresh");
+            break serde_json::from_str::<Value>(&e.data).expect("json");
+        }
+    };
+    let url = a.url(offer["url"].as_str().expect("url"));
+    let resp = a.client.post(url).bearer_auth(user_token("alice", "a2")).send().await.expect("request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(count(&a, "jti=a2").await["streams"], 1, "the stream answers to the fresh token");
+    let (status, answer) = disconnect(&a, json!({ "jti": "a2" })).await;
+    assert_eq!((status, answer["disconnected"].as_u64(), answer["nodes"].as_u64()), (200, Some(1), Some(2)), "{answer}");
+    revoked_event(&mut stream).await;
+    assert_eq!(open(&b, &["t"], &user_token("alice", "a2")).await.status(), 401);
+}
