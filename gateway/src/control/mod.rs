@@ -29,7 +29,7 @@ use crate::bus::BusError;
 use crate::stats::Stats;
 pub use link::{Incoming, Link, LocalLink};
 pub use message::{Answer, Message, RefreshRefusal};
-pub use registry::{Registration, Registry, StreamEntry};
+pub use registry::{Registration, Registry, StreamEntry, is_stream_id};
 pub use revocations::{Revocations, Target};
 
 /// How long an ask waits for the nodes' answers.
@@ -119,7 +119,7 @@ impl Control {
         if let Some((target, until_ms)) = inner.revoked.refusing(claims.sub.as_deref(), claims.jti.as_deref(), topics, now_millis()) {
             return Err(Refused { target: target.clone(), until_ms });
         }
-        let entry = inner.streams.insert(claims, topics, self.leeway);
+        let entry = inner.streams.insert(&self.node, claims, topics, self.leeway);
         Ok(Registration::new(entry, Arc::downgrade(self)))
     }
 
@@ -156,6 +156,8 @@ impl Control {
         let local = self.inner().streams.get(stream);
         let outcome = match local {
             Some(entry) => Self::extend(&entry, &claims),
+            // This node's id and not here: the stream ended. No need to ask the others.
+            None if stream.starts_with(&self.node) => RefreshOutcome::Unknown,
             None => {
                 let from = self.node.clone();
                 let stream = stream.to_owned();

@@ -111,9 +111,9 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub(super) fn insert(&mut self, claims: &Claims, topics: &[Topic], leeway: Duration) -> Arc<StreamEntry> {
+    pub(super) fn insert(&mut self, node: &str, claims: &Claims, topics: &[Topic], leeway: Duration) -> Arc<StreamEntry> {
         let entry = Arc::new(StreamEntry {
-            id: new_stream_id(),
+            id: new_stream_id(node),
             sub: claims.sub.clone(),
             topics: topics.to_vec(),
             token: Mutex::new(TokenState { jti: claims.jti.clone(), exp: claims.exp, revoked_by: None }),
@@ -148,9 +148,15 @@ impl Registry {
     }
 }
 
-/// A stream id: 128 random bits, so that the refresh URL that names it cannot be guessed.
-fn new_stream_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+/// A stream id: the holding node's name (16 hex digits), so that a refresh reaches the node that
+/// can answer it, then 128 random bits, so that the refresh URL that names it cannot be guessed.
+fn new_stream_id(node: &str) -> String {
+    format!("{node}{:032x}", rand::random::<u128>())
+}
+
+/// Whether `id` has the form [`new_stream_id`] gives (48 lowercase hex digits).
+pub fn is_stream_id(id: &str) -> bool {
+    id.len() == 48 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A stream's place in the registry; leaves it when dropped (with the connection).

@@ -92,6 +92,6 @@ async fn a_refresh_extends_only_with_the_same_subject_every_topic_and_a_later_ex
     assert_eq!(refresh(claims("alice", "j2", &["user.alice.*"], exp + 60)).await, RefreshOutcome::Refreshed { exp: exp + 60 });
     // The stream now answers to the new token's id.
     assert_eq!(control.count(Target::Jti("j2".into())).await.expect("counts").streams, 1);
-    let unknown = control.refresh(&format!("{:032x}", 7), claims("alice", "j2", &["*"], exp + 90)).await.expect("asks");
+    let unknown = control.refresh(&format!("{}{:032x}", control.node(), 7), claims("alice", "j2", &["*"], exp + 90)).await.expect("asks");
     assert_eq!(unknown, RefreshOutcome::Unknown);
 }

@@ -3,8 +3,8 @@
 //! (`Authorization: Bearer`, or the auth cookie) to any node, and the node holding the stream
 //! extends it if the token has the stream's subject and grants every one of its topics.
 //!
-//! The id is 128 random bits known only to the stream's client, and a fresh token for the same
-//! subject is needed anyway: guessing ids gains nothing.
+//! The id names the holding node and holds 128 random bits known only to the stream's client,
+//! and a fresh token for the same subject is needed anyway: guessing ids gains nothing.
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -22,7 +22,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn refresh(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    if !is_stream_id(&id) {
+    if !crate::control::is_stream_id(&id) {
         return Err(ApiError::UnknownStream);
     }
     let claims = authenticate(&state, &headers, None, true).await?;
@@ -34,11 +34,6 @@ async fn refresh(State(state): State<AppState>, Path(id): Path<String>, headers:
         RefreshOutcome::Refused(reason) => Err(ApiError::RefreshRefused(reason)),
         RefreshOutcome::Unknown => Err(ApiError::UnknownStream),
     }
-}
-
-/// What `control::registry` hands out: 32 lowercase hex digits.
-fn is_stream_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Where a stream's client posts its fresh token: absolute with `GATEWAY_PUBLIC_URL`, else

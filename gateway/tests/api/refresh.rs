@@ -102,7 +102,7 @@ async fn a_fresh_token_that_is_not_good_enough_leaves_the_stream_to_end_at_its_e
     assert_eq!(present(&app, &url, None).await.0, 401, "no token");
     disconnect(&app, serde_json::json!({ "jti": "revoked-one", "duration": 60 })).await;
     assert_eq!(present(&app, &url, Some(&user_token("alice", "revoked-one"))).await.0, 401, "a revoked token");
-    for unknown in [format!("/streams/{:032x}/refresh", 42u8), "/streams/not-an-id/refresh".into(), url.replace("/refresh", "0/refresh")] {
+    for unknown in [format!("/streams/{:048x}/refresh", 42u8), "/streams/not-an-id/refresh".into(), url.replace("/refresh", "0/refresh")] {
         let (got, answer) = present(&app, &unknown, Some(&user_token("alice", "ok"))).await;
         assert_eq!((got, answer["error"].as_str()), (404, Some("unknown_stream")), "{unknown}");
     }
