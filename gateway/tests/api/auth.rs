@@ -426,7 +426,12 @@ async fn authentication_comes_before_topic_validation() {
 
 #[tokio::test]
 async fn a_stream_closes_when_its_token_expires() {
-    let app = spawn_with(|c| c.jwt.as_mut().expect("jwt").leeway = Duration::ZERO).await;
+    // No refresh offer either: this is the stream of a client that does not refresh (see refresh.rs).
+    let app = spawn_with(|c| {
+        c.jwt.as_mut().expect("jwt").leeway = Duration::ZERO;
+        c.refresh_window = Duration::ZERO;
+    })
+    .await;
     let t = token_with(|c| c.exp = now() + 2);
     let opened = Instant::now();
     let resp = get_events(&app, &["t"], &t).await;

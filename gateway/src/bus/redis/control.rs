@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, HashesInterface, KeysInterface, LuaInterface, SortedSetsInterface, StreamsInterface};
 use fred::types::Value;
+use fred::types::config::Blocking;
 use shared::keys::KeyLayout;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -79,7 +80,11 @@ impl RedisLink {
         stats: std::sync::Arc<Stats>,
         shutdown: &Shutdown,
     ) -> Result<Self, BusError> {
-        let reader = client.clone_new();
+        // Its own connection, where a command sent while a read waits interrupts the wait instead
+        // of queueing behind it, so that shutdown does not wait out a `BLOCK`.
+        let mut config = client.client_config();
+        config.blocking = Blocking::Interrupt;
+        let reader = super::builder(config).build().map_err(unavailable)?;
         reader.init().await.map_err(unavailable)?;
         let link = Self { client: client.clone(), keys, node: node.to_owned(), stats };
         let start = link.last_id().await?;
@@ -201,6 +206,9 @@ impl Reader {
             }
         }
         self.link.leave().await;
+        // A command interrupts the read still waiting on the server (`CLIENT UNBLOCK`, see
+        // `start`); `QUIT` alone would queue behind it for up to `BLOCK`.
+        let _ = self.reader.ping::<Value>(None).await;
         let _ = self.reader.quit().await;
     }
 }
