@@ -111,3 +111,40 @@ async fn a_fresh_token_that_is_not_good_enough_leaves_the_stream_to_end_at_its_e
     assert!(rest.iter().all(|i| !matches!(i, Item::Event(_))), "no event, just the end: {rest:?}");
     assert!(now() >= exp, "it ended at the token's expiry, not before");
 }
+
+/// Tokens presented for refresh and to the admin API, good or refused, never reach the log, in
+/// either format (a gateway process at `RUST_LOG=debug`, as `surface::tokens_never_appear_in_logs`).
+#[tokio::test]
+async fn refresh_and_admin_tokens_never_appear_in_logs() {
+    use super::processes::{Node, Scratch, read_log};
+    let dir = Scratch::new("control-logs");
+    let client = reqwest::Client::builder().no_proxy().timeout(WAIT).build().expect("client");
+    for (index, format) in ["text", "json"].into_iter().enumerate() {
+        let mut node = Node::embedded(&dir.0, index, &[("RUST_LOG", "debug"), ("GATEWAY_LOG_FORMAT", format)]);
+        node.wait_ready(&client).await;
+        let first = user_token_until("alice", "first", now() + 30, &["*"]);
+        let resp = client.get(node.url("/events?topic=t")).bearer_auth(&first).send().await.expect("stream");
+        let mut stream = SseClient::new(resp);
+        let url = node.url(refresh_offer(&mut stream).await["url"].as_str().expect("url"));
+        let (fresh, other, admin, subscriber) = (user_token("alice", "second"), user_token("bob", "b"), admin_token(), token(&["*"], &[]));
+        let forged = format!("{}x", &fresh[..fresh.len() - 1]);
+        for t in [&fresh, &other, &forged] {
+            let _ = client.post(&url).bearer_auth(t).send().await.expect("request");
+            let _ = client.post(&url).header("cookie", format!("sse_token={t}")).send().await.expect("request");
+        }
+        let disconnect = node.url("/admin/disconnect");
+        for t in [&admin, &subscriber, &forged] {
+            let _ = client.post(&disconnect).bearer_auth(t).json(&serde_json::json!({ "subject": "alice" })).send().await.expect("request");
+            let _ = client.get(node.url("/admin/streams?subject=alice")).bearer_auth(t).send().await.expect("request");
+        }
+        drop(stream);
+        node.terminate().await;
+
+        let logs = read_log(&node.log);
+        assert!(logs.contains("revocation issued") && logs.contains("token refused"), "the {format} log holds the calls:\n{logs}");
+        for t in [&first, &fresh, &other, &admin, &subscriber, &forged] {
+            let signature = t.rsplit('.').next().expect("signature");
+            assert!(!logs.contains(signature), "a token leaked into the {format} log:\n{logs}");
+        }
+    }
+}
