@@ -214,3 +214,17 @@ async fn the_control_plane_counts_refreshes_and_revokes_across_nodes(shape: Shap
     revoked_event(&mut stream).await;
     assert_eq!(open(&b, &["t"], &user_token("alice", "a2")).await.status(), 401);
 }
+
+/// Through Sentinel: the control link follows the master Sentinel names, as the bus does.
+#[tokio::test]
+async fn a_revocation_reaches_every_node_through_sentinel() {
+    let sentinel = TestSentinel::start().await;
+    let prefix = unique_prefix();
+    let a = spawn_node_at(&sentinel.url, &prefix, |_| {}).await;
+    let b = spawn_node_at(&sentinel.url, &prefix, |_| {}).await;
+    let mut on_b = follow(&b, &["t"], &user_token("alice", "a1")).await;
+    let (status, answer) = disconnect(&a, json!({ "subject": "alice" })).await;
+    assert_eq!((status, answer["disconnected"].as_u64(), answer["nodes"].as_u64()), (200, Some(1), Some(2)), "{answer}");
+    revoked_event(&mut on_b).await;
+    assert_eq!(open(&b, &["t"], &user_token("alice", "a2")).await.status(), 401);
+}
