@@ -24,6 +24,7 @@ use crate::server::{self, HeadTimeouts};
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::stats::Stats;
+use crate::tickets::Tickets;
 use crate::{clock, routes};
 
 /// Connections the kernel may hold for `accept` (capped by `net.core.somaxconn`). A reconnect
@@ -133,9 +134,10 @@ impl App {
                 (Backend::Redis(redis.clone()), redis)
             }
         };
+        let tickets = Arc::new(Tickets::new(bus.clone(), config.ticket_ttl, Arc::clone(&stats)).await.map_err(BuildError::Redis)?);
         let metrics = Arc::new(Metrics::new(Arc::clone(&stats), Arc::clone(&fanout)));
         let limits = Arc::new(Limits::new(config.max_connections, config.max_connections_per_subject));
-        let state = AppState { auth: Arc::new(auth), bus, fanout, stats, metrics, limits, shutdown, config: Arc::new(config) };
+        let state = AppState { auth: Arc::new(auth), bus, fanout, stats, metrics, limits, tickets, shutdown, config: Arc::new(config) };
         let listener = GatewayListener::new(tcp, state.config.write_timeout, Arc::clone(&state.stats));
         Ok(Self { listener, addr, admin, state, backend, demo })
     }
@@ -228,6 +230,9 @@ impl App {
         }
         if let Some(every) = config.clock_interval {
             shutdown.tracker().spawn(clock::run(self.state.bus.clone(), config.clock_topic.clone(), every, shutdown.token()));
+        }
+        if let Backend::Redis(_) = &self.backend {
+            shutdown.tracker().spawn(Arc::clone(&self.state.tickets).run(shutdown.token()));
         }
         let Backend::Memory(memory) = &self.backend else { return };
         let bus = Arc::clone(memory);

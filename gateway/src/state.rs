@@ -13,6 +13,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
+use crate::tickets::Tickets;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -23,6 +24,7 @@ pub struct AppState {
     pub stats: Arc<Stats>,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<Limits>,
+    pub tickets: Arc<Tickets>,
     pub shutdown: Shutdown,
 }
 

@@ -4,7 +4,12 @@
 //! - `{prefix}:live:{T}`: its pub/sub channel for live-only events;
 //! - `{prefix}:receipt:{T}:{token}`: for a few seconds after a gateway publish, the ids it
 //!   appended, so that a publish sent again (its reply was lost with the connection) appends
-//!   nothing twice.
+//!   nothing twice;
+//! - `{prefix}:ticket:{digest}`: one stream ticket (`POST /tickets`), under the SHA-256 of the
+//!   ticket (base64url), so that reading Redis does not yield usable tickets; it holds the
+//!   ticket's claims until it is used, then an empty tombstone, and expires with the ticket;
+//! - `{prefix}:deployment`: the tag every node of the deployment puts in its tickets, so that a
+//!   ticket from another deployment is told apart; each node refreshes its short expiry.
 //!
 //! The braces are literal: they make `T` a Redis Cluster hash tag, so every key of one topic
 //! lives on one shard. Topic names cannot contain braces, so the tag is always exactly `T`.
@@ -20,6 +25,8 @@ pub struct KeyLayout {
     stream_prefix: String,
     live_prefix: String,
     receipt_prefix: String,
+    ticket_prefix: String,
+    deployment: String,
 }
 
 impl KeyLayout {
@@ -28,6 +35,8 @@ impl KeyLayout {
             stream_prefix: format!("{prefix}:stream:{{"),
             live_prefix: format!("{prefix}:live:{{"),
             receipt_prefix: format!("{prefix}:receipt:{{"),
+            ticket_prefix: format!("{prefix}:ticket:"),
+            deployment: format!("{prefix}:deployment"),
         }
     }
 
@@ -42,6 +51,16 @@ impl KeyLayout {
     /// The receipt of one publish call on `topic` (same hash tag, so same shard as the stream).
     pub fn receipt(&self, topic: &Topic, token: &str) -> String {
         format!("{}{topic}}}:{token}", self.receipt_prefix)
+    }
+
+    /// The entry of the ticket whose digest is `digest` (no hash tag: tickets spread over shards).
+    pub fn ticket(&self, digest: &str) -> String {
+        format!("{}{digest}", self.ticket_prefix)
+    }
+
+    /// The deployment's ticket tag.
+    pub fn deployment(&self) -> &str {
+        &self.deployment
     }
 
     /// The topic of a stream key of this layout.
@@ -70,6 +89,8 @@ mod tests {
         assert_eq!(k.stream(&t), "sse:stream:{orders.eu}");
         assert_eq!(k.live(&t), "sse:live:{orders.eu}");
         assert_eq!(k.receipt(&t, "ab12"), "sse:receipt:{orders.eu}:ab12");
+        assert_eq!(k.ticket("q83v"), "sse:ticket:q83v");
+        assert_eq!(k.deployment(), "sse:deployment");
         assert_eq!(k.topic_of_stream("sse:stream:{orders.eu}"), Some(t.clone()));
         assert_eq!(k.topic_of_live("sse:live:{orders.eu}"), Some(t));
         assert_eq!(k.topic_of_stream("sse:live:{orders.eu}"), None);

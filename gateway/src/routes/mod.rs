@@ -5,6 +5,7 @@ mod events;
 mod health;
 mod metrics;
 mod publish;
+mod tickets;
 
 use axum::Router;
 use axum::extract::MatchedPath;
@@ -20,6 +21,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(events::router())
         .merge(publish::router(state.config.max_body_bytes))
+        .merge(tickets::router())
         .merge(health::router())
         .merge(if state.config.metrics_addr.is_none() { metrics::router() } else { Router::new() })
         .merge(demo::router())
@@ -70,6 +72,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 struct Query {
     topics: Vec<String>,
     access_token: Option<String>,
+    ticket: Option<String>,
     last_event_id: Option<String>,
 }
 
@@ -80,6 +83,7 @@ impl Query {
             match &*k {
                 "topic" => q.topics.push(v.into_owned()),
                 "access_token" => q.access_token = Some(v.into_owned()),
+                "ticket" => q.ticket = Some(v.into_owned()),
                 "lastEventId" => q.last_event_id = Some(v.into_owned()),
                 _ => {}
             }
