@@ -21,7 +21,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(events::router())
         .merge(publish::router(state.config.max_body_bytes))
-        .merge(tickets::router())
+        .merge(tickets::router(state.config.max_topics))
         .merge(health::router())
         .merge(if state.config.metrics_addr.is_none() { metrics::router() } else { Router::new() })
         .merge(demo::router())

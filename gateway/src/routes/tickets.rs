@@ -10,10 +10,10 @@
 //! answer (CORS), so it never learns the ticket.
 
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -25,12 +25,18 @@ use super::{Query, authenticate};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Largest body: room for `GATEWAY_MAX_TOPICS` (at most 1,024) topics of 200 characters, with
-/// quotes and commas; a larger one is 413 before it is read.
-const MAX_BODY: usize = 256 * 1024;
+/// The largest body: room for `max_topics` topics of the longest name, quoted and escaped, and
+/// some spaces. One announced larger is 413 before a byte of it is read (as for publishing).
+fn max_body(max_topics: usize) -> usize {
+    1024 + max_topics * (shared::event::MAX_TOPIC_LEN + 4)
+}
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/tickets", post(issue)).layer(DefaultBodyLimit::max(MAX_BODY))
+pub fn router(max_topics: usize) -> Router<AppState> {
+    let limit = max_body(max_topics);
+    Router::new()
+        .route("/tickets", post(issue))
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(move |request: Request, next: Next| super::publish::refuse_announced_oversize(limit, request, next)))
 }
 
 /// What a client may ask of its ticket.
@@ -43,7 +49,7 @@ struct TicketRequest {
 async fn issue(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let claims = authenticate(&state, &headers, None, true).await?;
     let body = body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: MAX_BODY },
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: max_body(state.config.max_topics) },
         _ => ApiError::bad_request("invalid_body", e.body_text()),
     })?;
     let topics = narrowing(&state, &claims, &body)?;
