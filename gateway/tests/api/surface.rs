@@ -40,7 +40,8 @@ async fn without_a_key_the_gateway_makes_one_and_prints_working_tokens() {
     assert!(!claims.may_publish(&shared::Topic::parse("anything").expect("topic")), "subscribe and publish tokens are separate");
     assert!(app.state().auth.verify(&tokens.publish).await.expect("publish token").may_publish(&shared::Topic::parse("x").expect("topic")));
     let banner = app.demo_banner().expect("banner");
-    assert!(banner.contains(&format!("http://{}/?topic=clock&access_token={}", app.local_addr(), tokens.subscribe)), "{banner}");
+    // The tokens come after `#`: a browser sends no fragment, so no server or proxy sees them.
+    assert!(banner.contains(&format!("http://{}/#topic=clock&access_token={}", app.local_addr(), tokens.subscribe)), "{banner}");
     // A forged token signed with any fixed secret is refused: demo mode is not open.
     assert!(app.state().auth.verify(&token(&["*"], &["*"])).await.is_err());
 }
@@ -65,7 +66,7 @@ async fn with_gateway_demo_the_printed_tokens_work_on_every_node_sharing_the_sec
     let tokens = printer.demo_tokens().expect("demo tokens with a configured secret");
     let banner = printer.demo_banner().expect("banner");
     assert!(banner.contains("GATEWAY_DEMO") && banner.contains("GATEWAY_JWT_SECRET"), "{banner}");
-    assert!(banner.contains(&format!("http://localhost:8080/?topic=clock&access_token={}", tokens.subscribe)), "{banner}");
+    assert!(banner.contains(&format!("http://localhost:8080/#topic=clock&access_token={}", tokens.subscribe)), "{banner}");
 
     // Another node with the same secret, demo on or off, accepts them; so does any client minting
     // with the secret.
@@ -112,6 +113,10 @@ async fn the_demo_page_is_served_at_the_root() {
     assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"));
     let page = resp.text().await.expect("text");
     assert!(page.contains("new EventSource(") && page.contains("gateway.lost"));
+    assert!(
+        page.contains("location.hash") && page.contains("'/tickets'"),
+        "the page reads its tokens from the fragment and opens streams with tickets"
+    );
 }
 
 #[tokio::test]
