@@ -215,6 +215,17 @@ async fn a_ticket_from_another_deployment_is_ticket_foreign() {
     }
 }
 
+/// Polls `check` until it holds. The deployment tag is refreshed every 10 s: the bound leaves
+/// room for two refreshes on a busy machine.
+async fn poll_until<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    let bound = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + bound;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "waited {bound:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// A ticket string as the gateway writes them, with a deployment tag and expiry of our choosing.
 fn forge(deployment: &str, expires_ms: u64) -> String {
     let mut digits = Vec::new();
@@ -309,4 +320,37 @@ async fn a_ticket_stream_counts_towards_its_subjects_limit_and_personal_grants_h
     assert_eq!(open(&app, &["user.bob.inbox"], &ticket(&app, &alice).await).await.status(), 403, "{{sub}} is alice");
     let resp = post_tickets(&app, &alice, Some(json!({ "topics": ["user.bob.inbox"] }))).await;
     assert_eq!(resp.status(), 403);
+}
+
+/// The deployment's tag lives in Redis with a short expiry that every node refreshes. Lost while
+/// the nodes run (Redis restarted empty), it comes back with the same value, so tickets keep
+/// working across nodes; replaced (a node started in that gap wrote its own), every node adopts
+/// the stored one.
+#[tokio::test]
+async fn the_deployment_tag_comes_back_when_its_key_is_lost_and_nodes_adopt_the_stored_one() {
+    use fred::interfaces::KeysInterface;
+    let redis = TestRedis::start().await;
+    let prefix = unique_prefix();
+    let nodes = [spawn_node_at(&redis.url, &prefix, |_| {}).await, spawn_node_at(&redis.url, &prefix, |_| {}).await];
+    let client = redis_client(&redis).await;
+    let key = format!("{prefix}:deployment");
+    let tag: String = client.get(&key).await.expect("GET");
+    let ttl: i64 = client.pttl(&key).await.expect("PTTL");
+    assert!(0 < ttl && ttl <= 30_000, "the tag expires unless refreshed: PTTL {ttl}");
+    let bearer = token(&["t"], &[]);
+    assert!(ticket(&nodes[0], &bearer).await.starts_with(&format!("{tag}.")));
+
+    let _: i64 = client.del(&key).await.expect("DEL");
+    poll_until("the tag to be written back", || async { client.get::<Option<String>, _>(&key).await.expect("GET") == Some(tag.clone()) })
+        .await;
+    let t = ticket(&nodes[0], &bearer).await;
+    stream(open(&nodes[1], &["t"], &t).await).await;
+
+    let other = "BBBBBBBBBBBB";
+    let _: () = client.set(&key, other, None, None, false).await.expect("SET");
+    for node in &nodes {
+        poll_until("the node to adopt the stored tag", || async { ticket(node, &bearer).await.starts_with(&format!("{other}.")) }).await;
+    }
+    let t = ticket(&nodes[1], &bearer).await;
+    stream(open(&nodes[0], &["t"], &t).await).await;
 }
