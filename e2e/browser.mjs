@@ -5,7 +5,9 @@
 // Protocol, one JSON object per line: after the page has loaded it prints {"kind":"ready"}; then
 // each line "events" on stdin is answered with {"kind":"events","state":…,"count":…,"events":[…]},
 // the page's event list in arrival order ({id, event, data} from each item's data-id and
-// data-event hooks and its text); "quit" or the end of stdin closes the browser.
+// data-event hooks and its text); each line "requests" with {"kind":"requests","requests":[…]},
+// every HTTP request the page made so far ({method, url}, in order, as they left the browser);
+// "quit" or the end of stdin closes the browser.
 // Diagnostics (the page's console, its errors) go to stderr.
 
 import { createInterface } from 'node:readline';
@@ -40,6 +42,9 @@ const page = await browser.newPage();
 page.on('console', (msg) => console.error(`[page console ${msg.type()}] ${msg.text()}`));
 page.on('pageerror', (err) => console.error(`[page error] ${err.message}`));
 page.on('requestfailed', (req) => console.error(`[request failed] ${req.url().split('?')[0]} ${req.failure()?.errorText}`));
+// What the page sends, for the test to check that no token travels in a URL.
+const requests = [];
+page.on('request', (req) => requests.push({ method: req.method(), url: req.url() }));
 
 function reply(value) {
   process.stdout.write(JSON.stringify(value) + '\n');
@@ -71,6 +76,9 @@ lines.on('line', async (line) => {
   switch (line.trim()) {
     case 'events':
       reply({ kind: 'events', ...(await snapshot()) });
+      break;
+    case 'requests':
+      reply({ kind: 'requests', requests });
       break;
     case 'quit':
       await close();

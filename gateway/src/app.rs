@@ -26,6 +26,7 @@ use crate::server::{self, HeadTimeouts};
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::stats::Stats;
+use crate::tickets::Tickets;
 use crate::{clock, routes};
 
 /// Connections the kernel may hold for `accept` (capped by `net.core.somaxconn`). A reconnect
@@ -146,9 +147,11 @@ impl App {
         let control = Control::new(node, link, jwt.leeway, Arc::clone(&stats));
         // Before the node serves: it must refuse what is already revoked from its first request.
         control.reload().await.map_err(BuildError::Redis)?;
+        let tickets = Arc::new(Tickets::new(bus.clone(), config.ticket_ttl, Arc::clone(&stats)).await.map_err(BuildError::Redis)?);
         let metrics = Arc::new(Metrics::new(Arc::clone(&stats), Arc::clone(&fanout)));
         let limits = Arc::new(Limits::new(config.max_connections, config.max_connections_per_subject));
-        let state = AppState { auth: Arc::new(auth), bus, fanout, stats, metrics, limits, control, shutdown, config: Arc::new(config) };
+        let state =
+            AppState { auth: Arc::new(auth), bus, fanout, stats, metrics, limits, control, tickets, shutdown, config: Arc::new(config) };
         let listener = GatewayListener::new(tcp, state.config.write_timeout, Arc::clone(&state.stats));
         let control_rx = tokio::sync::Mutex::new(Some(control_rx));
         Ok(Self { listener, addr, admin, state, backend, demo, control_rx })
@@ -245,6 +248,9 @@ impl App {
         }
         if let Some(every) = config.clock_interval {
             shutdown.tracker().spawn(clock::run(self.state.bus.clone(), config.clock_topic.clone(), every, shutdown.token()));
+        }
+        if let Backend::Redis(_) = &self.backend {
+            shutdown.tracker().spawn(Arc::clone(&self.state.tickets).run(shutdown.token()));
         }
         let Backend::Memory(memory) = &self.backend else { return };
         let bus = Arc::clone(memory);

@@ -139,6 +139,17 @@ pub enum AuthError {
     /// Answered with 503, not 401: the token may be good, the gateway cannot tell yet.
     #[error("the identity provider's keys could not be fetched yet; try again")]
     KeysUnavailable,
+    // Stream tickets (`tickets.rs`): the message names the code too, for clients that only show it.
+    #[error("ticket_malformed: this is not a ticket; get one with POST /tickets")]
+    TicketMalformed,
+    #[error("ticket_foreign: the ticket was issued by another deployment")]
+    TicketForeign,
+    #[error("ticket_expired: the ticket has expired; get a new one with POST /tickets")]
+    TicketExpired,
+    #[error("ticket_unknown: no such ticket")]
+    TicketUnknown,
+    #[error("ticket_used: the ticket was already used; get a new one with POST /tickets")]
+    TicketUsed,
 }
 
 impl AuthError {
@@ -159,6 +170,11 @@ impl AuthError {
             Self::UnknownKey => "unknown_key",
             Self::Revoked => "revoked",
             Self::KeysUnavailable => "keys_unavailable",
+            Self::TicketMalformed => "ticket_malformed",
+            Self::TicketForeign => "ticket_foreign",
+            Self::TicketExpired => "ticket_expired",
+            Self::TicketUnknown => "ticket_unknown",
+            Self::TicketUsed => "ticket_used",
         }
     }
 }

@@ -80,6 +80,11 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_AUTH_COOKIE", default_value = "sse_token")]
     pub auth_cookie: String,
 
+    /// Lifetime of a one-time stream ticket (`POST /tickets`), 1s to 5m; a ticket never
+    /// outlives its token either.
+    #[arg(long, env = "GATEWAY_TICKET_TTL", default_value = "30s")]
+    pub ticket_ttl: humantime::Duration,
+
     /// Origins allowed by CORS, comma-separated, or "*" for any (without credentials).
     /// Empty: no cross-origin access.
     #[arg(long, env = "GATEWAY_CORS_ORIGINS", value_delimiter = ',')]
@@ -250,6 +255,7 @@ pub struct Config {
     /// the gateway is in demo mode anyway.
     pub demo: bool,
     pub auth_cookie: String,
+    pub ticket_ttl: Duration,
     pub cors_origins: Vec<String>,
     pub retry: Duration,
     pub retry_jitter: Duration,
@@ -423,6 +429,10 @@ impl Config {
         if a.auth_cookie.is_empty() || !a.auth_cookie.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(invalid("GATEWAY_AUTH_COOKIE", "must be a non-empty cookie name of letters, digits, _ and -"));
         }
+        let ticket_ttl: Duration = a.ticket_ttl.into();
+        if ticket_ttl < Duration::from_secs(1) || ticket_ttl > Duration::from_secs(300) {
+            return Err(invalid("GATEWAY_TICKET_TTL", "must be between 1s and 5m (a ticket is for opening a stream right away)"));
+        }
         let redis_reconcile: Duration = a.redis_reconcile.into();
         if redis_reconcile < Duration::from_millis(100) {
             return Err(invalid("GATEWAY_REDIS_RECONCILE", "must be at least 100ms"));
@@ -452,6 +462,7 @@ impl Config {
             jwt,
             demo: a.demo,
             auth_cookie: a.auth_cookie,
+            ticket_ttl,
             cors_origins,
             retry: a.retry.into(),
             retry_jitter: a.retry_jitter.into(),

@@ -67,7 +67,9 @@ pub fn base_url(listen: SocketAddr, public: Option<&str>) -> String {
     }
 }
 
-/// The banner printed to stdout (not the log) in demo mode.
+/// The banner printed to stdout (not the log) in demo mode. The page's tokens come after `#`: a
+/// browser never sends a URL's fragment, so they reach no server or proxy log (the page trades
+/// its token for a one-time ticket to open its stream: `tickets.rs`).
 pub fn banner(base: &str, clock_topic: &str, t: &DemoTokens) -> String {
     let why = match t.secret {
         SecretSource::Random => {
@@ -81,7 +83,7 @@ pub fn banner(base: &str, clock_topic: &str, t: &DemoTokens) -> String {
     };
     format!(
         "\n{why}\n\n\
-         \x20 Demo page:  {base}/?topic={clock_topic}&access_token={sub}&publish_token={publ}\n\n\
+         \x20 Demo page:  {base}/#topic={clock_topic}&access_token={sub}&publish_token={publ}\n\n\
          \x20 Subscribe:  curl -N '{base}/events?topic={clock_topic}' -H 'Authorization: Bearer {sub}'\n\
          \x20 Publish:    curl '{base}/publish' -H 'Authorization: Bearer {publ}' -H 'Content-Type: application/json' \\\n\
          \x20               -d '{{\"topic\":\"{clock_topic}\",\"data\":\"hello\"}}'\n",

@@ -10,6 +10,7 @@ use crate::auth::AuthError;
 use crate::bus::BusError;
 use crate::control::RefreshRefusal;
 use crate::limits::LimitError;
+use crate::tickets::TicketError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -40,6 +41,8 @@ pub enum ApiError {
     ShuttingDown,
     #[error(transparent)]
     Limit(#[from] LimitError),
+    #[error("this node holds its maximum of {0} unexpired tickets; retry (another node may take it)")]
+    TicketsFull(usize),
     #[error("the event bus is unavailable")]
     Bus(#[from] BusError),
 }
@@ -65,6 +68,7 @@ impl ApiError {
             Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Self::Limit(LimitError::Node(_)) => (StatusCode::SERVICE_UNAVAILABLE, "at_capacity"),
             Self::Limit(LimitError::Subject(_)) => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections"),
+            Self::TicketsFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "at_capacity"),
             Self::Bus(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }
@@ -87,6 +91,16 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::KeysUnavailable => Self::KeysUnavailable,
             e => Self::Unauthorized(e),
+        }
+    }
+}
+
+impl From<TicketError> for ApiError {
+    fn from(e: TicketError) -> Self {
+        match e {
+            TicketError::Refused(e) => e.into(),
+            TicketError::Full(max) => Self::TicketsFull(max),
+            TicketError::Bus(e) => Self::Bus(e),
         }
     }
 }
@@ -116,7 +130,7 @@ impl IntoResponse for ApiError {
                     headers.insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            Self::ShuttingDown | Self::Bus(_) | Self::Limit(_) | Self::KeysUnavailable => {
+            Self::ShuttingDown | Self::Bus(_) | Self::Limit(_) | Self::KeysUnavailable | Self::TicketsFull(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}

@@ -28,6 +28,7 @@ pub mod shutdown;
 pub mod state;
 pub mod stats;
 pub mod telemetry;
+pub mod tickets;
 
 pub use app::App;
 pub use config::Config;

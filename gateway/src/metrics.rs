@@ -28,6 +28,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("sse_gateway");
         registry.register("auth_failures", "Refused tokens, by reason", stats.auth_failures.clone());
         registry.register("refreshes", "Fresh tokens presented for held streams, by outcome", stats.refreshes.clone());
+        registry.register("tickets", "Stream tickets: issued, redeemed, full, or the reason one was refused", stats.tickets.clone());
         registry.register("jwks_fetches", "JWKS fetches, by result (ok, error)", stats.jwks_fetches.clone());
         registry.register_with_unit(
             "redis_command_duration",

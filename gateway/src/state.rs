@@ -14,6 +14,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
+use crate::tickets::Tickets;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -26,6 +27,7 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Revocation, stream counts and refresh, across nodes.
     pub control: Arc<Control>,
+    pub tickets: Arc<Tickets>,
     pub shutdown: Shutdown,
 }
 

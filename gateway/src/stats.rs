@@ -49,6 +49,9 @@ pub struct Stats {
     pub auth_failures: Family<Label, Counter>,
     /// Fresh tokens presented for held streams, by outcome (`refreshed`, or why not).
     pub refreshes: Family<Label, Counter>,
+    /// Stream tickets by outcome: `issued`, `redeemed`, `full` (not issued: the embedded bus's
+    /// table is full), or the `AuthError::code` of a refused one (`ticket_used`, …).
+    pub tickets: Family<Label, Counter>,
     /// Redis round trips by operation, and those that failed.
     pub redis_latency: HistogramFamily,
     pub redis_errors: Family<Label, Counter>,
@@ -86,6 +89,7 @@ impl Default for Stats {
             jwks_fetches: Family::default(),
             auth_failures: Family::default(),
             refreshes: Family::default(),
+            tickets: Family::default(),
             redis_latency: Family::new_with_constructor(latency_histogram),
             redis_errors: Family::default(),
             publish_to_deliver: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),

@@ -11,6 +11,11 @@
 //!   expiring with the last of them;
 //! - `{prefix}:nodes`: the live nodes, a sorted set of node name → Unix ms last seen, expiring a
 //!   minute after the last node left.
+//! - `{prefix}:ticket:{digest}`: one stream ticket (`POST /tickets`), under the SHA-256 of the
+//!   ticket (base64url), so that reading Redis does not yield usable tickets; it holds the
+//!   ticket's claims until it is used, then an empty tombstone, and expires with the ticket;
+//! - `{prefix}:deployment`: the tag every node of the deployment puts in its tickets, so that a
+//!   ticket from another deployment is told apart; each node refreshes its short expiry.
 //!
 //! The braces are literal: they make `T` a Redis Cluster hash tag, so every key of one topic
 //! lives on one shard. Topic names cannot contain braces, so the tag is always exactly `T`.
@@ -27,6 +32,8 @@ pub struct KeyLayout {
     live_prefix: String,
     receipt_prefix: String,
     prefix: String,
+    ticket_prefix: String,
+    deployment: String,
 }
 
 impl KeyLayout {
@@ -36,6 +43,8 @@ impl KeyLayout {
             live_prefix: format!("{prefix}:live:{{"),
             receipt_prefix: format!("{prefix}:receipt:{{"),
             prefix: prefix.to_owned(),
+            ticket_prefix: format!("{prefix}:ticket:"),
+            deployment: format!("{prefix}:deployment"),
         }
     }
 
@@ -67,6 +76,16 @@ impl KeyLayout {
         format!("{}:nodes", self.prefix)
     }
 
+    /// The entry of the ticket whose digest is `digest` (no hash tag: tickets spread over shards).
+    pub fn ticket(&self, digest: &str) -> String {
+        format!("{}{digest}", self.ticket_prefix)
+    }
+
+    /// The deployment's ticket tag.
+    pub fn deployment(&self) -> &str {
+        &self.deployment
+    }
+
     /// The topic of a stream key of this layout.
     pub fn topic_of_stream(&self, key: &str) -> Option<Topic> {
         Self::tagged(key, &self.stream_prefix)
@@ -94,6 +113,8 @@ mod tests {
         assert_eq!(k.live(&t), "sse:live:{orders.eu}");
         assert_eq!(k.receipt(&t, "ab12"), "sse:receipt:{orders.eu}:ab12");
         assert_eq!((k.control(), k.revoked(), k.nodes()), ("sse:control".into(), "sse:revoked".into(), "sse:nodes".into()));
+        assert_eq!(k.ticket("q83v"), "sse:ticket:q83v");
+        assert_eq!(k.deployment(), "sse:deployment");
         assert_eq!(k.topic_of_stream("sse:stream:{orders.eu}"), Some(t.clone()));
         assert_eq!(k.topic_of_live("sse:live:{orders.eu}"), Some(t));
         assert_eq!(k.topic_of_stream("sse:live:{orders.eu}"), None);

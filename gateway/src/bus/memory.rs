@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use shared::{Event, StreamId, Topic};
 
 use super::fanout::Fanout;
+use super::tickets::TicketTable;
 use super::{Bus, BusError, Delivery, NewEvent, Replay};
 
 #[derive(Debug)]
@@ -44,6 +45,8 @@ pub struct MemoryBus {
     fanout: Arc<Fanout>,
     max_len: usize,
     max_age: Duration,
+    /// Stream tickets (`bus/tickets.rs`).
+    pub(super) tickets: TicketTable,
 }
 
 fn now_ms() -> u64 {
@@ -55,12 +58,19 @@ impl MemoryBus {
         // Anything before now belonged to an earlier process (if any): a cursor from then may
         // point at events this process never had.
         let boot = StreamId::new(now_ms(), 0);
-        Self { state: Mutex::new(State { logs: HashMap::new(), last: boot, floor: boot }), fanout, max_len, max_age }
+        Self {
+            state: Mutex::new(State { logs: HashMap::new(), last: boot, floor: boot }),
+            fanout,
+            max_len,
+            max_age,
+            tickets: TicketTable::default(),
+        }
     }
 
     /// Drops expired events from every topic and removes emptied logs. Run periodically so that
     /// topics nobody publishes to any more do not hold memory.
     pub fn sweep(&self) {
+        self.tickets.sweep();
         let cutoff = self.age_cutoff();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut dropped_floor = state.floor;

@@ -14,6 +14,7 @@
 pub mod fanout;
 pub mod memory;
 pub mod redis;
+pub mod tickets;
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -78,8 +79,9 @@ pub enum BusError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Tickets (`tickets.rs`) are kept through the same seam, in a trait of their own.
 #[async_trait]
-pub trait Bus: Send + Sync + std::fmt::Debug + 'static {
+pub trait Bus: tickets::TicketStore + Send + Sync + std::fmt::Debug + 'static {
     /// Appends events to their topics' histories and delivers them to subscribers, in order.
     /// Returns the assigned ids in input order. Each topic's part of a batch is appended as a
     /// whole or not at all (with Redis Cluster, different topics live on different shards).

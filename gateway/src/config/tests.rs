@@ -228,3 +228,16 @@ fn jwks_urls_are_comma_separated_validated_and_work_alone_or_beside_a_static_key
     a.jwt_algorithms = vec!["HS256".into()];
     assert_eq!(err_var(a), "GATEWAY_JWT_ALGORITHMS", "nothing left for the JWKS");
 }
+
+#[test]
+fn the_ticket_ttl_defaults_to_30s_and_is_bounded() {
+    assert_eq!(Config::from_args(Args::defaults()).expect("defaults").ticket_ttl, Duration::from_secs(30));
+    for bad in [Duration::from_millis(500), Duration::from_secs(301)] {
+        let mut a = Args::defaults();
+        a.ticket_ttl = bad.into();
+        assert_eq!(err_var(a), "GATEWAY_TICKET_TTL", "{bad:?}");
+    }
+    let mut a = Args::defaults();
+    a.ticket_ttl = Duration::from_secs(1).into();
+    assert_eq!(Config::from_args(a).expect("1s is allowed").ticket_ttl, Duration::from_secs(1));
+}

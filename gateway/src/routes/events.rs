@@ -9,7 +9,7 @@ use axum::{Extension, Router};
 use futures::StreamExt;
 use shared::{Cursor, Topic};
 
-use super::{Query, authenticate};
+use super::Query;
 use crate::auth;
 use crate::connection::{Connection, ConnectionSettings, RefreshOffer, StartError};
 use crate::control::Target;
@@ -31,7 +31,7 @@ async fn events(
         return Err(ApiError::ShuttingDown);
     }
     let query = Query::parse(raw.as_deref());
-    let claims = authenticate(&state, &headers, query.access_token.as_deref(), true).await?;
+    let claims = super::tickets::stream_claims(&state, &headers, &query).await?;
     let topics = parse_topics(&query.topics, state.config.max_topics)?;
     if let Some(topic) = topics.iter().find(|t| !claims.may_subscribe(t)) {
         return Err(ApiError::Forbidden { action: "subscribe", topic: topic.clone() });
@@ -86,7 +86,7 @@ async fn events(
 
 /// Validates the `topic` parameters: at least one, at most `max`, each a valid name; duplicates
 /// are folded.
-fn parse_topics(raw: &[String], max: usize) -> Result<Vec<Topic>, ApiError> {
+pub(super) fn parse_topics(raw: &[String], max: usize) -> Result<Vec<Topic>, ApiError> {
     if raw.is_empty() {
         return Err(ApiError::bad_request("invalid_topic", "give at least one topic: /events?topic=NAME"));
     }

@@ -7,6 +7,7 @@ mod health;
 mod metrics;
 mod publish;
 mod refresh;
+mod tickets;
 
 use axum::Router;
 use axum::extract::MatchedPath;
@@ -22,6 +23,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(events::router())
         .merge(publish::router(state.config.max_body_bytes))
+        .merge(tickets::router(state.config.max_topics))
         .merge(health::router())
         .merge(if state.config.metrics_addr.is_none() { metrics::router() } else { Router::new() })
         .merge(admin::router())
@@ -74,6 +76,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 struct Query {
     topics: Vec<String>,
     access_token: Option<String>,
+    ticket: Option<String>,
     last_event_id: Option<String>,
 }
 
@@ -84,6 +87,7 @@ impl Query {
             match &*k {
                 "topic" => q.topics.push(v.into_owned()),
                 "access_token" => q.access_token = Some(v.into_owned()),
+                "ticket" => q.ticket = Some(v.into_owned()),
                 "lastEventId" => q.last_event_id = Some(v.into_owned()),
                 _ => {}
             }

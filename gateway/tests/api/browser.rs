@@ -1,8 +1,10 @@
 //! A real browser: Debian's headless Chromium, driven by playwright-core (`e2e/browser.mjs`),
 //! opens the demo page through the balanced topology (nginx, three gateway processes, Redis).
 //! The page's own `EventSource` does the work: it shows events live, and when the node serving
-//! its stream is killed it reconnects through the balancer with `Last-Event-ID` and shows what
-//! was published meanwhile, each event once.
+//! its stream is killed it opens a new stream through the balancer, with a fresh one-time ticket
+//! and the last id it saw (`lastEventId`), and shows what was published meanwhile, each event
+//! once. Its tokens stay out of every URL it requests: the demo link carries them after `#`, and
+//! each stream is opened with a ticket from `POST /tickets`.
 //!
 //! Needs Node.js 20+, `npm ci --prefix e2e`, Chromium at /usr/bin/chromium, and nginx.
 
@@ -38,6 +40,13 @@ struct PageView {
     events: Vec<PageEvent>,
 }
 
+/// One HTTP request the page made, as it left the browser.
+#[derive(Debug, Deserialize)]
+struct PageRequest {
+    method: String,
+    url: String,
+}
+
 /// The demo page open in Chromium.
 struct Page(Script);
 
@@ -55,6 +64,42 @@ impl Page {
         let v = self.0.next(WAIT).await;
         assert_eq!(v["kind"], "events", "{v}");
         serde_json::from_value(v).expect("a page view")
+    }
+
+    async fn requests(&mut self) -> Vec<PageRequest> {
+        self.0.send("requests").await;
+        let v = self.0.next(WAIT).await;
+        assert_eq!(v["kind"], "requests", "{v}");
+        serde_json::from_value(v["requests"].clone()).expect("the page's requests")
+    }
+
+    /// Asserts that none of `tokens` travelled in a URL the page requested, and that it opened
+    /// at least `streams` event streams, each with a ticket of its own, each after the first
+    /// resuming with `lastEventId`, each ticket got from `POST /tickets`.
+    async fn assert_streams_opened_with_tickets(&mut self, tokens: &[&str], streams: usize) {
+        let requests = self.requests().await;
+        for r in &requests {
+            // What goes over the wire: a fragment never does.
+            let sent = r.url.split('#').next().unwrap_or_default();
+            assert!(!sent.contains("access_token") && !sent.contains("publish_token"), "a token parameter in {} {sent}", r.method);
+            for token in tokens {
+                let signature = token.rsplit('.').next().expect("a JWT");
+                assert!(!sent.contains(signature), "a token in the URL of {} {sent}", r.method);
+            }
+        }
+        let opened: Vec<HashMap<String, String>> = requests
+            .iter()
+            .filter(|r| r.method == "GET" && r.url.contains("/events?"))
+            .map(|r| form_urlencoded::parse(r.url.split_once('?').expect("a query").1.as_bytes()).into_owned().collect())
+            .collect();
+        assert!(opened.len() >= streams, "the page opened {} streams, expected at least {streams}: {requests:#?}", opened.len());
+        let mut tickets: Vec<&str> = opened.iter().map(|q| q.get("ticket").expect("every stream opened with a ticket").as_str()).collect();
+        assert!(opened.iter().skip(1).all(|q| q.contains_key("lastEventId")), "every later stream resumes: {opened:#?}");
+        tickets.sort_unstable();
+        tickets.dedup();
+        assert_eq!(tickets.len(), opened.len(), "a new ticket for each stream");
+        let issued = requests.iter().filter(|r| r.method == "POST" && r.url.ends_with("/tickets")).count();
+        assert!(issued >= opened.len(), "{issued} tickets asked for, {} streams opened", opened.len());
     }
 
     /// Reads the page until it lists `n` events (failing if it lists more, or not in time).
@@ -138,7 +183,10 @@ async fn the_demo_page_in_chromium_shows_events_and_resumes_every_missed_event_o
     let mut t = Topology::start().await;
     let url = printed_demo_url(&t).await;
     let topic = "clock";
-    assert!(url.contains(&format!("?topic={topic}&")), "the demo page follows the clock topic: {url}");
+    assert!(url.contains(&format!("/#topic={topic}&")), "the demo page follows the clock topic, its tokens after #: {url}");
+    let fragment: HashMap<String, String> =
+        form_urlencoded::parse(url.split_once('#').expect("a fragment").1.as_bytes()).into_owned().collect();
+    let tokens = [fragment["access_token"].as_str(), fragment["publish_token"].as_str()];
     let mut page = Page::open(&url, &t.dir.0).await;
     let deadline = Instant::now() + PAGE_WAIT;
     while page.view().await.state != "open" {
@@ -186,6 +234,7 @@ async fn the_demo_page_in_chromium_shows_events_and_resumes_every_missed_event_o
     assert_eq!(view.events, published, "the page shows every event once, in order, with its id\n{}", t.logs());
     assert_eq!(view_later.events, published, "and nothing more");
     assert_eq!((view_later.state.as_str(), view_later.count), ("open", published.len()), "the page's own state and counter");
+    page.assert_streams_opened_with_tickets(&tokens, 2).await;
     println!("browser, one topic: {} events published, {} shown", published.len(), view_later.events.len());
     page.close().await;
 }
@@ -196,7 +245,8 @@ async fn a_page_following_three_topics_shows_each_topics_events_once_in_order_ac
     let mut t = Topology::start().await;
     let topics = ["alpha", "beta", "gamma"];
     let query: String = topics.iter().map(|topic| format!("topic={topic}&")).collect();
-    let url = t.url(&format!("/?{query}access_token={}", token(&topics, &[])));
+    let bearer = token(&topics, &[]);
+    let url = t.url(&format!("/#{query}access_token={bearer}"));
     let mut page = Page::open(&url, &t.dir.0).await;
     let deadline = Instant::now() + PAGE_WAIT;
     while page.view().await.state != "open" {
@@ -255,6 +305,7 @@ async fn a_page_following_three_topics_shows_each_topics_events_once_in_order_ac
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), total, "no id twice");
+    page.assert_streams_opened_with_tickets(&[&bearer], 2).await;
     println!("browser, three topics: {total} events published, {} shown", view.events.len());
     page.close().await;
 }

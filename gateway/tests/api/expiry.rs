@@ -24,8 +24,8 @@ const AGE: Duration = Duration::from_secs(2);
 /// The age where a test needs a stream to outlive a few steps of its own: a machine would have
 /// to stall this long between two of them to fail it.
 const LONGER_AGE: Duration = Duration::from_secs(5);
-/// How long a wait for keys to expire may take: the longest lifetime the gateway gives a key (a
-/// publish receipt's 10 s) with room for a busy machine.
+/// How long a wait for keys to expire may take: the longest lifetime the gateway gives a key (the
+/// deployment's ticket tag, 30 s after the last node refreshed it) with room for a busy machine.
 const EXPIRY_BOUND: Duration = Duration::from_secs(60);
 
 on_every_shape!(
@@ -100,6 +100,15 @@ async fn every_key_a_gateway_writes_gets_an_expiry_and_is_gone_after_it(shape: S
     assert_eq!(node.publish_raw(batch).await.status(), 200);
     let clock = d.stream_key(node.state.config.clock_topic.as_str());
     wait_for("the clock's first tick", || d.exists(&clock)).await;
+    // A ticket left unused, and one used (its tombstone).
+    for used in [false, true] {
+        let resp = node.client.post(node.url("/tickets")).bearer_auth(token(&["solo"], &[])).send().await.expect("POST /tickets");
+        let ticket: Value = resp.json().await.expect("json");
+        let url = format!("{}&ticket={}", node.events_url(&["solo"]), ticket["ticket"].as_str().expect("a ticket"));
+        if used {
+            assert_eq!(node.client.get(url).send().await.expect("stream").status(), 200);
+        }
+    }
     for topic in ["solo", "a", "b"] {
         let ttl = d.pttl(&d.stream_key(topic)).await;
         // -2: already expired (a machine slower than the age between the publish and this).
@@ -111,6 +120,8 @@ async fn every_key_a_gateway_writes_gets_an_expiry_and_is_gone_after_it(shape: S
     let keys = d.keys().await;
     assert!(keys.iter().any(|k| k.contains(":receipt:")), "publish receipts are among the keys: {keys:?}");
     assert!(keys.iter().any(|k| k.contains(":claim:")), "the clock's claim is among the keys: {keys:?}");
+    assert_eq!(keys.iter().filter(|k| k.contains(":ticket:")).count(), 2, "a ticket and a tombstone: {keys:?}");
+    assert!(keys.contains(&format!("{}:deployment", d.prefix)), "the deployment's ticket tag: {keys:?}");
     for key in &keys {
         let ttl = d.pttl(key).await;
         // -2: it expired since the scan.

@@ -28,4 +28,5 @@ mod shutdown;
 mod slow;
 mod streaming;
 mod surface;
+mod tickets;
 mod topology;

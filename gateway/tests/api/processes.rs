@@ -338,7 +338,10 @@ impl Topology {
     pub async fn publish_at(&self, url: &str, topic: &str, data: &str) -> String {
         let body = serde_json::json!({ "topic": topic, "data": data });
         let send = self.client.post(url).bearer_auth(token(&[], &["*"])).json(&body).send();
-        let r = tokio::time::timeout(WAIT, send).await.expect("publish in time").expect("publish");
+        let r = tokio::time::timeout(WAIT, send)
+            .await
+            .unwrap_or_else(|_| panic!("publish at {url} took over {WAIT:?}\n{}", self.logs()))
+            .unwrap_or_else(|e| panic!("publish at {url}: {e}\nnode processes: {:?}\n{}", self.exits(), self.logs()));
         assert_eq!(r.status(), 200, "publish at {url}: {:?}", r.text().await);
         let v: serde_json::Value = r.json().await.expect("json");
         v["id"].as_str().expect("an id").to_owned()
@@ -361,6 +364,16 @@ impl Topology {
             assert!(tokio::time::Instant::now() < deadline, "expected one node holding one stream, found {open:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Each node's process as the kernel sees it (`R`, `S`: alive; `Z`: exited), or `stopped` by
+    /// the test, for failure messages.
+    fn exits(&self) -> Vec<String> {
+        let state = |pid: u32| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            format!("pid {pid}: {}", stat.rsplit(')').next().unwrap_or_default().split_whitespace().next().unwrap_or("gone"))
+        };
+        self.nodes.iter().map(|n| n.child.as_ref().and_then(|c| c.id()).map_or_else(|| "stopped".to_owned(), state)).collect()
     }
 
     /// The log of every node, for failure messages.

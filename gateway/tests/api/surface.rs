@@ -40,7 +40,8 @@ async fn without_a_key_the_gateway_makes_one_and_prints_working_tokens() {
     assert!(!claims.may_publish(&shared::Topic::parse("anything").expect("topic")), "subscribe and publish tokens are separate");
     assert!(app.state().auth.verify(&tokens.publish).await.expect("publish token").may_publish(&shared::Topic::parse("x").expect("topic")));
     let banner = app.demo_banner().expect("banner");
-    assert!(banner.contains(&format!("http://{}/?topic=clock&access_token={}", app.local_addr(), tokens.subscribe)), "{banner}");
+    // The tokens come after `#`: a browser sends no fragment, so no server or proxy sees them.
+    assert!(banner.contains(&format!("http://{}/#topic=clock&access_token={}", app.local_addr(), tokens.subscribe)), "{banner}");
     // A forged token signed with any fixed secret is refused: demo mode is not open.
     assert!(app.state().auth.verify(&token(&["*"], &["*"])).await.is_err());
 }
@@ -65,7 +66,7 @@ async fn with_gateway_demo_the_printed_tokens_work_on_every_node_sharing_the_sec
     let tokens = printer.demo_tokens().expect("demo tokens with a configured secret");
     let banner = printer.demo_banner().expect("banner");
     assert!(banner.contains("GATEWAY_DEMO") && banner.contains("GATEWAY_JWT_SECRET"), "{banner}");
-    assert!(banner.contains(&format!("http://localhost:8080/?topic=clock&access_token={}", tokens.subscribe)), "{banner}");
+    assert!(banner.contains(&format!("http://localhost:8080/#topic=clock&access_token={}", tokens.subscribe)), "{banner}");
 
     // Another node with the same secret, demo on or off, accepts them; so does any client minting
     // with the secret.
@@ -112,6 +113,10 @@ async fn the_demo_page_is_served_at_the_root() {
     assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"));
     let page = resp.text().await.expect("text");
     assert!(page.contains("new EventSource(") && page.contains("gateway.lost"));
+    assert!(
+        page.contains("location.hash") && page.contains("'/tickets'"),
+        "the page reads its tokens from the fragment and opens streams with tickets"
+    );
 }
 
 #[tokio::test]
@@ -126,9 +131,35 @@ async fn the_clock_topic_ticks_with_the_current_time() {
     assert!(a.last_event_id.parse::<shared::StreamId>().expect("id") < b.last_event_id.parse().expect("id"));
 }
 
+/// Issues tickets on `node` with `bearer` and presents them: one redeemed and replayed, one
+/// narrowed and spent on a topic it does not open, one guessed. Returns the tickets presented.
+async fn use_tickets(client: &reqwest::Client, node: &Node, bearer: &str) -> Vec<String> {
+    let issue = async |body: serde_json::Value| {
+        let resp = client.post(node.url("/tickets")).bearer_auth(bearer).json(&body).send().await.expect("POST /tickets");
+        assert_eq!(resp.status(), 200);
+        resp.json::<serde_json::Value>().await.expect("json")["ticket"].as_str().expect("a ticket").to_owned()
+    };
+    let present = async |topic: &str, ticket: &str| {
+        client.get(node.url("/events")).query(&[("topic", topic), ("ticket", ticket)]).send().await.expect("GET /events").status()
+    };
+    let redeemed = issue(serde_json::json!({})).await;
+    let resp = client.get(node.url("/events")).query(&[("topic", "t"), ("ticket", &redeemed)]).send().await.expect("stream");
+    assert_eq!(resp.status(), 200);
+    let mut s = SseClient::new(resp);
+    assert!(matches!(s.next_item().await, Some(Item::Retry(_))));
+    drop(s);
+    assert_eq!(present("t", &redeemed).await, 401, "replayed");
+    let narrowed = issue(serde_json::json!({ "topics": ["t"] })).await;
+    assert_eq!(present("u", &narrowed).await, 403);
+    let (head, _) = redeemed.rsplit_once('.').expect("a ticket");
+    let guessed = format!("{head}.{}", b64url(&rand::random::<[u8; 16]>()));
+    assert_eq!(present("t", &guessed).await, 401);
+    vec![redeemed, narrowed, guessed]
+}
+
 /// Every log line a gateway process writes at DEBUG, its own and its libraries', in both log
 /// formats, for requests that carry tokens in the query string, the header and a cookie,
-/// accepted and refused.
+/// accepted and refused, and tickets issued, redeemed and refused.
 ///
 /// The gateway runs as a process of its own, as operators run it: `tracing` decides once per
 /// process whether a log statement is enabled (its callsite cache), for the first thread that
@@ -156,14 +187,20 @@ async fn tokens_never_appear_in_logs() {
         let mut s = SseClient::new(resp);
         assert!(matches!(s.next_item().await, Some(Item::Retry(_))));
         drop(s);
+        let tickets = use_tickets(&client, &node, &good).await;
         node.terminate().await;
 
         let logs = read_log(&node.log);
         assert!(logs.contains(route) && logs.contains("token refused"), "the {format} log holds the route spans:\n{logs}");
+        assert!(logs.contains("/tickets") && logs.contains("ticket refused"), "the {format} log holds the ticket requests:\n{logs}");
         for t in [&good, &expired, &forged] {
             let signature = t.rsplit('.').next().expect("signature");
             assert!(!logs.contains(signature), "a token leaked into the {format} log:\n{logs}");
         }
-        assert!(!logs.contains("access_token"), "the query string leaked into the {format} log:\n{logs}");
+        for t in &tickets {
+            let secret = t.rsplit('.').next().expect("secret");
+            assert!(!logs.contains(secret), "a ticket leaked into the {format} log:\n{logs}");
+        }
+        assert!(!logs.contains("access_token") && !logs.contains("ticket="), "the query string leaked into the {format} log:\n{logs}");
     }
 }

@@ -106,20 +106,26 @@ async fn the_printed_demo_url_works_through_the_balancer_whichever_node_serves_i
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let url = line.split_whitespace().last().expect("the demo URL").to_owned();
-    assert!(url.starts_with(&t.url("/?topic=")), "the banner names the balancer's URL (GATEWAY_PUBLIC_URL): {url}");
+    assert!(url.starts_with(&t.url("/#topic=")), "the banner names the balancer's URL (GATEWAY_PUBLIC_URL): {url}");
     let page = t.client.get(&url).send().await.expect("demo page");
     assert_eq!(page.status(), 200);
     assert!(page.text().await.expect("html").contains("new EventSource("));
 
-    let query: std::collections::HashMap<String, String> =
-        form_urlencoded::parse(url.split_once('?').expect("a query").1.as_bytes()).into_owned().collect();
-    let (subscribe, publish) = (&query["access_token"], &query["publish_token"]);
+    let (sent, fragment) = url.split_once('#').expect("the tokens after #");
+    let fragment: std::collections::HashMap<String, String> = form_urlencoded::parse(fragment.as_bytes()).into_owned().collect();
+    let (subscribe, publish) = (&fragment["access_token"], &fragment["publish_token"]);
+    assert!(!sent.contains(subscribe.as_str()) && !sent.contains(publish.as_str()), "no token in what a browser sends: {sent}");
     for node in &t.nodes {
         let r = t.client.get(node.url(&format!("/events?topic=clock&access_token={subscribe}"))).send().await.expect("stream");
         assert_eq!(r.status(), 200, "node {} refuses node 1's demo token", node.addr);
     }
-    // As the page does it: follow through the balancer, publish through the balancer.
-    let resp = t.client.get(t.url(&format!("/events?topic=clock&access_token={subscribe}"))).send().await.expect("stream");
+    // As the page does it: a ticket through the balancer, the stream through the balancer with
+    // it, a publish through the balancer.
+    let r = t.client.post(t.url("/tickets")).bearer_auth(subscribe).json(&serde_json::json!({ "topics": ["clock"] })).send();
+    let r = r.await.expect("POST /tickets");
+    assert_eq!(r.status(), 200);
+    let ticket = r.json::<serde_json::Value>().await.expect("json")["ticket"].as_str().expect("a ticket").to_owned();
+    let resp = t.client.get(t.url(&format!("/events?topic=clock&ticket={ticket}"))).send().await.expect("stream");
     assert_eq!(resp.status(), 200);
     let mut stream = SseClient::new(resp);
     let body = serde_json::json!({ "topic": "clock", "data": "hello" });

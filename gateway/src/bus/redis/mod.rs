@@ -21,6 +21,7 @@ pub mod scripts;
 pub mod sentinel;
 pub mod subscriptions;
 mod tails;
+mod tickets;
 pub mod tls;
 pub mod upstream;
 
