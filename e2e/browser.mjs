@@ -3,7 +3,7 @@
 //
 // Input: PAGE_URL (the demo page, through the balancer); CHROMIUM (default /usr/bin/chromium).
 // Protocol, one JSON object per line: after the page has loaded it prints {"kind":"ready"}; then
-// each line "events" on stdin is answered with {"kind":"events","state":…,"count":…,"events":[…]},
+// each line "events" on stdin is answered with {"kind":"events","state":…,"count":…,"refreshes":…,"events":[…]},
 // the page's event list in arrival order ({id, event, data} from each item's data-id and
 // data-event hooks and its text); each line "requests" with {"kind":"requests","requests":[…]},
 // every HTTP request the page made so far ({method, url}, in order, as they left the browser);
@@ -54,6 +54,7 @@ async function snapshot() {
   return page.evaluate(() => ({
     state: document.getElementById('state').textContent,
     count: Number(document.getElementById('count').textContent),
+    refreshes: Number(document.getElementById('refreshes').textContent),
     // The page lists the newest first.
     events: [...document.querySelectorAll('#events li')].reverse().map((li) => ({
       id: li.dataset.id,

@@ -20,38 +20,40 @@ use super::processes::*;
 
 /// Longest a page may take to show what it is waiting for. Chromium reconnects after the
 /// gateway's `retry:` (3 s plus up to 2 s of jitter by default).
-const PAGE_WAIT: Duration = Duration::from_secs(20);
+pub(super) const PAGE_WAIT: Duration = Duration::from_secs(20);
 /// How often the page is read while waiting: the resolution of the measured resume time.
-const POLL: Duration = Duration::from_millis(50);
+pub(super) const POLL: Duration = Duration::from_millis(50);
 
 /// One item of the page's event list.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-struct PageEvent {
-    id: String,
-    event: String,
-    data: String,
+pub(super) struct PageEvent {
+    pub(super) id: String,
+    pub(super) event: String,
+    pub(super) data: String,
 }
 
 /// What the page shows.
 #[derive(Debug, Deserialize)]
-struct PageView {
-    state: String,
+pub(super) struct PageView {
+    pub(super) state: String,
     count: usize,
-    events: Vec<PageEvent>,
+    /// Tokens the page refreshed in band.
+    pub(super) refreshes: usize,
+    pub(super) events: Vec<PageEvent>,
 }
 
 /// One HTTP request the page made, as it left the browser.
 #[derive(Debug, Deserialize)]
-struct PageRequest {
-    method: String,
-    url: String,
+pub(super) struct PageRequest {
+    pub(super) method: String,
+    pub(super) url: String,
 }
 
 /// The demo page open in Chromium.
-struct Page(Script);
+pub(super) struct Page(pub(super) Script);
 
 impl Page {
-    async fn open(url: &str, log_dir: &Path) -> Self {
+    pub(super) async fn open(url: &str, log_dir: &Path) -> Self {
         require_browser();
         let mut script = Script::spawn("browser.mjs", &[("PAGE_URL", url), ("CHROMIUM", CHROMIUM)], log_dir);
         let ready = script.next(START).await;
@@ -59,14 +61,14 @@ impl Page {
         Self(script)
     }
 
-    async fn view(&mut self) -> PageView {
+    pub(super) async fn view(&mut self) -> PageView {
         self.0.send("events").await;
         let v = self.0.next(WAIT).await;
         assert_eq!(v["kind"], "events", "{v}");
         serde_json::from_value(v).expect("a page view")
     }
 
-    async fn requests(&mut self) -> Vec<PageRequest> {
+    pub(super) async fn requests(&mut self) -> Vec<PageRequest> {
         self.0.send("requests").await;
         let v = self.0.next(WAIT).await;
         assert_eq!(v["kind"], "requests", "{v}");
@@ -103,7 +105,7 @@ impl Page {
     }
 
     /// Reads the page until it lists `n` events (failing if it lists more, or not in time).
-    async fn wait_for(&mut self, n: usize, t: &Topology) -> PageView {
+    pub(super) async fn wait_for(&mut self, n: usize, t: &Topology) -> PageView {
         let deadline = Instant::now() + PAGE_WAIT;
         loop {
             let view = self.view().await;
@@ -136,13 +138,13 @@ impl Page {
         }
     }
 
-    async fn close(self) {
+    pub(super) async fn close(self) {
         self.0.close().await;
     }
 }
 
 /// Node.js, playwright-core and Chromium: checked before anything starts.
-fn require_browser() {
+pub(super) fn require_browser() {
     require_package("playwright-core");
     require_chromium();
 }

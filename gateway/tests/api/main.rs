@@ -3,6 +3,7 @@
 
 mod auth;
 mod browser;
+mod browser_auth;
 mod clients;
 mod conformance;
 mod control_support;

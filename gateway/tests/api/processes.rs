@@ -54,11 +54,8 @@ pub struct Node {
 }
 
 impl Node {
-    pub async fn start(redis: &TestRedis, prefix: &str, public_url: &str, dir: &Path, index: usize) -> Self {
-        Self::start_with(redis, prefix, public_url, dir, index, &[]).await
-    }
-
-    /// As [`Node::start`], with more environment variables (which win over the defaults).
+    /// A node of the balanced topology (Redis, the compose file's settings), with `env` on top of
+    /// the defaults (it wins).
     pub async fn start_with(redis: &TestRedis, prefix: &str, public_url: &str, dir: &Path, index: usize, env: &[(&str, &str)]) -> Self {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -264,12 +261,18 @@ pub struct Topology {
     /// What a restarted node is started with.
     prefix: String,
     public_url: String,
+    env: Vec<(String, String)>,
     // Last: the processes writing into it go first.
     pub dir: Scratch,
 }
 
 impl Topology {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// As [`Topology::start`], every node (restarted ones too) with `env` on top of the defaults.
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
         let dir = Scratch::new("topology");
         let redis = TestRedis::start().await;
         let prefix = unique_prefix();
@@ -278,14 +281,15 @@ impl Topology {
         let public_url = format!("http://{balancer_addr}");
         let mut nodes = Vec::new();
         for i in 1..=3 {
-            nodes.push(Node::start(&redis, &prefix, &public_url, &dir.0, i).await);
+            nodes.push(Node::start_with(&redis, &prefix, &public_url, &dir.0, i, env).await);
         }
         for node in &mut nodes {
             node.wait_ready(&client).await;
         }
         let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
         let balancer = Balancer::start(balancer_addr, &addrs, &dir.0, &client).await;
-        Self { client, nodes, balancer, _redis: redis, prefix, public_url, dir }
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self { client, nodes, balancer, _redis: redis, prefix, public_url, env, dir }
     }
 
     /// Starts node `node` again, after a kill or a termination, on its old addresses, and waits
@@ -293,7 +297,8 @@ impl Topology {
     pub async fn restart(&mut self, node: usize) {
         let old = &self.nodes[node];
         assert!(old.child.is_none(), "node {node} is still running");
-        let mut fresh = Node::start_at(&self._redis, &self.prefix, &self.public_url, &self.dir.0, node + 1, (old.addr, old.admin), &[]);
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut fresh = Node::start_at(&self._redis, &self.prefix, &self.public_url, &self.dir.0, node + 1, (old.addr, old.admin), &env);
         fresh.wait_ready(&self.client).await;
         self.nodes[node] = fresh;
     }
