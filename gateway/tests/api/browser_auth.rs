@@ -73,7 +73,7 @@ async fn the_demo_page_refreshes_its_token_in_band_past_its_expiry_and_a_revocat
     let t = Topology::start_with(&[("GATEWAY_JWT_LEEWAY", "0s")]).await;
     let topic = "news";
     let issuer = TokenIssuer::start("visitor", topic).await;
-    let exp = now() + 4;
+    let exp = now() + 6;
     let first = Claims { sub: Some("visitor".into()), jti: Some("first".into()), exp, ..claims(&[topic], &[]) };
     let first = gateway::auth::mint(SECRET.as_bytes(), &first).expect("mint");
     let url = t.url(&format!("/#topic={topic}&access_token={first}&token_url={}", issuer.url));

@@ -47,12 +47,12 @@ async fn past(exp: u64) {
 #[tokio::test]
 async fn a_refreshed_stream_outlives_its_first_token() {
     let app = spawn_with(exact_expiry).await;
-    let exp = now() + 2;
+    let exp = now() + 3;
     let mut stream = follow(&app, &["t"], &user_token_until("alice", "first", exp, &["*"])).await;
     let offer = refresh_offer(&mut stream).await;
     let url = offer["url"].as_str().expect("a url");
     assert!(url.starts_with("/streams/") && url.ends_with("/refresh"), "{offer}");
-    assert!(offer["expires_in"].as_u64().is_some_and(|s| s <= 2), "{offer}");
+    assert!(offer["expires_in"].as_u64().is_some_and(|s| s <= 3), "{offer}");
 
     let (status, answer) = present(&app, url, Some(&user_token("alice", "second"))).await;
     assert_eq!(status, 200, "{answer}");
@@ -72,7 +72,7 @@ async fn a_refresh_presented_to_another_node_extends_the_stream_where_it_is_held
     for _ in 0..3 {
         nodes.push(spawn_node_with(&redis, &prefix, exact_expiry).await);
     }
-    let exp = now() + 2;
+    let exp = now() + 3;
     let mut stream = follow(&nodes[0], &["t"], &user_token_until("alice", "first", exp, &["t"])).await;
     let offer = refresh_offer(&mut stream).await;
     let (status, answer) = present(&nodes[2], offer["url"].as_str().expect("url"), Some(&user_token("alice", "second"))).await;
@@ -85,7 +85,7 @@ async fn a_refresh_presented_to_another_node_extends_the_stream_where_it_is_held
 #[tokio::test]
 async fn a_fresh_token_that_is_not_good_enough_leaves_the_stream_to_end_at_its_expiry() {
     let app = spawn_with(exact_expiry).await;
-    let exp = now() + 2;
+    let exp = now() + 4;
     let topics = ["user.alice.a", "user.alice.b"];
     let mut stream = follow(&app, &topics, &user_token_until("alice", "first", exp, &["user.alice.*"])).await;
     let url = refresh_offer(&mut stream).await["url"].as_str().expect("url").to_owned();
