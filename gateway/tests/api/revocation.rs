@@ -50,6 +50,17 @@ async fn a_revocation_issued_on_one_node_closes_the_subjects_streams_on_every_no
     nodes[2].publish("t", "still here").await;
     assert_eq!(bob.next_event().await.data, "still here");
     assert_eq!(count(&nodes[2], "subject=alice").await["streams"], 0);
+
+    // What the control plane keeps in Redis expires: a footprint bounded by what is live.
+    use fred::interfaces::KeysInterface;
+    let client = redis_client(&redis).await;
+    let prefix = &nodes[0].state.config.redis_prefix;
+    for key in ["control", "revoked", "nodes"] {
+        let ttl: i64 = client.pttl(format!("{prefix}:{key}")).await.expect("PTTL");
+        assert!(ttl > 0, "{prefix}:{key} would live for ever (PTTL {ttl})");
+    }
+    let revoked_ttl: i64 = client.pttl(format!("{prefix}:revoked")).await.expect("PTTL");
+    assert!(revoked_ttl <= 600_000, "the revocations expire with the last that stands: PTTL {revoked_ttl}");
 }
 
 #[tokio::test]
