@@ -12,6 +12,7 @@
 //! token's can make fan-out slow; sizes and counts are bounded here so compiling is cheap too.
 
 use std::cell::OnceCell;
+use std::sync::Arc;
 
 use url::Url;
 use urlpattern::{UrlPattern, UrlPatternInit, UrlPatternMatchInput, UrlPatternOptions};
@@ -79,8 +80,8 @@ impl MatcherType {
     }
 }
 
-/// A compiled selector.
-#[derive(Debug)]
+/// A compiled selector; cheap to clone (a compiled URL pattern is shared, not copied).
+#[derive(Debug, Clone)]
 pub enum Selector {
     /// `*`: every topic.
     Any,
@@ -89,7 +90,7 @@ pub enum Selector {
     /// 0.x: equality, or a topic that could be an expansion of the template.
     Template { source: String, template: UriTemplate },
     /// 1.0 `urlpattern`.
-    UrlPattern { source: String, pattern: Box<UrlPattern> },
+    UrlPattern { source: String, pattern: Arc<UrlPattern> },
 }
 
 impl Selector {
@@ -127,7 +128,7 @@ impl Selector {
                 let init = UrlPatternInit::parse_constructor_string::<regex::Regex>(s, Some(hub.clone())).map_err(invalid)?;
                 // `ignore_case` stays off, as the draft requires: only hosts are case-insensitive.
                 let pattern = UrlPattern::parse(init, UrlPatternOptions::default()).map_err(invalid)?;
-                Ok(Selector::UrlPattern { source: s.to_owned(), pattern: Box::new(pattern) })
+                Ok(Selector::UrlPattern { source: s.to_owned(), pattern: Arc::new(pattern) })
             }
         }
     }
