@@ -2,7 +2,9 @@
 //! can be built on it: parsing, validation, matching and encoding, with no I/O.
 
 pub mod claims;
+pub mod frame;
 pub mod selector;
 pub mod template;
 pub mod text;
+pub mod update;
 pub mod version;
