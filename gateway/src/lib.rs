@@ -21,6 +21,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod limits;
 pub mod listener;
+pub mod mercure;
 pub mod metrics;
 pub mod routes;
 pub mod server;

@@ -46,7 +46,9 @@ impl EncodedEvent {
     }
 }
 
-fn put_field(buf: &mut BytesMut, name: &str, value: &str) {
+/// Writes one `name: value` line. The caller guarantees `value` holds no CR, LF or NUL (a validated
+/// newtype, a number); payloads that may hold line breaks go through [`put_data`].
+pub fn put_field(buf: &mut BytesMut, name: &str, value: &str) {
     buf.put_slice(name.as_bytes());
     buf.put_slice(b": ");
     buf.put_slice(value.as_bytes());
