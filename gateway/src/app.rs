@@ -80,7 +80,7 @@ pub struct App {
     backend: Backend,
     demo: Option<DemoTokens>,
     /// What the control link reads, for the control task `run` starts.
-    control_rx: tokio::sync::Mutex<Option<mpsc::Receiver<Incoming>>>,
+    control_rx: Option<mpsc::Receiver<Incoming>>,
 }
 
 impl App {
@@ -153,8 +153,7 @@ impl App {
         let state =
             AppState { auth: Arc::new(auth), bus, fanout, stats, metrics, limits, control, tickets, shutdown, config: Arc::new(config) };
         let listener = GatewayListener::new(tcp, state.config.write_timeout, Arc::clone(&state.stats));
-        let control_rx = tokio::sync::Mutex::new(Some(control_rx));
-        Ok(Self { listener, addr, admin, state, backend, demo, control_rx })
+        Ok(Self { listener, addr, admin, state, backend, demo, control_rx: Some(control_rx) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -192,11 +191,13 @@ impl App {
 
     /// Serves until `signal` resolves (or `Shutdown::begin` is called), then drains within the
     /// configured grace; see `shutdown.rs` for the order.
-    pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) {
+    pub async fn run(mut self, signal: impl Future<Output = ()> + Send + 'static) {
         let state = self.state.clone();
         let shutdown = state.shutdown.clone();
         let grace = state.config.shutdown_grace;
-        self.spawn_background().await;
+        if let Some(control_rx) = self.control_rx.take() {
+            self.spawn_background(control_rx);
+        }
         let on_signal = shutdown.clone();
         shutdown.tracker().spawn(async move {
             let stop = on_signal.token();
@@ -237,12 +238,10 @@ impl App {
         tracing::info!("stopped");
     }
 
-    async fn spawn_background(&self) {
+    fn spawn_background(&self, control_rx: mpsc::Receiver<Incoming>) {
         let config = &self.state.config;
         let shutdown = &self.state.shutdown;
-        if let Some(rx) = self.control_rx.lock().await.take() {
-            shutdown.tracker().spawn(Arc::clone(&self.state.control).run(rx, shutdown.token()));
-        }
+        shutdown.tracker().spawn(Arc::clone(&self.state.control).run(control_rx, shutdown.token()));
         if let Some(jwks) = self.state.auth.jwks() {
             shutdown.tracker().spawn(Arc::clone(jwks).run(shutdown.token()));
         }

@@ -3,7 +3,7 @@
 //! one stream past the first token's expiry, and an administrator's revocation ends the stream
 //! with `gateway.revoked` (and the page does not come back).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::http::header;
 use serde_json::json;
@@ -82,8 +82,7 @@ async fn the_demo_page_refreshes_its_token_in_band_past_its_expiry_and_a_revocat
     // The token lives less than the refresh window: the stream offers a refresh at once, and the
     // page presents a token from the issuer.
     until(&mut page, &t, "refreshed its token", |v| v.state == "open" && v.refreshes >= 1).await;
-    let now_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
-    tokio::time::sleep(Duration::from_secs(exp + 1).saturating_sub(now_secs)).await;
+    super::control_support::past(exp).await;
     t.publish_on(1, topic, "after the first token").await;
     let view = page.wait_for(1, &t).await;
     assert_eq!((view.events[0].data.as_str(), view.state.as_str()), ("after the first token", "open"));

@@ -64,6 +64,12 @@ pub async fn revoked_event(stream: &mut SseClient) -> ParsedEvent {
     last
 }
 
+/// Sleeps until the wall clock has passed `exp` (seconds): what a stream's first token allowed.
+pub async fn past(exp: u64) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+    tokio::time::sleep(std::time::Duration::from_secs(exp + 1).saturating_sub(now)).await;
+}
+
 /// The `error_description` of a 401's challenge.
 pub fn challenge(resp: &reqwest::Response) -> String {
     resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap_or_default().to_owned()).unwrap_or_default()

@@ -38,12 +38,6 @@ async fn present(app: &TestApp, url: &str, bearer: Option<&str>) -> (u16, Value)
     (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
 }
 
-/// Sleeps until the wall clock has passed `exp` (seconds): what the stream's first token allowed.
-async fn past(exp: u64) {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
-    tokio::time::sleep(Duration::from_secs(exp + 1).saturating_sub(now)).await;
-}
-
 #[tokio::test]
 async fn a_refreshed_stream_outlives_its_first_token() {
     let app = spawn_with(exact_expiry).await;
