@@ -369,7 +369,8 @@ pub fn time_left_until(exp: u64, leeway: Duration) -> Duration {
     Duration::from_secs(deadline.saturating_sub(now_secs()))
 }
 
-/// Now, in milliseconds since the epoch (revocations are dated in them).
+/// Now, in milliseconds since the epoch: how revocations, tickets and the embedded bus's ids are
+/// dated.
 pub fn now_millis() -> u64 {
     u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
 }

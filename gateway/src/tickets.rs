@@ -19,12 +19,12 @@
 pub mod format;
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use shared::{Claims, Topic, TopicPattern};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::AuthError;
+use crate::auth::{AuthError, now_millis};
 use crate::bus::tickets::{Stored, Taken};
 use crate::bus::{Bus, BusError};
 use crate::stats::Stats;
@@ -68,10 +68,6 @@ pub struct Tickets {
     stats: Arc<Stats>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
-}
-
 impl Tickets {
     /// Learns (or, first in the deployment, chooses) the deployment's tag.
     pub async fn new(bus: Arc<dyn Bus>, ttl: Duration, stats: Arc<Stats>) -> Result<Self, BusError> {
@@ -90,7 +86,7 @@ impl Tickets {
     /// A ticket for `claims`, opening only `topics` when given (each already checked to be
     /// granted by the claims), expiring after the TTL or at the token's `exp`, whichever is first.
     pub async fn issue(&self, claims: &Claims, topics: Option<&[Topic]>) -> Result<Issued, TicketError> {
-        let now = now_ms();
+        let now = now_millis();
         let expires_ms = (now + self.ttl.as_millis() as u64).min(claims.exp.saturating_mul(1000));
         if expires_ms <= now {
             // Still inside the verifier's leeway: a ticket would be born expired.
@@ -136,7 +132,7 @@ impl Tickets {
         if ticket.deployment != self.deployment() {
             return refused(AuthError::TicketForeign);
         }
-        if ticket.expires_ms <= now_ms() {
+        if ticket.expires_ms <= now_millis() {
             return refused(AuthError::TicketExpired);
         }
         match self.bus.take_ticket(&ticket.digest()).await? {
@@ -234,11 +230,11 @@ mod tests {
     async fn refusals_that_need_no_lookup_come_first() {
         let t = tickets(Duration::from_secs(30)).await;
         assert_eq!(refusal(t.redeem("nonsense").await), AuthError::TicketMalformed);
-        let foreign = format::mint(&format::new_deployment(), now_ms() + 10_000);
+        let foreign = format::mint(&format::new_deployment(), now_millis() + 10_000);
         assert_eq!(refusal(t.redeem(&foreign).await), AuthError::TicketForeign);
-        let expired = format::mint(&t.deployment(), now_ms() - 1);
+        let expired = format::mint(&t.deployment(), now_millis() - 1);
         assert_eq!(refusal(t.redeem(&expired).await), AuthError::TicketExpired);
-        let guessed = format::mint(&t.deployment(), now_ms() + 10_000);
+        let guessed = format::mint(&t.deployment(), now_millis() + 10_000);
         assert_eq!(refusal(t.redeem(&guessed).await), AuthError::TicketUnknown);
     }
 
@@ -247,7 +243,7 @@ mod tests {
         let t = tickets(Duration::from_secs(30)).await;
         let issued = t.issue(&claims(3600), None).await.expect("issued");
         let parts: Vec<&str> = issued.ticket.split('.').collect();
-        let later = format::mint(parts[0], now_ms() + 3_600_000);
+        let later = format::mint(parts[0], now_millis() + 3_600_000);
         let extended = format!("{}.{}.{}", parts[0], later.split('.').nth(1).expect("expiry"), parts[2]);
         assert_eq!(refusal(t.redeem(&extended).await), AuthError::TicketUnknown);
         assert!(t.redeem(&issued.ticket).await.is_ok(), "the real one still works");

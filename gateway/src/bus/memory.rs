@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use shared::{Event, StreamId, Topic};
@@ -21,6 +21,7 @@ use shared::{Event, StreamId, Topic};
 use super::fanout::Fanout;
 use super::tickets::TicketTable;
 use super::{Bus, BusError, Delivery, NewEvent, Replay};
+use crate::auth::now_millis;
 
 #[derive(Debug)]
 struct TopicLog {
@@ -49,15 +50,11 @@ pub struct MemoryBus {
     pub(super) tickets: TicketTable,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
-}
-
 impl MemoryBus {
     pub fn new(fanout: Arc<Fanout>, max_len: usize, max_age: Duration) -> Self {
         // Anything before now belonged to an earlier process (if any): a cursor from then may
         // point at events this process never had.
-        let boot = StreamId::new(now_ms(), 0);
+        let boot = StreamId::new(now_millis(), 0);
         Self {
             state: Mutex::new(State { logs: HashMap::new(), last: boot, floor: boot }),
             fanout,
@@ -98,11 +95,11 @@ impl MemoryBus {
 
     /// Ids below this millisecond are older than `max_age`.
     fn age_cutoff(&self) -> u64 {
-        now_ms().saturating_sub(self.max_age.as_millis() as u64)
+        now_millis().saturating_sub(self.max_age.as_millis() as u64)
     }
 
     fn mint(state: &mut State) -> StreamId {
-        let ms = now_ms();
+        let ms = now_millis();
         state.last = if ms > state.last.ms { StreamId::new(ms, 0) } else { state.last.successor() };
         state.last
     }
