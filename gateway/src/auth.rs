@@ -233,8 +233,43 @@ fn claim_checks(jwt: &JwtConfig) -> Validation {
     validation
 }
 
-fn decode(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Claims, AuthError> {
-    let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
+/// The checks of a token whose claims are judged elsewhere (Mercure's, whose drafts allow a float
+/// or absent `exp` and have their own audience and issuer rules): the signature and algorithm
+/// only, from the key's own validation.
+fn signature_only(validation: &Validation) -> Validation {
+    let mut v = validation.clone();
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v.iss = None;
+    v.required_spec_claims.clear();
+    v
+}
+
+/// A token verified by signature only: its JOSE `typ` and its claims as JSON.
+#[derive(Debug)]
+pub struct RawToken {
+    pub typ: Option<String>,
+    pub claims: serde_json::Value,
+}
+
+/// How much of a token to check: everything the gateway's own tokens need, or the signature only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Checks {
+    Full,
+    SignatureOnly,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(token: &str, key: &DecodingKey, validation: &Validation, checks: Checks) -> Result<T, AuthError> {
+    let relaxed;
+    let validation = match checks {
+        Checks::Full => validation,
+        Checks::SignatureOnly => {
+            relaxed = signature_only(validation);
+            &relaxed
+        }
+    };
+    let data = jsonwebtoken::decode::<T>(token, key, validation).map_err(|e| match e.kind() {
         ErrorKind::InvalidSignature => AuthError::Signature,
         ErrorKind::ExpiredSignature => AuthError::Expired,
         ErrorKind::ImmatureSignature => AuthError::NotYetValid,
@@ -283,10 +318,18 @@ impl Authenticator {
     /// a (rate-limited, shared) JWKS refresh when its `kid` is unknown, so that the first token
     /// signed with a freshly rotated key passes.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        self.verify_signature(token).await?.personalize().map_err(|_| AuthError::Subject)
+        self.verify_signature::<Claims>(token, Checks::Full).await?.personalize().map_err(|_| AuthError::Subject)
     }
 
-    async fn verify_signature(&self, token: &str) -> Result<Claims, AuthError> {
+    /// Verifies `token`'s signature with the same keys as [`Authenticator::verify`], and hands
+    /// back its claims unjudged (see [`signature_only`]).
+    pub async fn verify_raw(&self, token: &str) -> Result<RawToken, AuthError> {
+        let claims = self.verify_signature::<serde_json::Value>(token, Checks::SignatureOnly).await?;
+        let typ = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?.typ;
+        Ok(RawToken { typ, claims })
+    }
+
+    async fn verify_signature<T: serde::de::DeserializeOwned>(&self, token: &str, checks: Checks) -> Result<T, AuthError> {
         // The header first: one the library cannot read (`alg: none`, an unknown algorithm) is
         // refused for its algorithm rather than reported as a claims error.
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
@@ -294,7 +337,7 @@ impl Authenticator {
             _ => AuthError::Malformed,
         })?;
         let by_static = || match &self.fixed {
-            Some(k) => decode(token, &k.key, &k.validation),
+            Some(k) => decode(token, &k.key, &k.validation, checks),
             None if self.jwks.is_some() && header.kid.is_none() && !is_hmac(header.alg) => Err(AuthError::UnknownKey),
             None => Err(AuthError::Algorithm),
         };
@@ -303,7 +346,7 @@ impl Authenticator {
             return by_static();
         }
         if let Some(key) = jwks.find(kid) {
-            return key.verify(token);
+            return key.verify(token, checks);
         }
         // A `kid` the static key may own: no need to bother the identity provider when it
         // verifies. A token it refuses for a reason other than its signature is refused for that.
@@ -313,7 +356,7 @@ impl Authenticator {
                 other => return other,
             }
         }
-        jwks.find_after_refresh(kid).await?.verify(token)
+        jwks.find_after_refresh(kid).await?.verify(token, checks)
     }
 
     /// Finds the token: `Authorization: Bearer` first, then the `access_token` query parameter

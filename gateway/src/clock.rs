@@ -30,7 +30,7 @@ pub async fn run(bus: Arc<dyn Bus>, topic: Topic, every: Duration, stop: Cancell
             }
         }
         let data = humantime::format_rfc3339_seconds(now).to_string();
-        let event = NewEvent { topic: topic.clone(), name: None, data, retry: None, trace: None };
+        let event = NewEvent::new(topic.clone(), data);
         if let Err(e) = bus.publish(vec![event]).await {
             tracing::warn!(error = %e, "clock tick not published");
         }

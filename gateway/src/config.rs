@@ -13,8 +13,10 @@ use crate::auth::KeyMaterial;
 use crate::healthcheck::Probe;
 
 mod jwt;
+mod mercure;
 
 pub use jwt::{JwksConfig, JwtConfig};
+pub use mercure::{HUB_PATH, MercureConfig};
 
 /// The flags and variables as clap reads them. `Config::from_args` turns them into a `Config`.
 #[derive(Debug, Clone, Parser)]
@@ -184,6 +186,24 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// Serve a Mercure hub at /.well-known/mercure speaking this protocol version: "0.x"
+    /// (draft-07: Symfony, API Platform), "1.0" (draft-08: access tokens, URL patterns) or "off".
+    #[arg(long, env = "GATEWAY_MERCURE", default_value = "off")]
+    pub mercure: String,
+
+    /// Let Mercure subscribers without a token receive public updates.
+    #[arg(long, env = "GATEWAY_MERCURE_ANONYMOUS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub mercure_anonymous: bool,
+
+    /// Mercure 1.0: the hub's resource identifier, the audience its access tokens must name.
+    /// Default: GATEWAY_PUBLIC_URL + /.well-known/mercure.
+    #[arg(long, env = "GATEWAY_MERCURE_RESOURCE")]
+    pub mercure_resource: Option<String>,
+
+    /// Mercure 1.0: the issuers (iss) whose access tokens the hub accepts, comma-separated.
+    #[arg(long, env = "GATEWAY_MERCURE_ISSUERS")]
+    pub mercure_issuers: Option<String>,
+
     /// Redis URL: redis://[user:pass@]host:port[/db], redis-cluster://host:port[?node=host:port…]
     /// or redis-sentinel://host:port[/db]?sentinelServiceName=NAME. Unset: the embedded,
     /// single-node bus.
@@ -288,6 +308,8 @@ pub struct Config {
     pub redis_ca_file: Option<std::path::PathBuf>,
     /// `None`: no traces are exported.
     pub otel: Option<OtelConfig>,
+    /// `None`: no Mercure hub (`GATEWAY_MERCURE=off`).
+    pub mercure: Option<MercureConfig>,
 }
 
 /// Where traces go (`OTEL_EXPORTER_OTLP_ENDPOINT`) and under which service name.
@@ -378,6 +400,7 @@ pub const MAX_REVOCATION: Duration = Duration::from_secs(30 * 24 * 3600);
 impl Config {
     pub fn from_args(a: Args) -> Result<Self, ConfigError> {
         let jwt = jwt::jwt_config(&a)?;
+        let mercure = mercure::mercure_config(&a)?;
         let heartbeat: Duration = a.heartbeat.into();
         if heartbeat < Duration::from_secs(1) || heartbeat > Duration::from_secs(120) {
             return Err(invalid("GATEWAY_HEARTBEAT", "must be between 1s and 120s (proxies commonly cut streams idle for 60s)"));
@@ -491,6 +514,7 @@ impl Config {
             redis_reconcile,
             redis_ca_file,
             otel,
+            mercure,
         })
     }
 

@@ -71,6 +71,16 @@ pub struct ConnectionSettings {
     pub control: Option<Registration>,
     /// When to ask for a fresh token and where it goes; none: the stream ends at expiry.
     pub refresh: Option<RefreshOffer>,
+    /// For a stream of another protocol (Mercure): what it sends for each event; none: the
+    /// native frames.
+    pub render: Option<Box<dyn Render>>,
+}
+
+/// How a stream of another protocol turns events into frames. The stream keeps its positions
+/// (ids, order, exactly-once, resumption) as a native one does; only what it writes differs.
+pub trait Render: Send + Sync + std::fmt::Debug {
+    /// The frame to send for `d`, or `None` to skip it (its position still moves past it).
+    fn frame(&self, d: &Delivery) -> Option<Bytes>;
 }
 
 /// In-band token refresh: `window` before the token expires the stream sends
@@ -108,6 +118,7 @@ pub struct Connection {
     expires_at: Instant,
     refresh: Option<Refresh>,
     control: Option<Registration>,
+    render: Option<Box<dyn Render>>,
     /// Fires when the control plane revoked or extended the stream; kept like `shutdown`.
     control_wake: Option<Pin<Box<OwnedNotified>>>,
     /// Created once and kept: a fresh `cancelled()` future per event would register and drop a
@@ -187,6 +198,7 @@ impl Connection {
             expires_at: now + settings.expires_in,
             refresh: settings.refresh.map(|offer| Refresh { offer, offered: false }),
             control: settings.control,
+            render: settings.render,
             control_wake,
             shutdown: Box::pin(settings.shutdown.cancelled_owned()),
             slow: Box::pin(slow),
@@ -266,7 +278,8 @@ impl Connection {
                     return;
                 }
             };
-            if page.lost {
+            // Another protocol has its own way of saying so (Mercure: a response header).
+            if page.lost && self.render.is_none() {
                 self.stats.lost_signals.fetch_add(1, Ordering::Relaxed);
                 self.pending.push_back(lost_frame(&topic, after, page.events.first().and_then(|d| d.id)));
                 // Said once: the position moves past the gap with the first retained event.
@@ -323,8 +336,15 @@ impl Connection {
         if id <= self.topics[i].position {
             return;
         }
-        self.stats.events_delivered.fetch_add(1, Ordering::Relaxed);
         self.topics[i].position = id;
+        if let Some(render) = &self.render {
+            if let Some(frame) = render.frame(d) {
+                self.stats.events_delivered.fetch_add(1, Ordering::Relaxed);
+                self.pending.push_back(frame);
+            }
+            return;
+        }
+        self.stats.events_delivered.fetch_add(1, Ordering::Relaxed);
         if self.topics.len() == 1 {
             self.pending.push_back(d.frame.frame().clone());
         } else {

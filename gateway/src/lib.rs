@@ -7,7 +7,9 @@
 //! Data flow, by file: `routes/publish.rs` (HTTP publish) → `bus/` (history and ids:
 //! `memory.rs`) → `bus/fanout.rs` (one entry per topic per node, a bounded queue per
 //! connection) → `connection.rs` (replay, live, heartbeat, cursor) → `routes/events.rs` (the SSE
-//! response), with frames encoded once by `shared::sse`.
+//! response), with frames encoded once by `shared::sse`. The Mercure hub (`hub/`, protocol rules
+//! in `mercure/`) stores its updates as events of an internal topic and streams them through
+//! the same connection with a Mercure rendering.
 
 pub mod app;
 pub mod auth;
@@ -19,6 +21,7 @@ pub mod control;
 pub mod demo;
 pub mod error;
 pub mod healthcheck;
+pub mod hub;
 pub mod limits;
 pub mod listener;
 pub mod mercure;

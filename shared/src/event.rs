@@ -61,10 +61,32 @@ impl Topic {
         Ok(Self(s.to_owned()))
     }
 
+    /// The internal topic that holds Mercure updates (the hub at `/.well-known/mercure`). Its
+    /// `$` is outside the characters [`Topic::parse`] allows, so no native client can publish to
+    /// it or follow it: native topics and Mercure topics stay separate namespaces while Mercure
+    /// updates use the same history, ids and fan-out as native events.
+    pub fn mercure() -> Self {
+        Self(MERCURE_TOPIC.to_owned())
+    }
+
+    /// Like [`Topic::parse`], and also accepts the gateway's internal topics: for names read back
+    /// from the gateway's own storage (Redis keys and channels), never for names a client sent.
+    pub fn parse_stored(s: &str) -> Result<Self, ValidationError> {
+        if s == MERCURE_TOPIC { Ok(Self::mercure()) } else { Self::parse(s) }
+    }
+
+    /// Whether this is one of the gateway's internal topics.
+    pub fn is_internal(&self) -> bool {
+        self.0 == MERCURE_TOPIC
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
+
+/// The name of [`Topic::mercure`].
+pub const MERCURE_TOPIC: &str = "$mercure";
 
 impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

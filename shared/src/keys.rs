@@ -16,6 +16,12 @@
 //!   ticket's claims until it is used, then an empty tombstone, and expires with the ticket;
 //! - `{prefix}:deployment`: the tag every node of the deployment puts in its tickets, so that a
 //!   ticket from another deployment is told apart; each node refreshes its short expiry.
+//! - `{prefix}:alias:{T}:{name}`: the stream id of the event of topic `T` that its publisher
+//!   named `name` (a Mercure update id), expiring with the history's max age, so that a client
+//!   resuming from that name finds its place.
+//!
+//! Mercure updates live in the internal topic `$mercure` (`{prefix}:stream:{$mercure}`); its `$`
+//! is not a character native topics may use, so the two namespaces never meet.
 //!
 //! The braces are literal: they make `T` a Redis Cluster hash tag, so every key of one topic
 //! lives on one shard. Topic names cannot contain braces, so the tag is always exactly `T`.
@@ -34,6 +40,7 @@ pub struct KeyLayout {
     prefix: String,
     ticket_prefix: String,
     deployment: String,
+    alias_prefix: String,
 }
 
 impl KeyLayout {
@@ -45,6 +52,7 @@ impl KeyLayout {
             prefix: prefix.to_owned(),
             ticket_prefix: format!("{prefix}:ticket:"),
             deployment: format!("{prefix}:deployment"),
+            alias_prefix: format!("{prefix}:alias:{{"),
         }
     }
 
@@ -59,6 +67,11 @@ impl KeyLayout {
     /// The receipt of one publish call on `topic` (same hash tag, so same shard as the stream).
     pub fn receipt(&self, topic: &Topic, token: &str) -> String {
         format!("{}{topic}}}:{token}", self.receipt_prefix)
+    }
+
+    /// Where the id of the event of `topic` named `alias` is kept (same shard as the stream).
+    pub fn alias(&self, topic: &Topic, alias: &str) -> String {
+        format!("{}{topic}}}:{alias}", self.alias_prefix)
     }
 
     /// The control channel every node reads.
@@ -97,7 +110,7 @@ impl KeyLayout {
     }
 
     fn tagged(s: &str, prefix: &str) -> Option<Topic> {
-        Topic::parse(s.strip_prefix(prefix)?.strip_suffix('}')?).ok()
+        Topic::parse_stored(s.strip_prefix(prefix)?.strip_suffix('}')?).ok()
     }
 }
 
@@ -120,5 +133,9 @@ mod tests {
         assert_eq!(k.topic_of_stream("sse:live:{orders.eu}"), None);
         assert_eq!(k.topic_of_stream("other:stream:{x}"), None);
         assert_eq!(k.topic_of_stream("sse:stream:{a b}"), None, "not a valid topic");
+        assert_eq!(k.topic_of_stream("sse:stream:{$mercure}"), Some(Topic::mercure()));
+        assert_eq!(k.topic_of_stream("sse:stream:{$other}"), None, "only the known internal topics");
+        assert_eq!(k.alias(&Topic::mercure(), "urn:uuid:1"), "sse:alias:{$mercure}:urn:uuid:1");
+        assert!(Topic::parse("$mercure").is_err(), "clients cannot name the internal topic");
     }
 }

@@ -28,6 +28,9 @@ struct TopicLog {
     events: VecDeque<Arc<Delivery>>,
     /// Positions at or below this may have had events that are no longer held.
     floor: StreamId,
+    /// Publisher-given names of held events (`NewEvent::alias`): the first event with a name
+    /// keeps it. Pruned as events leave (see [`prune_aliases`]).
+    aliases: HashMap<Box<str>, StreamId>,
 }
 
 #[derive(Debug)]
@@ -105,6 +108,16 @@ impl MemoryBus {
     }
 }
 
+/// Forgets the names of events that left the log, once they are as many as the held events (so
+/// the cost is amortised over the events that left, and the table stays within twice the log).
+fn prune_aliases(log: &mut TopicLog) {
+    if log.aliases.len() > 2 * log.events.len() + 16 {
+        let floor = log.floor;
+        log.aliases.retain(|_, id| *id > floor);
+        super::shrink_idle(&mut log.aliases);
+    }
+}
+
 fn trim_age(log: &mut TopicLog, cutoff_ms: u64) {
     while let Some(front) = log.events.front() {
         match front.id {
@@ -130,8 +143,15 @@ impl Bus for MemoryBus {
             let event = Event { topic: e.topic, id: Some(id), name: e.name, data: e.data, retry: e.retry };
             let delivery = Arc::new(Delivery::new(&event, e.trace));
             let floor = state.floor;
-            let log = state.logs.entry(delivery.topic.clone()).or_insert_with(|| TopicLog { events: VecDeque::new(), floor });
+            let log = state.logs.entry(delivery.topic.clone()).or_insert_with(|| TopicLog {
+                events: VecDeque::new(),
+                floor,
+                aliases: HashMap::new(),
+            });
             log.events.push_back(Arc::clone(&delivery));
+            if let Some(alias) = e.alias {
+                log.aliases.entry(alias.into()).or_insert(id);
+            }
             if self.max_len > 0 {
                 while log.events.len() > self.max_len {
                     if let Some(old) = log.events.pop_front().and_then(|d| d.id) {
@@ -140,6 +160,7 @@ impl Bus for MemoryBus {
                 }
             }
             trim_age(log, cutoff);
+            prune_aliases(log);
             self.fanout.deliver(delivery);
             ids.push(id);
         }
@@ -162,6 +183,14 @@ impl Bus for MemoryBus {
         Ok(Replay { events, lost: after < log.floor, tail })
     }
 
+    async fn find_alias(&self, topic: &Topic, alias: &str) -> Result<Option<StreamId>, BusError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(log) = state.logs.get_mut(topic) else { return Ok(None) };
+        trim_age(log, self.age_cutoff());
+        // A name whose event left history resolves to nothing, as on Redis once its key expired.
+        Ok(log.aliases.get(alias).copied().filter(|id| *id > log.floor))
+    }
+
     fn is_ready(&self) -> bool {
         true
     }
@@ -180,7 +209,7 @@ mod tests {
     }
 
     fn new_event(topic: &Topic, data: &str) -> NewEvent {
-        NewEvent { topic: topic.clone(), name: None, data: data.into(), retry: None, trace: None }
+        NewEvent::new(topic.clone(), data.into())
     }
 
     #[tokio::test]
@@ -236,6 +265,20 @@ mod tests {
     fn aged(d: &Arc<Delivery>, ms: u64) -> Arc<Delivery> {
         let event = Event { topic: d.topic.clone(), id: d.id.map(|id| aged_id(id, ms)), name: None, data: String::new(), retry: None };
         Arc::new(Delivery::new(&event, None))
+    }
+
+    #[tokio::test]
+    async fn aliases_resolve_to_the_first_event_named_so_while_it_is_held() {
+        let (bus, t) = bus(3);
+        let named = |alias: &str| NewEvent { alias: Some(alias.into()), ..new_event(&t, "x") };
+        let ids = bus.publish(vec![named("a"), named("b"), named("a")]).await.expect("publish");
+        assert_eq!(bus.find_alias(&t, "a").await.expect("find"), Some(ids[0]), "the earliest bearer wins");
+        assert_eq!(bus.find_alias(&t, "b").await.expect("find"), Some(ids[1]));
+        assert_eq!(bus.find_alias(&t, "c").await.expect("find"), None);
+        assert_eq!(bus.find_alias(&Topic::parse("other").expect("topic"), "a").await.expect("find"), None);
+        bus.publish((0..40).map(|i| named(&format!("n{i}"))).collect()).await.expect("publish");
+        assert_eq!(bus.find_alias(&t, "a").await.expect("find"), None, "trimmed events lose their names");
+        assert!(bus.state.lock().expect("lock").logs[&t].aliases.len() <= 2 * 3 + 16 + 1, "names are pruned with their events");
     }
 
     #[tokio::test]

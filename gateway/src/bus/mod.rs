@@ -18,13 +18,14 @@ pub mod tickets;
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use shared::sse::EncodedEvent;
 use shared::{Event, EventName, StreamId, Topic};
 
+use crate::mercure;
 use crate::telemetry::TraceContext;
 
 /// What a publisher asks for; the bus assigns the id.
@@ -36,6 +37,17 @@ pub struct NewEvent {
     pub retry: Option<u64>,
     /// The publishing span's context (traces on), for the deliveries to join its trace.
     pub trace: Option<TraceContext>,
+    /// A name the publisher gave the event (a Mercure update id): while the event is in history,
+    /// [`Bus::find_alias`] turns it back into the event's id, so a client resuming from that
+    /// name finds its place on any node.
+    pub alias: Option<String>,
+}
+
+impl NewEvent {
+    /// An event with data only, and no alias or trace.
+    pub fn new(topic: Topic, data: String) -> Self {
+        Self { topic, name: None, data, retry: None, trace: None, alias: None }
+    }
 }
 
 /// An event inside a node: its topic and id for routing and cursors, and its frame, encoded once
@@ -50,11 +62,30 @@ pub struct Delivery {
     /// The context of the span that published the event, if it came with one: the parent of
     /// this node's `deliver` span.
     pub trace: Option<TraceContext>,
+    /// A Mercure update read from this event's data, decoded by the first stream that needs it
+    /// and shared by the others (`None` inside: not a Mercure update).
+    pub(crate) mercure: OnceLock<Option<Arc<mercure::Dispatch>>>,
+    /// The event's data as stored, kept only for events of the internal Mercure topic (their
+    /// native frame is never sent).
+    pub(crate) raw: Option<Box<str>>,
 }
 
 impl Delivery {
     pub fn new(event: &Event, trace: Option<TraceContext>) -> Self {
-        Self { topic: event.topic.clone(), id: event.id, frame: EncodedEvent::new(event), received: Instant::now(), trace }
+        Self {
+            topic: event.topic.clone(),
+            id: event.id,
+            frame: EncodedEvent::new(event),
+            received: Instant::now(),
+            trace,
+            mercure: OnceLock::new(),
+            raw: event.topic.is_internal().then(|| event.data.as_str().into()),
+        }
+    }
+
+    /// The Mercure update this event carries, decoded once per node and event.
+    pub(crate) fn mercure(&self) -> Option<&Arc<mercure::Dispatch>> {
+        self.mercure.get_or_init(|| self.raw.as_deref().and_then(mercure::Dispatch::decode).map(Arc::new)).as_ref()
     }
 }
 
@@ -103,6 +134,9 @@ pub trait Bus: tickets::TicketStore + Send + Sync + std::fmt::Debug + 'static {
     async fn claim(&self, _name: &str, _ttl: std::time::Duration) -> Result<bool, BusError> {
         Ok(true)
     }
+
+    /// The id of the event of `topic` that was published with `alias`, while it is in history.
+    async fn find_alias(&self, topic: &Topic, alias: &str) -> Result<Option<StreamId>, BusError>;
 
     /// Whether the bus can serve (its store reachable).
     fn is_ready(&self) -> bool;

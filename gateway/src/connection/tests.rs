@@ -34,13 +34,14 @@ impl Harness {
             slow: CancellationToken::new(),
             control: None,
             refresh: None,
+            render: None,
         };
         let bus: Arc<dyn Bus> = self.bus.clone();
         Connection::start(topics, None, &self.fanout, bus, settings, Arc::clone(&self.stats)).await.expect("starts")
     }
 
     async fn publish(&self, topic: &str, data: &str) {
-        let e = NewEvent { topic: Topic::parse(topic).expect("topic"), name: None, data: data.into(), retry: None, trace: None };
+        let e = NewEvent::new(Topic::parse(topic).expect("topic"), data.into());
         self.bus.publish(vec![e]).await.expect("publish");
     }
 }

@@ -23,9 +23,12 @@
 //! `text.rs` holds the character rules that topics, matchers, ids and types share.
 
 pub mod claims;
+pub mod dispatch;
 pub mod frame;
 pub mod selector;
 pub mod template;
 pub mod text;
 pub mod update;
 pub mod version;
+
+pub use dispatch::Dispatch;

@@ -164,18 +164,25 @@ impl Selector {
 pub struct TopicRef<'a> {
     raw: &'a str,
     base: Option<&'a Url>,
+    /// Set when the caller resolved the topic already (once per update, for every stream).
+    resolved: Option<Option<&'a Url>>,
     url: OnceCell<Option<Url>>,
 }
 
 impl<'a> TopicRef<'a> {
     /// A topic for 0.x selectors (which never need it as a URL).
     pub fn plain(raw: &'a str) -> Self {
-        Self { raw, base: None, url: OnceCell::new() }
+        Self { raw, base: None, resolved: None, url: OnceCell::new() }
     }
 
     /// A topic for 1.0 matchers; relative topics resolve on `hub`, the hub's URL.
     pub fn on_hub(raw: &'a str, hub: &'a Url) -> Self {
-        Self { raw, base: Some(hub), url: OnceCell::new() }
+        Self { raw, base: Some(hub), resolved: None, url: OnceCell::new() }
+    }
+
+    /// A 1.0 topic already resolved on the hub's URL (`None`: it is not a URL reference).
+    pub fn resolved(raw: &'a str, url: Option<&'a Url>) -> Self {
+        Self { raw, base: None, resolved: Some(url), url: OnceCell::new() }
     }
 
     pub fn as_str(&self) -> &'a str {
@@ -183,6 +190,9 @@ impl<'a> TopicRef<'a> {
     }
 
     fn url(&self) -> Option<&Url> {
+        if let Some(resolved) = self.resolved {
+            return resolved;
+        }
         self.url.get_or_init(|| self.base.and_then(|base| base.join(self.raw).ok())).as_ref()
     }
 }

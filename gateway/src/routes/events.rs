@@ -62,6 +62,7 @@ async fn events(
         slow: client.map(|Extension(ConnectInfo(c))| c.kill).unwrap_or_default(),
         control: Some(registration),
         refresh,
+        render: None,
     };
     let conn =
         Connection::start(topics, cursor, &state.fanout, state.bus.clone(), settings, state.stats.clone()).await.map_err(|e| match e {

@@ -19,6 +19,8 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+pub(crate) use publish::refuse_announced_oversize;
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(events::router())
@@ -29,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(refresh::router())
         .merge(demo::router())
+        .merge(crate::hub::router(state.config.mercure.as_ref(), state.config.max_body_bytes))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(cors(&state.config.cors_origins))

@@ -36,7 +36,7 @@ pub fn router(max_body: usize) -> Router<AppState> {
 /// A body whose `Content-Length` is over the limit is refused before a byte of it is read: the
 /// limit on the body stream alone would wait, for as long as the client likes, for a body
 /// announced at 10 GB and never sent.
-pub(super) async fn refuse_announced_oversize(max_body: usize, request: Request, next: Next) -> Result<Response, ApiError> {
+pub(crate) async fn refuse_announced_oversize(max_body: usize, request: Request, next: Next) -> Result<Response, ApiError> {
     let announced = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     match announced {
         Some(length) if length > max_body as u64 => Err(ApiError::PayloadTooLarge { limit: max_body }),
@@ -67,7 +67,7 @@ async fn publish(
         if !claims.may_publish(&topic) {
             return Err(ApiError::Forbidden { action: "publish", topic });
         }
-        events.push(NewEvent { topic, name, data, retry, trace: None });
+        events.push(NewEvent { topic, name, data, retry, trace: None, alias: None });
     }
     let count = events.len() as u64;
     let span = publish_span(&events);

@@ -7,9 +7,8 @@
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use shared::Claims;
 
-use crate::auth::{AuthError, decode, is_hmac};
+use crate::auth::{AuthError, Checks, decode, is_hmac};
 
 /// A key from a JWKS with the validation it is used with: its own algorithms only.
 pub struct JwksKey {
@@ -24,8 +23,8 @@ impl std::fmt::Debug for JwksKey {
 }
 
 impl JwksKey {
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        decode(token, &self.key, &self.validation)
+    pub(crate) fn verify<T: serde::de::DeserializeOwned>(&self, token: &str, checks: Checks) -> Result<T, AuthError> {
+        decode(token, &self.key, &self.validation, checks)
     }
 }
 

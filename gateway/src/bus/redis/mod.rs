@@ -182,9 +182,11 @@ impl RedisBus {
             }
             args.push((fields.len() / 2).to_string());
             args.extend(fields);
+            args.push(if e.alias.is_some() { "1" } else { "0" }.to_owned());
         }
         let receipt = self.keys.receipt(topic, &format!("{:016x}", rand::random::<u64>()));
-        let keys = vec![self.keys.stream(topic), receipt];
+        let mut keys = vec![self.keys.stream(topic), receipt];
+        keys.extend(events.iter().filter_map(|e| e.alias.as_deref()).map(|alias| self.keys.alias(topic, alias)));
         let reply: Value = self.stats.redis("publish", self.client.eval(scripts::PUBLISH, keys, args)).await.map_err(unavailable)?;
         let Value::Array(ids) = reply else { return Err(BusError::Unavailable("publish script returned no ids".into())) };
         ids.iter().map(|v| scripts::stream_id(v).map_err(|e| BusError::Unavailable(e.into()))).collect()
@@ -269,6 +271,13 @@ impl Bus for RedisBus {
         }
         let lost = after.is_some_and(|a| reply.lost_after(a));
         Ok(Replay { events, lost, tail: reply.tail })
+    }
+
+    async fn find_alias(&self, topic: &Topic, alias: &str) -> Result<Option<StreamId>, BusError> {
+        let key = self.keys.alias(topic, alias);
+        let id: Option<String> = self.stats.redis("find_alias", self.client.get(key)).await.map_err(unavailable)?;
+        // A value that is not an id was not written by a gateway: as good as no alias.
+        Ok(id.and_then(|id| StreamId::parse(&id).ok()))
     }
 
     async fn follow(&self, topics: &[Topic]) -> Result<(), BusError> {

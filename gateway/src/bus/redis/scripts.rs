@@ -7,11 +7,15 @@ use shared::{Event, EventName, StreamId, Topic};
 use crate::telemetry::TraceContext;
 
 /// Appends events to one topic's stream and trims it, in one atomic step, at most once per call.
-/// KEYS[1]: the stream; KEYS[2]: this call's receipt. ARGV: max length (0 = none), max age in ms
-/// (0 = none), the receipt's lifetime in ms, then for each event the number of field/value pairs
-/// followed by the pairs (`data`, `event`, `retry`, `via`, and with traces on `traceparent`,
-/// `tracestate`: see [`entry`]). Returns the ids in order. Age trimming uses the server's clock
-/// (`TIME`), the clock its ids come from.
+/// KEYS[1]: the stream; KEYS[2]: this call's receipt; KEYS[3…]: the alias keys of the events that
+/// have one, in order. ARGV: max length (0 = none), max age in ms (0 = none), the receipt's
+/// lifetime in ms, then for each event the number of field/value pairs, the pairs (`data`,
+/// `event`, `retry`, `via`, and with traces on `traceparent`, `tracestate`: see [`entry`]), and
+/// `1` if the event has an alias key (`0` if not). Returns the ids in order. Age trimming uses
+/// the server's clock (`TIME`), the clock its ids come from.
+///
+/// An alias key holds its event's id for the max age (a day without one); it is set only if
+/// absent, so a name given twice resolves to the earliest event that bears it, as Mercure asks.
 ///
 /// Trimming alone runs only when the next event comes, so a topic that goes quiet would keep its
 /// stream for ever (a million per-user topics: gigabytes). So the stream also expires: at the
@@ -28,14 +32,21 @@ pub const PUBLISH: &str = r#"
 local receipt = redis.call('GET', KEYS[2])
 if receipt then return cjson.decode(receipt) end
 local maxlen, maxage = tonumber(ARGV[1]), tonumber(ARGV[2])
-local ids, i = {}, 4
+local aliasttl = maxage > 0 and maxage or 86400000
+local ids, i, k = {}, 4, 3
 while i <= #ARGV do
   local n = tonumber(ARGV[i]); i = i + 1
   local args = {'XADD', KEYS[1]}
   if maxlen > 0 then args[#args+1] = 'MAXLEN'; args[#args+1] = '~'; args[#args+1] = maxlen end
   args[#args+1] = '*'
   for _ = 1, 2 * n do args[#args+1] = ARGV[i]; i = i + 1 end
-  ids[#ids+1] = redis.call(unpack(args))
+  local id = redis.call(unpack(args))
+  ids[#ids+1] = id
+  if ARGV[i] == '1' then
+    redis.call('SET', KEYS[k], id, 'PX', aliasttl, 'NX')
+    k = k + 1
+  end
+  i = i + 1
 end
 if maxage > 0 then
   local t = redis.call('TIME')

@@ -1,0 +1,141 @@
+//! `GET /.well-known/mercure`: a subscription, as an SSE stream of the updates its selectors
+//! choose and its token (or lack of one) allows.
+//!
+//! The stream is a native connection following the internal `$mercure` topic with a Mercure
+//! [`MercureRender`]: registration before the response head (an update published right after the
+//! stream opens arrives), heartbeats, shutdown, slow-client cut, connection limits and the end at
+//! token expiry are the native ones.
+//!
+//! Resuming: the `Last-Event-ID` header, else the version's query parameter (`lastEventID` for
+//! 0.x, `last_event_id` for 1.0), names an update id. The hub resolves it to its place in history
+//! (`Bus::find_alias`, the same on every node) and replays what follows. `earliest`, or an id no
+//! longer (or never) in history, replays all the history held; the response header (0.x
+//! `Last-Event-ID`, 1.0 `Mercure-Last-Event-ID`) then says `earliest`, which tells the client that
+//! updates may have been lost; when the id was found it is echoed.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use futures::StreamExt;
+use shared::{Cursor, StreamId, Topic};
+
+use super::Hub;
+use super::error::HubError;
+use super::render::MercureRender;
+use super::token::{self, Purpose};
+use crate::connection::{Connection, ConnectionSettings, StartError};
+use crate::error::ApiError;
+use crate::listener::ClientInfo;
+use crate::mercure::selector;
+use crate::mercure::update::EARLIEST;
+use crate::mercure::version::Protocol;
+use crate::state::AppState;
+
+/// How long a stream under a token without `exp` (0.x allows it) lasts before the client is
+/// asked to reconnect: long, but not for ever, so that a token's grant is read again now and then.
+const NO_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+/// Longest `Last-Event-ID` read (update ids are at most 256 bytes).
+const MAX_LAST_EVENT_ID: usize = 1024;
+
+pub async fn subscribe(
+    State(state): State<AppState>,
+    Extension(hub): Extension<Arc<Hub>>,
+    client: Option<Extension<ConnectInfo<ClientInfo>>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, HubError> {
+    if state.shutdown.is_draining() {
+        return Err(ApiError::ShuttingDown.into());
+    }
+    let protocol = hub.config.protocol;
+    let query: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes()).into_owned().collect();
+    let params = query.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let selectors = match protocol {
+        Protocol::Legacy => selector::legacy_subscription(params)?,
+        Protocol::V1 => selector::v1_subscription(params, &hub.config.hub_url)?,
+    };
+    let grant = match token::find(protocol, &headers, &query, Purpose::Subscribe)? {
+        Some(token) => Some(token::grant(&state, &hub, token).await?),
+        None if hub.config.anonymous => None,
+        None => return Err(HubError::MissingToken),
+    };
+    let resume = last_event_id(protocol, &headers, &query)?;
+    let (cursor, echoed) = match resume {
+        None => (None, None),
+        Some(id) => {
+            let found = if id == EARLIEST { None } else { state.bus.find_alias(&Topic::mercure(), id).await.map_err(ApiError::from)? };
+            // Not found: from the oldest update held, and the header says updates may be lost.
+            let echoed = if found.is_some() { id } else { EARLIEST };
+            (Some(Cursor::Position(found.unwrap_or(StreamId::new(0, 0)))), Some(echoed.to_owned()))
+        }
+    };
+    let subject = grant.as_ref().and_then(|g| g.subject.clone());
+    let expires_in = match grant.as_ref().and_then(|g| g.expires_at()) {
+        Some(at) => at.duration_since(SystemTime::now()).unwrap_or_default() + state.leeway(),
+        None => NO_EXPIRY,
+    };
+    let permit = state.limits.acquire(subject.as_deref()).map_err(|e| {
+        state.stats.limit_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(reason = %e, "Mercure subscription refused at a connection limit");
+        ApiError::Limit(e)
+    })?;
+    let render = MercureRender { protocol, selectors, grant, hub_url: hub.config.hub_url.clone() };
+    let settings = ConnectionSettings {
+        heartbeat: state.config.heartbeat,
+        retry_ms: state.jittered_retry_ms(),
+        shutdown_retry_ms: state.jittered_retry_ms(),
+        expires_in,
+        shutdown: state.shutdown.token(),
+        slow: client.map(|Extension(ConnectInfo(c))| c.kill).unwrap_or_default(),
+        control: None,
+        refresh: None,
+        render: Some(Box::new(render)),
+    };
+    let conn = Connection::start(vec![Topic::mercure()], cursor, &state.fanout, state.bus.clone(), settings, state.stats.clone())
+        .await
+        .map_err(|e| match e {
+            StartError::Bus(e) => ApiError::Bus(e),
+            e @ StartError::KeyCollision(..) => ApiError::bad_request("invalid_topic", e.to_string()),
+        })?;
+    tracing::debug!(subject = subject.as_deref().unwrap_or(""), "Mercure subscription opened");
+    let stream = conn.into_stream().map(move |frame| {
+        let _held = &permit;
+        frame
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    *response.status_mut() = StatusCode::OK;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if let Some(v) = echoed.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        let name = match protocol {
+            Protocol::Legacy => HeaderName::from_static("last-event-id"),
+            Protocol::V1 => HeaderName::from_static("mercure-last-event-id"),
+        };
+        h.insert(name, v);
+    }
+    Ok(response)
+}
+
+/// The id to resume after: the header wins over the query parameter; empty is none.
+fn last_event_id<'a>(protocol: Protocol, headers: &'a HeaderMap, query: &'a [(String, String)]) -> Result<Option<&'a str>, HubError> {
+    let param = match protocol {
+        Protocol::Legacy => "lastEventID",
+        Protocol::V1 => "last_event_id",
+    };
+    let raw = match headers.get("last-event-id") {
+        Some(v) => Some(v.to_str().map_err(|_| HubError::LastEventId("Last-Event-ID is not visible ASCII"))?),
+        None => query.iter().find(|(k, _)| k == param).map(|(_, v)| v.as_str()),
+    };
+    match raw {
+        Some(id) if id.len() > MAX_LAST_EVENT_ID => Err(HubError::LastEventId("the last event id is too long")),
+        Some("") | None => Ok(None),
+        Some(id) => Ok(Some(id)),
+    }
+}

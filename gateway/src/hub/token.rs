@@ -1,0 +1,100 @@
+//! A hub request's token: where each protocol version lets it travel, and what it grants.
+//!
+//! - 0.x: the `Authorization` header, else the `authorization` query parameter, else (subscribe
+//!   only) the `mercureAuthorization` cookie; the first one present is the one used.
+//! - 1.0: the `Authorization` header, else (subscribe only) the `__Secure-mercure_access_token`
+//!   cookie; a token in the query string is not part of that draft.
+//!
+//! Cookies are not read on publish: a cookie is ambient, so a form on any site could publish as
+//! the user (the native `/publish` refuses cookies for the same reason).
+//!
+//! Signatures are checked with the gateway's keys (secret, public key or JWKS), the claims by
+//! `crate::mercure::claims`. A token is never logged; refusals log the reason only.
+
+use std::time::SystemTime;
+
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, COOKIE};
+
+use super::Hub;
+use super::error::HubError;
+use crate::auth::AuthError;
+use crate::error::ApiError;
+use crate::mercure::claims::{self, BearerError, MercureGrant};
+use crate::mercure::version::Protocol;
+use crate::state::AppState;
+
+/// The 0.x cookie name the draft recommends and Symfony sets.
+pub const LEGACY_COOKIE: &str = "mercureAuthorization";
+/// The 1.0 cookie name.
+pub const V1_COOKIE: &str = "__Secure-mercure_access_token";
+
+/// What the request is for: cookies count for subscribing only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Publish,
+    Subscribe,
+}
+
+/// The request's token, if it presents one. A malformed `Authorization` header is an error, not
+/// "no token": the client meant to authenticate.
+pub fn find<'a>(
+    protocol: Protocol,
+    headers: &'a HeaderMap,
+    query: &'a [(String, String)],
+    purpose: Purpose,
+) -> Result<Option<&'a str>, HubError> {
+    if let Some(value) = headers.get(AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| HubError::Bearer(BearerError::InvalidRequest))?;
+        return match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(Some(token.trim())),
+            _ => Err(HubError::Bearer(BearerError::InvalidRequest)),
+        };
+    }
+    if protocol == Protocol::Legacy
+        && let Some((_, token)) = query.iter().find(|(k, _)| k == "authorization")
+    {
+        return Ok(Some(token));
+    }
+    if purpose == Purpose::Publish {
+        return Ok(None);
+    }
+    let name = match protocol {
+        Protocol::Legacy => LEGACY_COOKIE,
+        Protocol::V1 => V1_COOKIE,
+    };
+    Ok(cookie(headers, name))
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, token)| *n == name && !token.is_empty())
+        .map(|(_, token)| token)
+}
+
+/// Verifies `token` and reads its grant for the hub's protocol.
+pub async fn grant(state: &AppState, hub: &Hub, token: &str) -> Result<MercureGrant, HubError> {
+    let refused = |reason: &str| {
+        tracing::debug!(reason, "Mercure token refused");
+        state.stats.auth_failures.get_or_create(&[("reason", "mercure")]).inc();
+        HubError::Bearer(BearerError::InvalidToken)
+    };
+    let raw = match state.auth.verify_raw(token).await {
+        Ok(raw) => raw,
+        Err(AuthError::KeysUnavailable) => return Err(HubError::Api(ApiError::KeysUnavailable)),
+        Err(e) => return Err(refused(e.code())),
+    };
+    let now = SystemTime::now();
+    let grant = match (&hub.config.access, hub.config.protocol) {
+        (Some(policy), Protocol::V1) => {
+            claims::check_access_token_type(raw.typ.as_deref()).and_then(|()| claims::access_token_grant(&raw.claims, policy, now))
+        }
+        _ => claims::legacy_grant(&raw.claims, now),
+    };
+    grant.map_err(|e| refused(&e.to_string()))
+}
