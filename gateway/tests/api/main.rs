@@ -19,6 +19,7 @@ mod jwks_support;
 mod limits;
 mod mercure;
 mod mercure_support;
+mod mercure_redis;
 mod mercure_v1;
 mod metrics;
 mod personal;
