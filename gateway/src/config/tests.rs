@@ -241,3 +241,53 @@ fn the_ticket_ttl_defaults_to_30s_and_is_bounded() {
     a.ticket_ttl = Duration::from_secs(1).into();
     assert_eq!(Config::from_args(a).expect("1s is allowed").ticket_ttl, Duration::from_secs(1));
 }
+
+#[test]
+fn the_mercure_hub_is_off_by_default_and_each_setting_is_checked() {
+    assert!(Config::from_args(Args::defaults()).expect("defaults").mercure.is_none());
+    let with = |edit: &dyn Fn(&mut Args)| {
+        let mut a = Args::defaults();
+        edit(&mut a);
+        a
+    };
+    assert_eq!(err_var(with(&|a| a.mercure = "v1".into())), "GATEWAY_MERCURE");
+    assert_eq!(err_var(with(&|a| a.mercure_anonymous = true)), "GATEWAY_MERCURE_ANONYMOUS", "useless with the hub off");
+    assert_eq!(err_var(with(&|a| a.mercure_issuers = Some("https://i".into()))), "GATEWAY_MERCURE_ISSUERS");
+    let legacy = |a: &mut Args| a.mercure = "0.x".into();
+    assert_eq!(
+        err_var(with(&|a| {
+            legacy(a);
+            a.mercure_resource = Some("https://hub".into());
+        })),
+        "GATEWAY_MERCURE_RESOURCE",
+        "0.x tokens have no audience rule"
+    );
+    let c = Config::from_args(with(&|a| {
+        legacy(a);
+        a.mercure_anonymous = true;
+    }))
+    .expect("0.x");
+    let m = c.mercure.expect("on");
+    assert!(m.anonymous && m.access.is_none());
+    assert_eq!(m.hub_url.as_str(), "http://localhost/.well-known/mercure");
+
+    let v1 = |a: &mut Args| a.mercure = "1.0".into();
+    assert_eq!(err_var(with(&|a| v1(a))), "GATEWAY_MERCURE_RESOURCE", "no audience to check");
+    assert_eq!(
+        err_var(with(&|a| {
+            v1(a);
+            a.public_url = Some("https://example.com/".into());
+        })),
+        "GATEWAY_MERCURE_ISSUERS",
+        "no issuer to trust"
+    );
+    let c = Config::from_args(with(&|a| {
+        v1(a);
+        a.public_url = Some("https://example.com/".into());
+        a.mercure_issuers = Some(" https://a.example , https://b.example,".into());
+    }))
+    .expect("1.0");
+    let access = c.mercure.expect("on").access.expect("1.0 policy");
+    assert_eq!(access.resource, "https://example.com/.well-known/mercure", "the audience defaults to the hub URL");
+    assert_eq!(access.issuers, ["https://a.example", "https://b.example"]);
+}

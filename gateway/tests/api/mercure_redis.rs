@@ -55,7 +55,13 @@ async fn a_1_0_subscriber_on_one_node_receives_a_publish_on_another_and_the_alia
     let spawn = || spawn_node_with(&redis, &prefix, |c| c.mercure = Some(hub_config(Protocol::V1, true)));
     let (a, b) = (spawn().await, spawn().await);
     let mut sub = subscribe_hub(a.client.get(hub_url(&a.base, &[("match_urlpattern", "https://example.net/foo/:id")]))).await;
-    let id = publish_update(&b, &b.base, &access_token(&["*"], &[]), &[("topic", "https://example.net/foo/1"), ("id", "urn:x:1"), ("data", "d")]).await;
+    let id = publish_update(
+        &b,
+        &b.base,
+        &access_token(&["*"], &[]),
+        &[("topic", "https://example.net/foo/1"), ("id", "urn:x:1"), ("data", "d")],
+    )
+    .await;
     assert_eq!(sub.next_event().await.last_event_id, id);
     let key = shared::keys::KeyLayout::new(&prefix).alias(&Topic::mercure(), &id);
     let ttl = redis_cli(redis.port(), &["PTTL", &key]).await;
