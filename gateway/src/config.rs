@@ -195,6 +195,11 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_MERCURE_ANONYMOUS", value_parser = clap::builder::BoolishValueParser::new())]
     pub mercure_anonymous: bool,
 
+    /// Mercure 1.0: publish a private subscription event (type "mercure") when a subscription
+    /// starts and when it ends, for clients that track who is subscribed to what.
+    #[arg(long, env = "GATEWAY_MERCURE_SUBSCRIPTIONS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub mercure_subscriptions: bool,
+
     /// Mercure 1.0: the hub's resource identifier, the audience its access tokens must name.
     /// Default: GATEWAY_PUBLIC_URL + /.well-known/mercure.
     #[arg(long, env = "GATEWAY_MERCURE_RESOURCE")]

@@ -19,6 +19,8 @@ pub struct MercureConfig {
     pub protocol: Protocol,
     /// Subscribers without a token receive public updates.
     pub anonymous: bool,
+    /// 1.0: publish subscription events (a subscription started or ended).
+    pub subscriptions: bool,
     /// The hub's own URL: relative topics and URL patterns resolve on it, and 1.0 reserves the
     /// topics under its path.
     pub hub_url: Url,
@@ -32,6 +34,7 @@ pub(super) fn mercure_config(a: &Args) -> Result<Option<MercureConfig>, ConfigEr
     let Some(protocol) = setting.protocol() else {
         for (var, set) in [
             ("GATEWAY_MERCURE_ANONYMOUS", a.mercure_anonymous),
+            ("GATEWAY_MERCURE_SUBSCRIPTIONS", a.mercure_subscriptions),
             ("GATEWAY_MERCURE_RESOURCE", a.mercure_resource.is_some()),
             ("GATEWAY_MERCURE_ISSUERS", a.mercure_issuers.is_some()),
         ] {
@@ -55,7 +58,7 @@ pub(super) fn mercure_config(a: &Args) -> Result<Option<MercureConfig>, ConfigEr
         }
         Protocol::V1 => Some(access_policy(a, &hub_url)?),
     };
-    Ok(Some(MercureConfig { protocol, anonymous: a.mercure_anonymous, hub_url, access }))
+    Ok(Some(MercureConfig { protocol, anonymous: a.mercure_anonymous, subscriptions: a.mercure_subscriptions, hub_url, access }))
 }
 
 /// `GATEWAY_PUBLIC_URL` + the hub path; without a public URL, a placeholder origin (only paths

@@ -262,6 +262,14 @@ fn the_mercure_hub_is_off_by_default_and_each_setting_is_checked() {
         "GATEWAY_MERCURE_RESOURCE",
         "0.x tokens have no audience rule"
     );
+    assert_eq!(
+        err_var(with(&|a| {
+            legacy(a);
+            a.mercure_subscriptions = true;
+        })),
+        "GATEWAY_MERCURE_SUBSCRIPTIONS",
+        "subscription events are a 1.0 feature here"
+    );
     let c = Config::from_args(with(&|a| {
         legacy(a);
         a.mercure_anonymous = true;

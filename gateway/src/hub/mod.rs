@@ -8,6 +8,8 @@
 //!   named by the update id (`NewEvent::alias`) so that resuming from it works on any node;
 //! - `subscribe.rs`: `GET`, the selectors and the resume point → a stream that follows
 //!   `$mercure` and sends the updates its selectors and grant allow (`render.rs`);
+//! - `announce.rs`: 1.0 subscription events (`GATEWAY_MERCURE_SUBSCRIPTIONS`), a private update
+//!   when a subscription starts and when it ends;
 //! - `error.rs`: every refusal and its response, RFC 6750 challenges included.
 //!
 //! Cost per update: the publish is one bus event (one `XADD` and one `SET` of its alias on
@@ -15,6 +17,7 @@
 //! topics against its own selectors (linear in the topic for every selector form). Streams whose
 //! selectors do not match skip it without writing anything.
 
+mod announce;
 mod error;
 mod publish;
 mod render;

@@ -25,13 +25,14 @@ use futures::StreamExt;
 use shared::{Cursor, StreamId, Topic};
 
 use super::Hub;
+use super::announce::{self, Matcher};
 use super::error::HubError;
 use super::render::MercureRender;
 use super::token::{self, Purpose};
 use crate::connection::{Connection, ConnectionSettings, StartError};
 use crate::error::ApiError;
 use crate::listener::ClientInfo;
-use crate::mercure::selector;
+use crate::mercure::selector::{self, MatcherType};
 use crate::mercure::update::EARLIEST;
 use crate::mercure::version::Protocol;
 use crate::state::AppState;
@@ -84,6 +85,15 @@ pub async fn subscribe(
         tracing::warn!(reason = %e, "Mercure subscription refused at a connection limit");
         ApiError::Limit(e)
     })?;
+    // What subscription events name: each matcher as the client wrote it, with its type.
+    let matchers: Vec<Matcher> = if hub.config.subscriptions {
+        query
+            .iter()
+            .filter_map(|(k, v)| Some(Matcher::new(MatcherType::from_param(k).ok()??, v, grant.as_ref(), &hub.config.hub_url)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let render = MercureRender { protocol, selectors, grant, hub_url: hub.config.hub_url.clone() };
     let settings = ConnectionSettings {
         heartbeat: state.config.heartbeat,
@@ -103,8 +113,10 @@ pub async fn subscribe(
             e @ StartError::KeyCollision(..) => ApiError::bad_request("invalid_topic", e.to_string()),
         })?;
     tracing::debug!(subject = subject.as_deref().unwrap_or(""), "Mercure subscription opened");
+    let announced = if matchers.is_empty() { None } else { Some(announce::announce(&state, &matchers).await) };
+    // The permit and the announcement go with the stream: dropped with it.
     let stream = conn.into_stream().map(move |frame| {
-        let _held = &permit;
+        let _held = (&permit, &announced);
         frame
     });
     let mut response = Response::new(Body::from_stream(stream));

@@ -26,6 +26,7 @@ pub mod claims;
 pub mod dispatch;
 pub mod frame;
 pub mod selector;
+pub mod subscription_event;
 pub mod template;
 pub mod text;
 pub mod update;

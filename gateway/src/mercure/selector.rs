@@ -55,6 +55,14 @@ pub enum MatcherType {
 }
 
 impl MatcherType {
+    /// The canonical name (`match_type` in tokens and subscription events).
+    pub fn name(self) -> &'static str {
+        match self {
+            MatcherType::Exact => "exact",
+            MatcherType::UrlPattern => "urlpattern",
+        }
+    }
+
     /// The `match_type` value in a token's topic list (absent means [`MatcherType::Exact`]).
     pub fn from_name(name: &str) -> Result<Self, SelectorError> {
         match name {

@@ -25,7 +25,7 @@ pub fn hub_config(protocol: Protocol, anonymous: bool) -> MercureConfig {
         issuers: vec![ISSUER.into()],
         hub_url: hub_url.clone(),
     });
-    MercureConfig { protocol, anonymous, hub_url, access }
+    MercureConfig { protocol, anonymous, subscriptions: false, hub_url, access }
 }
 
 /// An in-process gateway with the hub on, speaking `protocol`.

@@ -127,3 +127,48 @@ async fn reconnection_uses_last_event_id_and_answers_mercure_last_event_id() {
     let legacy_param = subscribe_hub(app.client.get(hub_url(&app.base, &[("match", "a"), ("lastEventID", &first)]))).await;
     assert!(legacy_param.headers.get("mercure-last-event-id").is_none(), "the 0.x parameter is not read by 1.0");
 }
+
+#[tokio::test]
+async fn subscription_events_announce_a_subscription_and_its_end_to_authorized_watchers() {
+    let app = spawn_with(|c| {
+        let mut hub = hub_config(Protocol::V1, false);
+        hub.subscriptions = true;
+        c.mercure = Some(hub);
+    })
+    .await;
+    let events = "/.well-known/mercure/subscriptions/*";
+    let watcher_token = access_token_with(&[], &[], |c| {
+        c["authorization_details"] = json!([{
+            "type": "https://mercure.rocks/authorization-detail", "actions": ["subscribe"],
+            "topics": [{ "match": events, "match_type": "urlpattern" }],
+        }]);
+    });
+    let mut watcher = subscribe_hub(app.client.get(hub_url(&app.base, &[("match_urlpattern", events)])).bearer_auth(&watcher_token)).await;
+    let reader = access_token_with(&[], &["books/1"], |c| c["authorization_details"][0]["payload"] = json!({ "name": "Alice" }));
+    let mut outsider = subscribe_hub(app.client.get(hub_url(&app.base, &[("match", "*")])).bearer_auth(&reader)).await;
+    let mut reading = subscribe_hub(app.client.get(hub_url(&app.base, &[("match", "books/1")])).bearer_auth(&reader)).await;
+    reading.next_item().await;
+    // The watcher's own subscription, the outsider's, then the reader's: each announced before
+    // its response head.
+    let started = watcher.events(3).await;
+    let doc = |e: &shared::sse::ParsedEvent| serde_json::from_str::<serde_json::Value>(&e.data).expect("json");
+    assert_eq!(
+        started.iter().map(|e| doc(e)["match"].as_str().map(str::to_owned)).collect::<Vec<_>>(),
+        [Some(events.to_owned()), Some("*".into()), Some("books/1".into())]
+    );
+    let mine = doc(&started[2]);
+    let subscriber = mine["subscriber"].as_str().expect("subscriber").to_owned();
+    assert!(started.iter().all(|e| e.event == "mercure"), "typed as the hub's own events");
+    assert_eq!(
+        (mine["type"].as_str(), mine["match_type"].as_str(), mine["match"].as_str()),
+        (Some("subscription"), Some("exact"), Some("books/1"))
+    );
+    assert_eq!((mine["active"].as_bool(), &mine["payload"]), (Some(true), &json!({ "name": "Alice" })));
+    let topic = mine["id"].as_str().expect("id");
+    assert!(topic.starts_with("/.well-known/mercure/subscriptions/exact/books%2F1/urn%3Auuid%3A"), "{topic}");
+    assert_ne!(doc(&started[1])["subscriber"], mine["subscriber"], "one identifier per connection");
+    drop(reading);
+    let ended = doc(&watcher.next_event().await);
+    assert_eq!((ended["subscriber"].as_str(), ended["active"].as_bool()), (Some(subscriber.as_str()), Some(false)));
+    outsider.expect_no_event(std::time::Duration::from_millis(300)).await;
+}
