@@ -47,11 +47,13 @@ pub(super) fn mercure_config(a: &Args) -> Result<Option<MercureConfig>, ConfigEr
     let hub_url = hub_url(a.public_url.as_deref())?;
     let access = match protocol {
         Protocol::Legacy => {
-            for (var, set) in
-                [("GATEWAY_MERCURE_RESOURCE", a.mercure_resource.is_some()), ("GATEWAY_MERCURE_ISSUERS", a.mercure_issuers.is_some())]
-            {
+            for (var, set) in [
+                ("GATEWAY_MERCURE_RESOURCE", a.mercure_resource.is_some()),
+                ("GATEWAY_MERCURE_ISSUERS", a.mercure_issuers.is_some()),
+                ("GATEWAY_MERCURE_SUBSCRIPTIONS", a.mercure_subscriptions),
+            ] {
                 if set {
-                    return Err(invalid(var, "is only used with GATEWAY_MERCURE=1.0 (0.x tokens carry no audience or issuer rules)"));
+                    return Err(invalid(var, "is only used with GATEWAY_MERCURE=1.0"));
                 }
             }
             None
