@@ -108,6 +108,7 @@ GATEWAY_KEEPALIVE_TIMEOUT GATEWAY_CLIENT_QUEUE GATEWAY_REFRESH_WINDOW GATEWAY_RE
 GATEWAY_MAX_TOPICS GATEWAY_MAX_BODY_BYTES GATEWAY_MAX_BATCH GATEWAY_MAX_CONNECTIONS
 GATEWAY_MAX_CONNECTIONS_PER_SUBJECT GATEWAY_HISTORY_MAX_LEN GATEWAY_HISTORY_MAX_AGE
 GATEWAY_CLOCK_INTERVAL GATEWAY_CLOCK_TOPIC GATEWAY_CORS_ORIGINS GATEWAY_PUBLIC_URL
+GATEWAY_MERCURE GATEWAY_MERCURE_ANONYMOUS GATEWAY_MERCURE_RESOURCE GATEWAY_MERCURE_ISSUERS
 OTEL_EXPORTER_OTLP_ENDPOINT OTEL_SERVICE_NAME
 {{- end }}
 
@@ -153,6 +154,23 @@ Checks across values that the schema cannot express. Each failure names the valu
 {{- $needed := add $d.preStopSleepSeconds $d.shutdownGraceSeconds 1 }}
 {{- if and (not (kindIs "invalid" $v.terminationGracePeriodSeconds)) (lt (int $v.terminationGracePeriodSeconds) (int $needed)) }}
 {{- fail (printf "terminationGracePeriodSeconds: %v is too short; the preStop sleep (%v s) and the gateway's grace (%v s) need at least %v" $v.terminationGracePeriodSeconds $d.preStopSleepSeconds $d.shutdownGraceSeconds $needed) }}
+{{- end }}
+{{- with $v.mercure }}
+{{- $on := and .protocol (ne .protocol "off") }}
+{{- if and (not $on) (or .anonymous .resource .issuers) }}
+{{- fail "mercure: anonymous, resource and issuers need mercure.protocol \"0.x\" or \"1.0\" (the gateway refuses them with the hub off)" }}
+{{- end }}
+{{- if and (eq .protocol "0.x") (or .resource .issuers) }}
+{{- fail "mercure: resource and issuers are for mercure.protocol \"1.0\" only (0.x tokens carry no audience or issuer rules)" }}
+{{- end }}
+{{- if eq .protocol "1.0" }}
+{{- if not .issuers }}
+{{- fail "mercure.issuers: required with mercure.protocol \"1.0\" (the issuers whose tokens the hub accepts)" }}
+{{- end }}
+{{- if and (not .resource) (not $v.config.publicUrl) }}
+{{- fail "mercure.resource: required with mercure.protocol \"1.0\" when config.publicUrl is empty (the audience tokens must name, e.g. https://sse.example.com/.well-known/mercure)" }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- $managed := splitList " " (include "sse-gateway.managedEnv" . | replace "\n" " ") }}
 {{- range $v.extraEnv }}
