@@ -109,6 +109,7 @@ GATEWAY_MAX_TOPICS GATEWAY_MAX_BODY_BYTES GATEWAY_MAX_BATCH GATEWAY_MAX_CONNECTI
 GATEWAY_MAX_CONNECTIONS_PER_SUBJECT GATEWAY_HISTORY_MAX_LEN GATEWAY_HISTORY_MAX_AGE
 GATEWAY_CLOCK_INTERVAL GATEWAY_CLOCK_TOPIC GATEWAY_CORS_ORIGINS GATEWAY_PUBLIC_URL
 GATEWAY_MERCURE GATEWAY_MERCURE_ANONYMOUS GATEWAY_MERCURE_RESOURCE GATEWAY_MERCURE_ISSUERS
+GATEWAY_MERCURE_SUBSCRIPTIONS
 OTEL_EXPORTER_OTLP_ENDPOINT OTEL_SERVICE_NAME
 {{- end }}
 
@@ -157,11 +158,11 @@ Checks across values that the schema cannot express. Each failure names the valu
 {{- end }}
 {{- with $v.mercure }}
 {{- $on := and .protocol (ne .protocol "off") }}
-{{- if and (not $on) (or .anonymous .resource .issuers) }}
-{{- fail "mercure: anonymous, resource and issuers need mercure.protocol \"0.x\" or \"1.0\" (the gateway refuses them with the hub off)" }}
+{{- if and (not $on) (or .anonymous .subscriptions .resource .issuers) }}
+{{- fail "mercure: anonymous, subscriptions, resource and issuers need mercure.protocol \"0.x\" or \"1.0\" (the gateway refuses them with the hub off)" }}
 {{- end }}
-{{- if and (eq .protocol "0.x") (or .resource .issuers) }}
-{{- fail "mercure: resource and issuers are for mercure.protocol \"1.0\" only (0.x tokens carry no audience or issuer rules)" }}
+{{- if and (eq .protocol "0.x") (or .subscriptions .resource .issuers) }}
+{{- fail "mercure: subscriptions, resource and issuers are for mercure.protocol \"1.0\" only" }}
 {{- end }}
 {{- if eq .protocol "1.0" }}
 {{- if not .issuers }}
