@@ -152,6 +152,7 @@ async fn controlled(h: &Harness, lifetime: u64, window: u64) -> (Connection, Arc
         slow: CancellationToken::new(),
         control: Some(registration),
         refresh: Some(RefreshOffer { window: Duration::from_secs(window), url: format!("/streams/{id}/refresh") }),
+        render: None,
     };
     let bus: Arc<dyn Bus> = h.bus.clone();
     let c = Connection::start(topics, None, &h.fanout, bus, settings, Arc::clone(&h.stats)).await.expect("starts");
