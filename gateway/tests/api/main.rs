@@ -17,6 +17,7 @@ mod hostile;
 mod jwks;
 mod jwks_support;
 mod limits;
+mod mercure_browser;
 mod metrics;
 mod personal;
 mod processes;
