@@ -8,6 +8,13 @@
 // data-event hooks and its text); each line "requests" with {"kind":"requests","requests":[…]},
 // every HTTP request the page made so far ({method, url}, in order, as they left the browser);
 // "quit" or the end of stdin closes the browser.
+// A line holding a JSON object {"kind":"mercure","streams":[url…],"publish":{url,token,bodies:[…]},
+// "settleMs":…,"openMs":…} drives a Mercure hub from the page itself, for
+// gateway/tests/api/mercure_browser.rs: it opens an EventSource at each of `streams`, waits (up to
+// openMs) until all are open, POSTs each form-encoded body in turn with fetch and the bearer token,
+// waits settleMs more, closes the streams and answers {"kind":"mercure","responses":[{status,
+// contentType,body,sentAt}],"streams":[{events:[{type,data,lastEventId,at}],errors}]} (times from
+// the page's performance.now(), in ms), or {"kind":"mercure","error":…}.
 // Diagnostics (the page's console, its errors) go to stderr.
 
 import { createInterface } from 'node:readline';
@@ -64,6 +71,47 @@ async function snapshot() {
   }));
 }
 
+// Runs in the page: same-origin URLs, so the streams and the publications go through the balancer.
+async function mercure({ streams, publish, settleMs, openMs }) {
+  const sources = streams.map((url) => {
+    const source = new EventSource(url);
+    const stream = { source, events: [], errors: 0 };
+    source.onmessage = (e) => stream.events.push({ type: e.type, data: e.data, lastEventId: e.lastEventId, at: performance.now() });
+    stream.open = new Promise((resolve, reject) => {
+      source.onopen = resolve;
+      source.onerror = () => {
+        stream.errors += 1;
+        reject(new Error(`the stream ${url} failed before it opened (readyState ${source.readyState})`));
+      };
+    });
+    return stream;
+  });
+  try {
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the streams were not all open after ${openMs} ms`)), openMs);
+    });
+    await Promise.race([Promise.all(sources.map((s) => s.open)), late]).finally(() => clearTimeout(timer));
+    const responses = [];
+    for (const body of publish.bodies) {
+      const sentAt = performance.now();
+      const r = await fetch(publish.url, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${publish.token}`, 'Content-Type': 'application/x-www-form-urlencoded' },
+        body,
+        signal: AbortSignal.timeout(openMs),
+      });
+      responses.push({ status: r.status, contentType: r.headers.get('content-type'), body: await r.text(), sentAt });
+    }
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
+    return { responses, streams: sources.map(({ events, errors }) => ({ events, errors })) };
+  } catch (e) {
+    return { error: String(e) };
+  } finally {
+    sources.forEach((s) => s.source.close());
+  }
+}
+
 async function close() {
   await browser.close().catch(() => {});
   process.exit(0);
@@ -74,12 +122,16 @@ reply({ kind: 'ready' });
 
 const lines = createInterface({ input: process.stdin });
 lines.on('line', async (line) => {
-  switch (line.trim()) {
+  const command = line.trim().startsWith('{') ? JSON.parse(line) : { kind: line.trim() };
+  switch (command.kind) {
     case 'events':
       reply({ kind: 'events', ...(await snapshot()) });
       break;
     case 'requests':
       reply({ kind: 'requests', requests });
+      break;
+    case 'mercure':
+      reply({ kind: 'mercure', ...(await page.evaluate(mercure, command)) });
       break;
     case 'quit':
       await close();

@@ -18,6 +18,7 @@ mod jwks;
 mod jwks_support;
 mod limits;
 mod mercure;
+mod mercure_browser;
 mod mercure_redis;
 mod mercure_support;
 mod mercure_v1;
