@@ -274,7 +274,7 @@ impl Authenticator {
     }
 
     /// Verifies `token`'s signature with the same keys as [`Authenticator::verify`], and hands
-    /// back its claims unjudged (see [`signature_only`]).
+    /// back its claims unjudged (the signature and algorithm only: `decode.rs`).
     pub async fn verify_raw(&self, token: &str) -> Result<RawToken, AuthError> {
         let claims = self.verify_signature::<serde_json::Value>(token, Checks::SignatureOnly).await?;
         let typ = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?.typ;
