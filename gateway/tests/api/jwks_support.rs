@@ -80,6 +80,12 @@ impl TestKey {
     pub fn token(&self) -> String {
         self.token_as(Some(self.kid), self.alg)
     }
+
+    /// `claims` as they are, signed by this key, with its `kid` and a JOSE `typ`.
+    pub fn sign(&self, typ: &str, claims: &Value) -> String {
+        let header = Header { kid: Some(self.kid.to_owned()), typ: Some(typ.to_owned()), ..Header::new(self.alg) };
+        jsonwebtoken::encode(&header, claims, &self.encoding()).expect("sign")
+    }
 }
 
 /// A token with an arbitrary header, signed (HMAC) with `secret`.

@@ -52,6 +52,11 @@ pub fn access_token(publish: &[&str], subscribe: &[&str]) -> String {
 
 /// A 1.0 access token whose claims `edit` may change before signing.
 pub fn access_token_with(publish: &[&str], subscribe: &[&str], edit: impl FnOnce(&mut Value)) -> String {
+    sign("at+jwt", &access_claims(publish, subscribe, edit))
+}
+
+/// The claims of [`access_token_with`].
+pub fn access_claims(publish: &[&str], subscribe: &[&str], edit: impl FnOnce(&mut Value)) -> Value {
     let detail = |action: &str, topics: &[&str]| {
         let topics: Vec<Value> = topics.iter().map(|t| json!({ "match": t })).collect();
         json!({ "type": "https://mercure.rocks/authorization-detail", "actions": [action], "topics": topics })
@@ -65,7 +70,7 @@ pub fn access_token_with(publish: &[&str], subscribe: &[&str], edit: impl FnOnce
     }
     let mut claims = json!({ "iss": ISSUER, "aud": RESOURCE, "sub": "tester", "exp": now() + 3600, "authorization_details": details });
     edit(&mut claims);
-    sign("at+jwt", &claims)
+    claims
 }
 
 /// Posts a form (pairs in order, keys may repeat) to the hub with `token`.

@@ -6,6 +6,7 @@ use gateway::mercure::version::Protocol;
 use serde_json::json;
 
 use super::helpers::*;
+use super::jwks_support::*;
 use super::mercure_support::*;
 
 const MULTI_LINE: &str = "data for\n\n        URL pattern";
@@ -171,4 +172,21 @@ async fn subscription_events_announce_a_subscription_and_its_end_to_authorized_w
     let ended = doc(&watcher.next_event().await);
     assert_eq!((ended["subscriber"].as_str(), ended["active"].as_bool()), (Some(subscriber.as_str()), Some(false)));
     outsider.expect_no_event(std::time::Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn access_tokens_from_an_identity_provider_verify_with_its_key_set() {
+    let idp = TestIdp::start(Answer::Keys(vec![EC.jwk()], None)).await;
+    let app = spawn_with(|c| {
+        c.jwt = Some(jwt_config(&[&idp.url], false, std::time::Duration::from_secs(3600), std::time::Duration::from_secs(5)));
+        c.mercure = Some(hub_config(Protocol::V1, true));
+    })
+    .await;
+    let claims = access_claims(&["*"], &[], |_| {});
+    let pairs = [("topic", "https://example.com/books/1"), ("data", "x")];
+    publish_update(&app, &app.base, &EC.sign("at+jwt", &claims), &pairs).await;
+    let r = post_form(&app, &app.base, Some(&sign("at+jwt", &claims)), &pairs).await;
+    assert_eq!(r.status(), 401, "no secret is configured: an HMAC token verifies with nothing");
+    let r = post_form(&app, &app.base, Some(&EC.sign("JWT", &claims)), &pairs).await;
+    assert_eq!(r.status(), 401, "the provider's ID token is not an access token");
 }
