@@ -11,7 +11,8 @@
 //! (`Bus::find_alias`, the same on every node) and replays what follows. `earliest`, or an id no
 //! longer (or never) in history, replays all the history held; the response header (0.x
 //! `Last-Event-ID`, 1.0 `Mercure-Last-Event-ID`) then says `earliest`, which tells the client that
-//! updates may have been lost; when the id was found it is echoed.
+//! updates may have been lost (also when the id is known but history was trimmed after it); when
+//! nothing after the id was lost, the id is echoed.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -70,8 +71,14 @@ pub async fn subscribe(
         None => (None, None),
         Some(id) => {
             let found = if id == EARLIEST { None } else { state.bus.find_alias(&Topic::mercure(), id).await.map_err(ApiError::from)? };
-            // Not found: from the oldest update held, and the header says updates may be lost.
-            let echoed = if found.is_some() { id } else { EARLIEST };
+            // An update still named but already trimmed (history's length bound) lost what
+            // followed it as surely as one no longer named.
+            let complete = match found {
+                Some(at) => !state.bus.read(&Topic::mercure(), Some(at), 1).await.map_err(ApiError::from)?.lost,
+                None => false,
+            };
+            // Otherwise: from the oldest update held, and the header says updates may be lost.
+            let echoed = if complete { id } else { EARLIEST };
             (Some(Cursor::Position(found.unwrap_or(StreamId::new(0, 0)))), Some(echoed.to_owned()))
         }
     };

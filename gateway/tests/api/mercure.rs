@@ -235,3 +235,22 @@ async fn a_symfony_publisher_and_a_twig_built_subscriber_url_work_as_with_a_merc
     let e = sub.next_event().await;
     assert_eq!((e.data.as_str(), e.event.as_str(), e.last_event_id.as_str()), (r#"{"status": "Out of stock"}"#, "stock", "/books/1/v2"));
 }
+
+#[tokio::test]
+async fn resuming_from_an_update_trimmed_from_history_says_earliest() {
+    let app = spawn_with(|c| {
+        c.mercure = Some(hub_config(Protocol::Legacy, true));
+        c.history_max_len = 3;
+    })
+    .await;
+    let token = legacy_token(&["*"], &[]);
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(publish_update(&app, &app.base, &token, &[("topic", "a"), ("data", &i.to_string())]).await);
+    }
+    let mut trimmed = subscribe_hub(app.client.get(hub_url(&app.base, &[("topic", "a")])).header("Last-Event-ID", &ids[0])).await;
+    assert_eq!(trimmed.headers["last-event-id"], "earliest", "updates after it were trimmed");
+    assert_eq!(data(&trimmed.events(3).await), ["2", "3", "4"], "what is held");
+    let held = subscribe_hub(app.client.get(hub_url(&app.base, &[("topic", "a")])).header("Last-Event-ID", &ids[2])).await;
+    assert_eq!(held.headers["last-event-id"], ids[2].as_str());
+}
