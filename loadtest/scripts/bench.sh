@@ -7,6 +7,7 @@
 #   loadtest/scripts/bench.sh idle fanout     # some: idle fanout fanout-sweep cross-node-http
 #                                             #   cross-node-xadd many-topics reconnect-storm slow-consumers
 #                                             #   and, only when named: mercure-cpu mercure-sweep mercure-many-topics
+#                                             #   mercure-redis-cpu
 #
 # Needs: redis-server, redis-cli, taskset (util-linux), a 20,000 open-file limit.
 set -euo pipefail
@@ -133,11 +134,15 @@ mercure_args() {
   esac
 }
 
-mercure_run() { # name scenario variant rate seconds
-  GW_ENV=GATEWAY_MERCURE=0.x gateway_up 18100
+mercure_run() { # name scenario variant rate seconds [more loadtest args]; MERCURE_REDIS=1: on a fresh Redis
+  local name=$1 scenario=$2 variant=$3 rate=$4 secs=$5 redis=; shift 5
+  if [ -n "${MERCURE_REDIS:-}" ]; then redis_up 16540; redis=redis://127.0.0.1:16540; fi
+  GW_ENV=GATEWAY_MERCURE=0.x gateway_up 18140 $redis
+  # Both cores' busy share while publishing (the streams open and settle in about 3 s).
+  ( sleep 5; cpu_busy 4 > "$OUT/$name-cpu.txt" ) &
   # shellcheck disable=SC2046
-  lt "$1" "$2" --target http://127.0.0.1:18100 -n 1000 -m $(($4 * $5)) -r "$4" --payload 256 --gateway-pid "$GW_PID" \
-    $(mercure_args "$3") "${SRC[@]}"
+  lt "$name" "$scenario" --target http://127.0.0.1:18140 -n 1000 -m $((rate * secs)) -r "$rate" --payload 256 \
+    --gateway-pid "$GW_PID" $(mercure_args "$variant") "${SRC[@]}" "$@"
   down
 }
 
@@ -147,10 +152,14 @@ run_mercure_cpu() { # 100 events/s for 20 s, every variant, twice in turn
   done
 }
 
-run_mercure_sweep() { # 10 s at each rate
-  for rate in 300 500 700 1000; do
-    for v in native m1 m8; do mercure_run "mercure-sweep-$v-$rate" fanout "$v" "$rate" 10; done
+run_mercure_sweep() { # 10 s at each rate; Mercure updates over 4 publishing connections
+  for rate in ${MERCURE_RATES:-300 400 500 600 700 1000}; do
+    for v in native m1 m8; do mercure_run "mercure-sweep-$v-$rate" fanout "$v" "$rate" 10 --publishers 4; done
   done
+}
+
+run_mercure_redis_cpu() { # mercure-cpu's first round, on Redis
+  for v in native m1 m8; do MERCURE_REDIS=1 mercure_run "mercure-redis-cpu-$v" fanout "$v" 100 20; done
 }
 
 run_mercure_many_topics() { # 1,000 streams on a topic each: every update wakes every Mercure stream

@@ -1,6 +1,6 @@
 //! Runs against the gateway's Mercure hub (`--mercure`): streams subscribe at
 //! `/.well-known/mercure` with `--selectors` topic selectors each, and events are published there
-//! as updates, one form `POST` each. The event data is the same payload as on the native API, so
+//! as updates, one form `POST` each (over `--publishers` connections). The event data is the same payload as on the native API, so
 //! loss, order, duplicates and latency are tracked the same way; the update id is chosen by the
 //! publisher (`<topic>#<seq>`) and checked by the streams.
 //!
@@ -27,6 +27,11 @@ pub struct Opts {
     /// Mercure: the matching selector is the URI template …/books/{id}, not the topic itself.
     #[arg(long, global = true)]
     pub match_template: bool,
+    /// Mercure: publishing connections. The hub takes one update per request; with more than
+    /// one, each tick's updates are split over them and posted concurrently, so they may be
+    /// stored (and received) out of order.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub publishers: usize,
 }
 
 impl Opts {

@@ -35,6 +35,8 @@ pub struct Plan {
     pub payload: usize,
     /// HTTP to the Mercure hub instead of `/publish` (the topics are then Mercure topics).
     pub mercure: bool,
+    /// Mercure: connections a tick's updates are split over, posted concurrently.
+    pub publishers: usize,
 }
 
 #[derive(Debug, Default)]
@@ -47,7 +49,7 @@ pub struct Outcome {
 
 enum Sink {
     Http { client: reqwest::Client, url: String, token: String },
-    Mercure { client: reqwest::Client, url: String, token: String },
+    Mercure { client: reqwest::Client, url: String, token: String, publishers: usize },
     Redis { client: fred::clients::Client, keys: KeyLayout, live: bool, topics: Vec<Topic> },
 }
 
@@ -62,6 +64,7 @@ pub async fn run(plan: &Plan, progress: impl Fn(u64)) -> anyhow::Result<Outcome>
             client: reqwest::Client::builder().http1_only().build()?,
             url: format!("{}{}", plan.target, crate::mercure::HUB_PATH),
             token: plan.token.clone(),
+            publishers: plan.publishers.max(1),
         },
         Via::Http => Sink::Http {
             client: reqwest::Client::builder().http1_only().build()?,
@@ -132,21 +135,26 @@ async fn send(sink: &Sink, names: &[String], batch: &[(usize, u64)], size: usize
             }
             accepted
         }
-        Sink::Mercure { client, url, token } => {
-            // One update per request, each after the previous one's answer: the hub numbers them
-            // in the order it receives them.
-            let mut accepted = Vec::with_capacity(batch.len());
-            for (t, seq) in batch {
-                let id = crate::mercure::update_id(&names[*t], *seq);
-                let form = [("topic", names[*t].as_str()), ("id", &id), ("data", &payload::make(*seq, size))];
-                // The answer is the update's id; reading it lets the connection be reused.
-                let ok = match client.post(url).bearer_auth(token).form(&form).send().await {
-                    Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|answer| answer == id),
-                    _ => false,
-                };
-                accepted.push(ok);
-            }
-            accepted
+        Sink::Mercure { client, url, token, publishers } => {
+            // One update per request (the hub takes no batches), each after the previous one's
+            // answer: the hub numbers them in the order it receives them. With several
+            // publishers, the tick's updates are split into as many runs, posted concurrently on
+            // their own connections: the runs may then be stored in another order.
+            let runs = batch.chunks(batch.len().div_ceil(*publishers).max(1)).map(|run| async move {
+                let mut accepted = Vec::with_capacity(run.len());
+                for (t, seq) in run {
+                    let id = crate::mercure::update_id(&names[*t], *seq);
+                    let form = [("topic", names[*t].as_str()), ("id", &id), ("data", &payload::make(*seq, size))];
+                    // The answer is the update's id; reading it lets the connection be reused.
+                    let ok = match client.post(url).bearer_auth(token).form(&form).send().await {
+                        Ok(r) if r.status() == 200 => r.text().await.is_ok_and(|answer| answer == id),
+                        _ => false,
+                    };
+                    accepted.push(ok);
+                }
+                accepted
+            });
+            futures::future::join_all(runs).await.concat()
         }
         Sink::Redis { client, keys, live, topics } => {
             // One connection, pipelined: commands reach Redis in the order they are issued, so

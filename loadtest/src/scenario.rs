@@ -388,6 +388,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             rate: o.rate,
             payload: o.payload,
             mercure: o.mercure.protocol.is_some(),
+            publishers: o.mercure.publishers,
         };
         let kill_at = (scenario == Scenario::ReconnectStorm).then_some(o.events / 2);
         if kill_at.is_some() && o.kill_pid.is_none() {

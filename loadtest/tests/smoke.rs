@@ -173,6 +173,6 @@ fn mercure_fanout_through_the_hub() {
     assert_clean(&out, &report, 20);
     assert_eq!(report["deliveries_expected"], 2000);
     assert!(report["gateway_cpu"]["seconds"].as_f64().is_some_and(|s| s > 0.0), "{report}");
-    let (out, report) = loadtest(&[&base[..], &["--match-template", "--workers", "2"]].concat());
+    let (out, report) = loadtest(&[&base[..], &["--match-template", "--workers", "2", "--publishers", "3"]].concat());
     assert_clean(&out, &report, 20);
 }
