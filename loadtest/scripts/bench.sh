@@ -6,11 +6,15 @@
 #   loadtest/scripts/bench.sh                 # every scenario
 #   loadtest/scripts/bench.sh idle fanout     # some: idle fanout fanout-sweep cross-node-http
 #                                             #   cross-node-xadd many-topics reconnect-storm slow-consumers
+#                                             #   and, only when named: mercure-cpu mercure-sweep mercure-many-topics
+#                                             #   mercure-redis-cpu
 #
 # Needs: redis-server, redis-cli, taskset (util-linux), a 20,000 open-file limit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -q -p gateway -p loadtest
+# The build's directory (CARGO_TARGET_DIR, if set).
+BIN=${CARGO_TARGET_DIR:-target}/release
 OUT=benchmarks/results
 mkdir -p "$OUT"
 SECRET=bench-secret-0123456789abcdef0123456789
@@ -29,7 +33,7 @@ redis_up() { # port
 gateway_up() { # port [redis-url]; sets GW_PID
   ( ulimit -n 20000
     exec env ${GW_ENV:-} GATEWAY_LISTEN_ADDR=127.0.0.1:$1 GATEWAY_JWT_SECRET=$SECRET GATEWAY_CLOCK_INTERVAL=0s RUST_LOG=warn \
-      ${2:+GATEWAY_REDIS_URL=$2} taskset -c "$GW_CPU" target/release/gateway ) >"${TMPDIR:-/tmp}/bench-gateway-$1.log" 2>&1 &
+      ${2:+GATEWAY_REDIS_URL=$2} taskset -c "$GW_CPU" "$BIN/gateway" ) >"${TMPDIR:-/tmp}/bench-gateway-$1.log" 2>&1 &
   GW_PID=$!
   PIDS+=($GW_PID)
   until (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null; do sleep 0.05; done
@@ -48,7 +52,7 @@ cpu_busy() {
 lt() { # name args...
   local name=$1; shift
   echo "== $name: loadtest $*"
-  ( ulimit -n 20000; taskset -c "$LOAD_CPU" target/release/loadtest "$@" --secret "$SECRET" --json "$OUT/$name.json" --quiet ) \
+  ( ulimit -n 20000; taskset -c "$LOAD_CPU" "$BIN/loadtest" "$@" --secret "$SECRET" --json "$OUT/$name.json" --quiet ) \
     | tee "$OUT/$name.txt" || echo "(exit $?)" | tee -a "$OUT/$name.txt"
 }
 
@@ -114,6 +118,54 @@ run_slow_consumers() {
   gateway_up 18100
   lt slow-consumers slow-consumers --target http://127.0.0.1:18100 -n 1000 -m 2000 -r 200 --payload 256 --slow-fraction 0.1 "${SRC[@]}"
   down
+}
+
+# Mercure against native fan-out: the same 1,000 streams on one topic, following it natively or
+# through the hub (GATEWAY_MERCURE=0.x, on in every run) with 1 or 8 selectors, the matching one
+# last: the topic itself or (-template) the URI template …/books/{id}. The gateway's CPU time is
+# taken over the publish window (--gateway-pid).
+mercure_args() {
+  case $1 in
+    native) ;;
+    m1) echo --mercure 0.x ;;
+    m1-template) echo --mercure 0.x --match-template ;;
+    m8) echo --mercure 0.x --selectors 8 ;;
+    m8-template) echo --mercure 0.x --selectors 8 --match-template ;;
+  esac
+}
+
+mercure_run() { # name scenario variant rate seconds [more loadtest args]; MERCURE_REDIS=1: on a fresh Redis
+  local name=$1 scenario=$2 variant=$3 rate=$4 secs=$5 redis=; shift 5
+  if [ -n "${MERCURE_REDIS:-}" ]; then redis_up 16540; redis=redis://127.0.0.1:16540; fi
+  GW_ENV=GATEWAY_MERCURE=0.x gateway_up 18140 $redis
+  # Both cores' busy share while publishing (the streams open and settle in about 3 s).
+  ( sleep 5; cpu_busy 4 > "$OUT/$name-cpu.txt" ) &
+  # shellcheck disable=SC2046
+  lt "$name" "$scenario" --target http://127.0.0.1:18140 -n 1000 -m $((rate * secs)) -r "$rate" --payload 256 \
+    --gateway-pid "$GW_PID" $(mercure_args "$variant") "${SRC[@]}" "$@"
+  down
+}
+
+run_mercure_cpu() { # 100 events/s for 20 s, every variant, twice in turn
+  for round in 1 2; do
+    for v in native m1 m1-template m8 m8-template; do mercure_run "mercure-cpu-$v-$round" fanout "$v" 100 20; done
+  done
+}
+
+run_mercure_sweep() { # 10 s at each rate; Mercure updates over 4 publishing connections
+  for rate in ${MERCURE_RATES:-300 400 500 600 700 1000}; do
+    for v in native m1 m8; do mercure_run "mercure-sweep-$v-$rate" fanout "$v" "$rate" 10 --publishers 4; done
+  done
+}
+
+run_mercure_redis_cpu() { # mercure-cpu's first round, on Redis
+  for v in native m1 m8; do MERCURE_REDIS=1 mercure_run "mercure-redis-cpu-$v" fanout "$v" 100 20; done
+}
+
+run_mercure_many_topics() { # 1,000 streams on a topic each: every update wakes every Mercure stream
+  for rate in 100 500; do
+    for v in native m1; do mercure_run "mercure-many-topics-$v-$rate" many-topics "$v" "$rate" 20; done
+  done
 }
 
 ALL=(idle fanout fanout-sweep cross-node-http cross-node-xadd many-topics reconnect-storm slow-consumers)

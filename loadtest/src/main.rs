@@ -9,6 +9,7 @@
 
 mod chaos;
 mod memory;
+mod mercure;
 mod payload;
 mod publisher;
 mod rawstream;

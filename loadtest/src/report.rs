@@ -51,6 +51,27 @@ pub struct Memory {
     pub per_connection_bytes: u64,
 }
 
+/// Gateway CPU time over the publish window (first publish to last), from `/proc`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Cpu {
+    /// User and system time of the gateway process(es).
+    pub seconds: f64,
+    /// `seconds` over the window's length: 1.0 is one core busy all along.
+    pub cores: f64,
+    /// `seconds` per delivery the window's events made (`deliveries_expected`), in microseconds.
+    pub us_per_delivery: f64,
+}
+
+impl Cpu {
+    pub fn new(seconds: f64, r: &Report) -> Self {
+        Self {
+            seconds,
+            cores: if r.publish_seconds > 0.0 { seconds / r.publish_seconds } else { 0.0 },
+            us_per_delivery: if r.deliveries_expected > 0 { seconds * 1e6 / r.deliveries_expected as f64 } else { 0.0 },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
     pub scenario: String,
@@ -78,6 +99,8 @@ pub struct Report {
     pub lost_signals: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_cpu: Option<Cpu>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     /// Raw histograms (HdrHistogram V2, base64), so that reports of several workers merge.
@@ -187,6 +210,15 @@ impl Report {
                 m.rss_before_bytes as f64 / 1048576.0,
                 m.rss_after_bytes as f64 / 1048576.0,
                 m.per_connection_bytes
+            ));
+        }
+        if let Some(c) = &self.gateway_cpu {
+            out.push_str(&format!(
+                "gateway CPU         {:.2} s in the {:.1} s publish window ({:.0} % of a core): {:.2} µs per delivery\n",
+                c.seconds,
+                self.publish_seconds,
+                c.cores * 100.0,
+                c.us_per_delivery
             ));
         }
         for n in &self.notes {

@@ -91,6 +91,8 @@ pub struct Opts {
     /// How events are published.
     #[arg(long, global = true, value_enum, default_value_t = Via::Http)]
     pub via: Via,
+    #[command(flatten)]
+    pub mercure: crate::mercure::Opts,
     /// Which --target HTTP publishes go to (index from 0).
     #[arg(long, global = true, default_value_t = 0)]
     pub publish_target: usize,
@@ -205,6 +207,12 @@ impl Setup {
         if cli.scenario == Scenario::ReconnectStorm && o.targets.len() < 2 {
             bail!("reconnect-storm needs at least two --target nodes (one is killed)");
         }
+        if o.mercure.protocol.is_some() && (o.via != Via::Http || cli.scenario == Scenario::Chaos) {
+            bail!("--mercure publishes with --via http, and chaos has no Mercure mode");
+        }
+        if o.mercure.match_template && cli.scenario == Scenario::ManyTopics {
+            bail!("--match-template matches every topic of the run: not for many-topics");
+        }
         let tokens = match (&o.secret, &o.key_file, &o.tokens_file) {
             (Some(s), None, None) => Tokens::from_secret(s),
             (None, Some(k), None) => Tokens::from_key_file(k, &o.key_alg)?,
@@ -215,7 +223,11 @@ impl Setup {
     }
 
     fn topic(&self, i: usize) -> String {
-        format!("{}-{}-{i}", self.cli.opts.topic_prefix, self.run_id)
+        self.cli.opts.mercure.topic(&self.run_name(), i)
+    }
+
+    fn run_name(&self) -> String {
+        format!("{}-{}", self.cli.opts.topic_prefix, self.run_id)
     }
 
     /// The topics events are published to.
@@ -243,14 +255,17 @@ impl Setup {
         };
         (0..o.connections)
             .map(|i| {
+                let topic = match self.cli.scenario {
+                    Scenario::ManyTopics => self.topic(i),
+                    Scenario::Chaos => self.topic(i % o.topics.max(1)),
+                    _ => self.topic(0),
+                };
                 Ok(StreamSpec {
-                    topic: match self.cli.scenario {
-                        Scenario::ManyTopics => self.topic(i),
-                        Scenario::Chaos => self.topic(i % o.topics.max(1)),
-                        _ => self.topic(0),
-                    },
+                    path: o.mercure.path(&self.run_name(), &topic),
+                    topic,
+                    mercure: o.mercure.protocol.is_some(),
                     target: if self.cli.scenario == Scenario::ReconnectStorm { o.kill_target } else { i % o.targets.len() },
-                    token: self.tokens.token(i, ttl)?,
+                    token: o.mercure.token(&self.tokens, i, ttl)?,
                     stall: stall_every.is_some_and(|k| i % k == 0),
                     // Offset so that the stalling streams are not all on the first topic and node.
                     pausable: pause_every.is_some_and(|k| i % k == k / 2),
@@ -358,19 +373,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
     let mut outcome = publisher::Outcome::default();
     let mut notes = Vec::new();
+    let mut gateway_cpu = None;
     if scenario == Scenario::Idle {
         tokio::time::sleep(o.hold.into()).await;
     } else {
         let plan = publisher::Plan {
             via: o.via,
             target: o.targets[o.publish_target].trim_end_matches('/').to_owned(),
-            token: setup.tokens.token(usize::MAX, Duration::from_secs(24 * 3600))?,
+            token: o.mercure.token(&setup.tokens, usize::MAX, Duration::from_secs(24 * 3600))?,
             redis_url: o.redis_url.clone(),
             prefix: o.redis_prefix.clone(),
             topics: setup.publish_topics(),
             events: o.events,
             rate: o.rate,
             payload: o.payload,
+            mercure: o.mercure.protocol.is_some(),
+            publishers: o.mercure.publishers,
         };
         let kill_at = (scenario == Scenario::ReconnectStorm).then_some(o.events / 2);
         if kill_at.is_some() && o.kill_pid.is_none() {
@@ -379,6 +397,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         let kill_pid = o.kill_pid;
         let killed = std::sync::Mutex::new(None::<Instant>);
         let events = o.events;
+        let cpu_before = if o.gateway_pids.is_empty() { None } else { Some(memory::cpu_seconds(&o.gateway_pids)?) };
         outcome = publisher::run(&plan, |sent| {
             bar.set_length(events);
             bar.set_position(sent);
@@ -393,6 +412,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         })
         .await?;
+        if let Some(before) = cpu_before {
+            gateway_cpu = Some(memory::cpu_seconds(&o.gateway_pids)? - before);
+        }
         if let Some(at) = *killed.lock().unwrap_or_else(|e| e.into_inner()) {
             notes.push(format!(
                 "killed process {} ({}) {:.1} s before publishing ended",
@@ -422,6 +444,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         m.per_connection_bytes = m.rss_after_bytes.saturating_sub(m.rss_before_bytes) / report.connections_established.max(1);
     }
     report.memory = report_memory;
+    report.gateway_cpu = gateway_cpu.map(|seconds| crate::report::Cpu::new(seconds, &report));
     report.notes.extend(notes);
     print!("{}", report.human());
     if let Some(path) = &o.json {

@@ -23,6 +23,10 @@ use crate::tracker::Tracker;
 #[derive(Debug, Clone)]
 pub struct StreamSpec {
     pub topic: String,
+    /// The request's path and query (`/events?topic=…`, or the Mercure hub's with selectors).
+    pub path: String,
+    /// A Mercure stream: each event's id must be the update id the publisher gave it.
+    pub mercure: bool,
     /// Index of the target to connect to first (reconnections move on to the next ones).
     pub target: usize,
     pub token: String,
@@ -343,6 +347,10 @@ impl Stream {
                         continue;
                     }
                     let Some((seq, ts)) = payload::parse(&e.data) else { continue };
+                    if self.spec.mercure && !crate::mercure::id_matches(&e.last_event_id, seq) {
+                        // Not counted: the update shows as lost.
+                        continue;
+                    }
                     let now = payload::now_micros();
                     record_micros(&self.histograms.latency[self.shard], now.saturating_sub(ts));
                     tracker.record(seq);
@@ -399,9 +407,9 @@ impl Stream {
 
     /// Opens the stream on `target`, resuming after `last_id` if it is not empty.
     async fn open(&self, target: &str, last_id: &str) -> anyhow::Result<Body> {
-        let path = format!("/events?topic={}", self.spec.topic);
+        let path = &self.spec.path;
         if self.spec.pausable {
-            return crate::rawstream::open(target, &path, &self.spec.token, last_id).await;
+            return crate::rawstream::open(target, path, &self.spec.token, last_id).await;
         }
         let mut req = self.client.get(format!("{target}{path}")).bearer_auth(&self.spec.token);
         if !last_id.is_empty() {

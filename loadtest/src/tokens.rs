@@ -63,4 +63,20 @@ impl Tokens {
             }
         }
     }
+
+    /// A Mercure 0.x token for client `n`, allowed to subscribe to and publish every topic.
+    pub fn mercure(&self, n: usize, ttl: Duration) -> anyhow::Result<String> {
+        match self {
+            Self::List(list) => Ok(list[n % list.len()].clone()),
+            Self::Mint { key, algorithm } => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                let claims = serde_json::json!({
+                    "sub": format!("loadtest-{n}"),
+                    "exp": now + ttl.as_secs().max(60),
+                    "mercure": { "subscribe": ["*"], "publish": ["*"] },
+                });
+                jsonwebtoken::encode(&Header::new(*algorithm), &claims, key).context("minting a token")
+            }
+        }
+    }
 }

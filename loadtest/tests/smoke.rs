@@ -57,8 +57,14 @@ fn redis() -> (Proc, String) {
 
 /// A gateway process on a free port (on `redis` if given); returns it and its base URL.
 fn gateway(redis: Option<&str>) -> (Proc, String) {
+    gateway_with(redis, &[])
+}
+
+/// `gateway`, with more settings.
+fn gateway_with(redis: Option<&str>, env: &[(&str, &str)]) -> (Proc, String) {
     let port = free_port();
     let mut cmd = Command::new(gateway_binary());
+    cmd.envs(env.iter().copied());
     cmd.env("GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("GATEWAY_JWT_SECRET", SECRET)
         .env("GATEWAY_CLOCK_INTERVAL", "0s")
@@ -156,4 +162,17 @@ fn slow_consumers_do_not_hold_back_the_others() {
     let (out, report) = loadtest(&["slow-consumers", "--target", &url, "-n", "10", "-m", "300", "-r", "1000", "--slow-fraction", "0.2"]);
     assert_clean(&out, &report, 10);
     assert_eq!(report["deliveries_expected"], 8 * 300, "only the streams that read are counted");
+}
+
+#[test]
+fn mercure_fanout_through_the_hub() {
+    let (node, url) = gateway_with(None, &[("GATEWAY_MERCURE", "0.x")]);
+    let pid = node.0.id().to_string();
+    let base = ["fanout", "--target", &url, "-n", "20", "-m", "100", "-r", "500", "--mercure", "0.x"];
+    let (out, report) = loadtest(&[&base[..], &["--selectors", "8", "--gateway-pid", &pid]].concat());
+    assert_clean(&out, &report, 20);
+    assert_eq!(report["deliveries_expected"], 2000);
+    assert!(report["gateway_cpu"]["seconds"].as_f64().is_some_and(|s| s > 0.0), "{report}");
+    let (out, report) = loadtest(&[&base[..], &["--match-template", "--workers", "2", "--publishers", "3"]].concat());
+    assert_clean(&out, &report, 20);
 }
