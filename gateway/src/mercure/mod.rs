@@ -28,6 +28,7 @@
 pub mod claims;
 pub mod dispatch;
 pub mod frame;
+pub mod intern;
 pub mod selector;
 pub mod subscription_event;
 pub mod template;

@@ -12,11 +12,12 @@
 //! token's can make fan-out slow; sizes and counts are bounded here so compiling is cheap too.
 
 use std::cell::OnceCell;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use url::Url;
 use urlpattern::{UrlPattern, UrlPatternInit, UrlPatternMatchInput, UrlPatternOptions};
 
+use super::intern::Interner;
 use super::template::UriTemplate;
 use super::text::forbidden_char;
 
@@ -88,15 +89,21 @@ impl MatcherType {
     }
 }
 
-/// A compiled selector; cheap to clone (a compiled URL pattern is shared, not copied).
+/// Compiled URI templates, by source.
+static TEMPLATES: LazyLock<Interner<String, UriTemplate>> = LazyLock::new(Interner::default);
+/// Compiled URL patterns, by the hub URL they resolve on and source.
+static PATTERNS: LazyLock<Interner<(String, String), UrlPattern>> = LazyLock::new(Interner::default);
+
+/// A compiled selector; cheap to clone (compiled templates and patterns are shared, not copied).
 #[derive(Debug, Clone)]
 pub enum Selector {
     /// `*`: every topic.
     Any,
     /// Byte-for-byte equality.
     Exact(String),
-    /// 0.x: equality, or a topic that could be an expansion of the template.
-    Template { source: String, template: UriTemplate },
+    /// 0.x: equality, or a topic that could be an expansion of the template (compiled once per
+    /// process and shared: `intern.rs`).
+    Template { source: String, template: Arc<UriTemplate> },
     /// 1.0 `urlpattern`.
     UrlPattern { source: String, pattern: Arc<UrlPattern> },
 }
@@ -113,7 +120,7 @@ impl Selector {
         }
         // The draft: "if the selector is a valid URI template" — an invalid one is still a valid
         // selector, matched exactly.
-        Ok(match UriTemplate::compile(s) {
+        Ok(match TEMPLATES.get_or_compile(&s.to_owned(), || UriTemplate::compile(s)) {
             Ok(template) => Selector::Template { source: s.to_owned(), template },
             Err(_) => Selector::Exact(s.to_owned()),
         })
@@ -132,11 +139,13 @@ impl Selector {
         match kind {
             MatcherType::Exact => Ok(Selector::Exact(s.to_owned())),
             MatcherType::UrlPattern => {
-                let invalid = |e: urlpattern::Error| SelectorError::UrlPattern(e.to_string());
-                let init = UrlPatternInit::parse_constructor_string::<regex::Regex>(s, Some(hub.clone())).map_err(invalid)?;
-                // `ignore_case` stays off, as the draft requires: only hosts are case-insensitive.
-                let pattern = UrlPattern::parse(init, UrlPatternOptions::default()).map_err(invalid)?;
-                Ok(Selector::UrlPattern { source: s.to_owned(), pattern: Arc::new(pattern) })
+                let pattern = PATTERNS.get_or_compile(&(hub.as_str().to_owned(), s.to_owned()), || {
+                    let invalid = |e: urlpattern::Error| SelectorError::UrlPattern(e.to_string());
+                    let init = UrlPatternInit::parse_constructor_string::<regex::Regex>(s, Some(hub.clone())).map_err(invalid)?;
+                    // `ignore_case` stays off, as the draft requires: only hosts are case-insensitive.
+                    UrlPattern::parse(init, UrlPatternOptions::default()).map_err(invalid)
+                })?;
+                Ok(Selector::UrlPattern { source: s.to_owned(), pattern })
             }
         }
     }
