@@ -64,7 +64,7 @@ impl<K: Eq + Hash + Clone, V> Interner<K, V> {
     }
 
     /// How many entries the table holds (live or not yet swept).
-    pub fn len(&self) -> usize {
+    pub fn held(&self) -> usize {
         self.lock().entries.len()
     }
 }
@@ -85,7 +85,7 @@ mod tests {
         for i in 0..1_000 {
             drop(interner.get_or_compile(&i.to_string(), || compile("x")).expect("x"));
         }
-        assert!(interner.len() <= 2 * 64 + 1, "unused entries are swept as the table grows: {}", interner.len());
+        assert!(interner.held() <= 2 * 64 + 1, "unused entries are swept as the table grows: {}", interner.held());
         let fresh = interner.get_or_compile(&"a".to_owned(), || compile("b")).expect("recompiled");
         assert_eq!(*fresh, "B", "a dropped value is compiled again");
     }
