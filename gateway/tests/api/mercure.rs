@@ -254,3 +254,20 @@ async fn resuming_from_an_update_trimmed_from_history_says_earliest() {
     let held = subscribe_hub(app.client.get(hub_url(&app.base, &[("topic", "a")])).header("Last-Event-ID", &ids[2])).await;
     assert_eq!(held.headers["last-event-id"], ids[2].as_str());
 }
+
+#[tokio::test]
+async fn an_idle_subscription_gets_the_gateways_heartbeats() {
+    let app = spawn_with(|c| {
+        c.mercure = Some(hub_config(Protocol::Legacy, true));
+        c.heartbeat = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let mut sub = subscribe_hub(app.client.get(hub_url(&app.base, &[("topic", "*")]))).await;
+    loop {
+        match sub.next_item().await.expect("the stream stays open") {
+            Item::Comment(_) => break,
+            Item::Retry(_) => continue,
+            Item::Event(e) => panic!("unexpected event {e:?}"),
+        }
+    }
+}
