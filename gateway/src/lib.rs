@@ -13,6 +13,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod body_limit;
 pub mod bus;
 pub mod clock;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod connection;
 pub mod control;
 pub mod demo;
 pub mod error;
+pub mod event_stream;
 pub mod healthcheck;
 pub mod hub;
 pub mod limits;

@@ -50,5 +50,5 @@ pub fn router(config: Option<&MercureConfig>, max_body: usize) -> Router<AppStat
         .route(HUB_PATH, get(subscribe::subscribe).post(publish::publish))
         .layer(axum::Extension(hub))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn(move |request, next| crate::routes::refuse_announced_oversize(max_body, request, next)))
+        .layer(axum::middleware::from_fn(move |request, next| crate::body_limit::refuse_announced_oversize(max_body, request, next)))
 }

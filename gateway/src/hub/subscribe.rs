@@ -18,11 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Extension;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
-use futures::StreamExt;
 use shared::{Cursor, StreamId, Topic};
 
 use super::Hub;
@@ -32,6 +30,7 @@ use super::render::MercureRender;
 use super::token::{self, Purpose};
 use crate::connection::{Connection, ConnectionSettings, StartError};
 use crate::error::ApiError;
+use crate::event_stream;
 use crate::listener::ClientInfo;
 use crate::mercure::selector::{self, MatcherType};
 use crate::mercure::update::EARLIEST;
@@ -122,22 +121,13 @@ pub async fn subscribe(
     tracing::debug!(subject = subject.as_deref().unwrap_or(""), "Mercure subscription opened");
     let announced = if matchers.is_empty() { None } else { Some(announce::announce(&state, &matchers).await) };
     // The permit and the announcement go with the stream: dropped with it.
-    let stream = conn.into_stream().map(move |frame| {
-        let _held = (&permit, &announced);
-        frame
-    });
-    let mut response = Response::new(Body::from_stream(stream));
-    *response.status_mut() = StatusCode::OK;
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    let mut response = event_stream::response(conn, (permit, announced));
     if let Some(v) = echoed.and_then(|e| HeaderValue::from_str(&e).ok()) {
         let name = match protocol {
             Protocol::Legacy => HeaderName::from_static("last-event-id"),
             Protocol::V1 => HeaderName::from_static("mercure-last-event-id"),
         };
-        h.insert(name, v);
+        response.headers_mut().insert(name, v);
     }
     Ok(response)
 }

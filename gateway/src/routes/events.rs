@@ -1,12 +1,10 @@
 //! `GET /events?topic=…`: the SSE endpoint.
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
-use futures::StreamExt;
 use shared::{Cursor, Topic};
 
 use super::Query;
@@ -14,6 +12,7 @@ use crate::auth;
 use crate::connection::{Connection, ConnectionSettings, RefreshOffer, StartError};
 use crate::control::Target;
 use crate::error::ApiError;
+use crate::event_stream;
 use crate::listener::ClientInfo;
 use crate::state::AppState;
 
@@ -71,18 +70,7 @@ async fn events(
         })?;
     tracing::debug!(subject = claims.sub.as_deref().unwrap_or(""), "stream opened");
     // The permit goes with the stream: it is returned when the stream is dropped.
-    let stream = conn.into_stream().map(move |frame| {
-        let _held = &permit;
-        frame
-    });
-    let mut response = Response::new(Body::from_stream(stream));
-    *response.status_mut() = StatusCode::OK;
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    // nginx (and proxies that follow it) must pass each frame on at once.
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok(event_stream::response(conn, permit))
 }
 
 /// Validates the `topic` parameters: at least one, at most `max`, each a valid name; duplicates

@@ -19,8 +19,6 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub(crate) use publish::refuse_announced_oversize;
-
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(events::router())

@@ -11,9 +11,8 @@ use axum::body::Bytes;
 use axum::extract::Request;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -21,6 +20,7 @@ use shared::publish::{self, Body, Publication};
 use tracing::{Instrument, Span};
 
 use super::{Query, authenticate};
+use crate::body_limit::refuse_announced_oversize;
 use crate::bus::NewEvent;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -31,17 +31,6 @@ pub fn router(max_body: usize) -> Router<AppState> {
         .route("/publish", post(publish))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(move |request: Request, next: Next| refuse_announced_oversize(max_body, request, next)))
-}
-
-/// A body whose `Content-Length` is over the limit is refused before a byte of it is read: the
-/// limit on the body stream alone would wait, for as long as the client likes, for a body
-/// announced at 10 GB and never sent.
-pub(crate) async fn refuse_announced_oversize(max_body: usize, request: Request, next: Next) -> Result<Response, ApiError> {
-    let announced = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    match announced {
-        Some(length) if length > max_body as u64 => Err(ApiError::PayloadTooLarge { limit: max_body }),
-        _ => Ok(next.run(request).await),
-    }
 }
 
 async fn publish(

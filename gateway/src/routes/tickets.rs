@@ -36,7 +36,7 @@ pub fn router(max_topics: usize) -> Router<AppState> {
     Router::new()
         .route("/tickets", post(issue))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn(move |request: Request, next: Next| super::publish::refuse_announced_oversize(limit, request, next)))
+        .layer(middleware::from_fn(move |request: Request, next: Next| crate::body_limit::refuse_announced_oversize(limit, request, next)))
 }
 
 /// What a client may ask of its ticket.
