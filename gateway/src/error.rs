@@ -8,6 +8,7 @@ use shared::Topic;
 
 use crate::auth::AuthError;
 use crate::bus::BusError;
+use crate::connection::StartError;
 use crate::control::RefreshRefusal;
 use crate::limits::LimitError;
 use crate::tickets::TicketError;
@@ -91,6 +92,15 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::KeysUnavailable => Self::KeysUnavailable,
             e => Self::Unauthorized(e),
+        }
+    }
+}
+
+impl From<StartError> for ApiError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::KeyCollision(..) => Self::bad_request("invalid_topic", e.to_string()),
+            StartError::Bus(e) => Self::Bus(e),
         }
     }
 }

@@ -10,7 +10,8 @@ use crate::bus::Bus;
 use crate::bus::fanout::Fanout;
 use crate::config::Config;
 use crate::control::Control;
-use crate::limits::Limits;
+use crate::error::ApiError;
+use crate::limits::{Limits, Permit};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
@@ -38,6 +39,16 @@ impl AppState {
         let base = self.config.retry.as_millis() as u64;
         let jitter = self.config.retry_jitter.as_millis() as u64;
         base + if jitter == 0 { 0 } else { rand::rng().random_range(0..=jitter) }
+    }
+
+    /// A place for one more stream under the connection limits (node-wide and per `subject`);
+    /// a refusal is counted and logged here, for every stream endpoint alike.
+    pub fn stream_permit(&self, subject: Option<&str>) -> Result<Permit, ApiError> {
+        self.limits.acquire(subject).map_err(|e| {
+            self.stats.limit_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(reason = %e, "stream refused at a connection limit");
+            ApiError::Limit(e)
+        })
     }
 
     pub fn leeway(&self) -> Duration {

@@ -62,12 +62,12 @@ async fn publish(bus: &dyn Bus, updates: &[Update]) {
 
 impl Drop for Announced {
     fn drop(&mut self) {
-        let ended = std::mem::take(&mut self.ended);
-        let bus = self.state.bus.clone();
         // Streams end inside the runtime; one dropped after it stopped has nobody left to tell.
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
+        let ended = std::mem::take(&mut self.ended);
+        let bus = self.state.bus.clone();
         // Tracked, so that shutdown waits (briefly) for the last subscriptions' ends.
         self.state.shutdown.tracker().spawn(async move { publish(&*bus, &ended).await });
     }

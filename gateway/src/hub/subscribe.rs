@@ -28,7 +28,7 @@ use super::announce::{self, Matcher};
 use super::error::HubError;
 use super::render::MercureRender;
 use super::token::{self, Purpose};
-use crate::connection::{Connection, ConnectionSettings, StartError};
+use crate::connection::{Connection, ConnectionSettings};
 use crate::error::ApiError;
 use crate::event_stream;
 use crate::listener::ClientInfo;
@@ -65,20 +65,11 @@ pub async fn subscribe(
         None if hub.config.anonymous => None,
         None => return Err(HubError::MissingToken),
     };
-    let resume = last_event_id(protocol, &headers, &query)?;
-    let (cursor, echoed) = match resume {
+    let (cursor, echoed) = match last_event_id(protocol, &headers, &query)? {
         None => (None, None),
         Some(id) => {
-            let found = if id == EARLIEST { None } else { state.bus.find_alias(&Topic::mercure(), id).await.map_err(ApiError::from)? };
-            // An update still named but already trimmed (history's length bound) lost what
-            // followed it as surely as one no longer named.
-            let complete = match found {
-                Some(at) => !state.bus.read(&Topic::mercure(), Some(at), 1).await.map_err(ApiError::from)?.lost,
-                None => false,
-            };
-            // Otherwise: from the oldest update held, and the header says updates may be lost.
-            let echoed = if complete { id } else { EARLIEST };
-            (Some(Cursor::Position(found.unwrap_or(StreamId::new(0, 0)))), Some(echoed.to_owned()))
+            let (from, echoed) = resume_point(&state, id).await?;
+            (Some(Cursor::Position(from)), Some(echoed))
         }
     };
     let subject = grant.as_ref().and_then(|g| g.subject.clone());
@@ -86,11 +77,7 @@ pub async fn subscribe(
         Some(at) => at.duration_since(SystemTime::now()).unwrap_or_default() + state.leeway(),
         None => NO_EXPIRY,
     };
-    let permit = state.limits.acquire(subject.as_deref()).map_err(|e| {
-        state.stats.limit_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(reason = %e, "Mercure subscription refused at a connection limit");
-        ApiError::Limit(e)
-    })?;
+    let permit = state.stream_permit(subject.as_deref())?;
     // What subscription events name: each matcher as the client wrote it, with its type.
     let matchers: Vec<Matcher> = if hub.config.subscriptions {
         query
@@ -114,10 +101,7 @@ pub async fn subscribe(
     };
     let conn = Connection::start(vec![Topic::mercure()], cursor, &state.fanout, state.bus.clone(), settings, state.stats.clone())
         .await
-        .map_err(|e| match e {
-            StartError::Bus(e) => ApiError::Bus(e),
-            e @ StartError::KeyCollision(..) => ApiError::bad_request("invalid_topic", e.to_string()),
-        })?;
+        .map_err(ApiError::from)?;
     tracing::debug!(subject = subject.as_deref().unwrap_or(""), "Mercure subscription opened");
     let announced = if matchers.is_empty() { None } else { Some(announce::announce(&state, &matchers).await) };
     // The permit and the announcement go with the stream: dropped with it.
@@ -132,14 +116,31 @@ pub async fn subscribe(
     Ok(response)
 }
 
-/// The id to resume after: the header wins over the query parameter; empty is none.
+/// Where a stream resuming after update `id` starts, and what the response header answers: the
+/// id itself when nothing after it was lost, else `earliest` and the oldest update held.
+async fn resume_point(state: &AppState, id: &str) -> Result<(StreamId, String), ApiError> {
+    let found = if id == EARLIEST { None } else { state.bus.find_alias(&Topic::mercure(), id).await? };
+    // An update still named but already trimmed (history's length bound) lost what followed it
+    // as surely as one no longer named.
+    let complete = match found {
+        Some(at) => !state.bus.read(&Topic::mercure(), Some(at), 1).await?.lost,
+        None => false,
+    };
+    Ok(match found {
+        Some(at) if complete => (at, id.to_owned()),
+        _ => (StreamId::new(0, 0), EARLIEST.to_owned()),
+    })
+}
+
+/// The id to resume after: the header wins over the query parameter; empty is none. Ids are
+/// IRIs, so the header may carry UTF-8 (what `EventSource` sends back for a non-ASCII id).
 fn last_event_id<'a>(protocol: Protocol, headers: &'a HeaderMap, query: &'a [(String, String)]) -> Result<Option<&'a str>, HubError> {
     let param = match protocol {
         Protocol::Legacy => "lastEventID",
         Protocol::V1 => "last_event_id",
     };
     let raw = match headers.get("last-event-id") {
-        Some(v) => Some(v.to_str().map_err(|_| HubError::LastEventId("Last-Event-ID is not visible ASCII"))?),
+        Some(v) => Some(std::str::from_utf8(v.as_bytes()).map_err(|_| HubError::LastEventId("Last-Event-ID is not UTF-8"))?),
         None => query.iter().find(|(k, _)| k == param).map(|(_, v)| v.as_str()),
     };
     match raw {

@@ -9,7 +9,7 @@ use shared::{Cursor, Topic};
 
 use super::Query;
 use crate::auth;
-use crate::connection::{Connection, ConnectionSettings, RefreshOffer, StartError};
+use crate::connection::{Connection, ConnectionSettings, RefreshOffer};
 use crate::control::Target;
 use crate::error::ApiError;
 use crate::event_stream;
@@ -36,11 +36,7 @@ async fn events(
         return Err(ApiError::Forbidden { action: "subscribe", topic: topic.clone() });
     }
     let cursor = last_event_id(&headers, query.last_event_id.as_deref())?;
-    let permit = state.limits.acquire(claims.sub.as_deref()).map_err(|e| {
-        state.stats.limit_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(reason = %e, "stream refused at a connection limit");
-        ApiError::Limit(e)
-    })?;
+    let permit = state.stream_permit(claims.sub.as_deref())?;
     // Registered before the stream starts, under the lock revocations take: see `control/`.
     let registration = state.control.register(&claims, &topics).map_err(|refused| match refused.target {
         Target::Topic(topic) => ApiError::TopicRevoked(topic),
@@ -64,10 +60,7 @@ async fn events(
         render: None,
     };
     let conn =
-        Connection::start(topics, cursor, &state.fanout, state.bus.clone(), settings, state.stats.clone()).await.map_err(|e| match e {
-            StartError::KeyCollision(..) => ApiError::bad_request("invalid_topic", e.to_string()),
-            StartError::Bus(e) => ApiError::Bus(e),
-        })?;
+        Connection::start(topics, cursor, &state.fanout, state.bus.clone(), settings, state.stats.clone()).await.map_err(ApiError::from)?;
     tracing::debug!(subject = claims.sub.as_deref().unwrap_or(""), "stream opened");
     // The permit goes with the stream: it is returned when the stream is dropped.
     Ok(event_stream::response(conn, permit))

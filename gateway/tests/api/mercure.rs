@@ -271,3 +271,15 @@ async fn an_idle_subscription_gets_the_gateways_heartbeats() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_id_outside_ascii_resumes_as_eventsource_sends_it_back() {
+    let app = spawn_hub(Protocol::Legacy, true).await;
+    let token = legacy_token(&["*"], &[]);
+    let id = publish_update(&app, &app.base, &token, &[("topic", "livres"), ("id", "/livres/é/1"), ("data", "1")]).await;
+    publish_update(&app, &app.base, &token, &[("topic", "livres"), ("data", "2")]).await;
+    let header = reqwest::header::HeaderValue::from_bytes(id.as_bytes()).expect("UTF-8 bytes");
+    let mut sub = subscribe_hub(app.client.get(hub_url(&app.base, &[("topic", "livres")])).header("Last-Event-ID", header)).await;
+    assert_eq!(sub.headers["last-event-id"].as_bytes(), id.as_bytes());
+    assert_eq!(sub.next_event().await.data, "2");
+}
