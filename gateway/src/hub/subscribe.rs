@@ -32,6 +32,7 @@ use crate::connection::{Connection, ConnectionSettings};
 use crate::error::ApiError;
 use crate::event_stream;
 use crate::listener::ClientInfo;
+use crate::mercure::claims::BearerError;
 use crate::mercure::selector::{self, MatcherType};
 use crate::mercure::update::EARLIEST;
 use crate::mercure::version::Protocol;
@@ -78,6 +79,15 @@ pub async fn subscribe(
         None => NO_EXPIRY,
     };
     let permit = state.stream_permit(subject.as_deref())?;
+    // Registered before the stream starts, under the lock revocations take (see `control/`).
+    let exp = match grant.as_ref().and_then(|g| g.exp) {
+        Some(exp) => exp.ceil() as u64,
+        None => crate::auth::now_secs() + NO_EXPIRY.as_secs(),
+    };
+    let registration = state
+        .control
+        .register(&token::control_claims(grant.as_ref(), exp), &[Topic::mercure()])
+        .map_err(|_| HubError::Bearer(BearerError::InvalidToken))?;
     // What subscription events name: each matcher as the client wrote it, with its type.
     let matchers: Vec<Matcher> = if hub.config.subscriptions {
         query
@@ -95,7 +105,7 @@ pub async fn subscribe(
         expires_in,
         shutdown: state.shutdown.token(),
         slow: client.map(|Extension(ConnectInfo(c))| c.kill).unwrap_or_default(),
-        control: None,
+        control: Some(registration),
         refresh: None,
         render: Some(Box::new(render)),
     };

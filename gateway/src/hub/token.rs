@@ -15,6 +15,7 @@ use std::time::SystemTime;
 
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE};
+use shared::Claims;
 
 use super::Hub;
 use super::error::HubError;
@@ -96,5 +97,17 @@ pub async fn grant(state: &AppState, hub: &Hub, token: &str) -> Result<MercureGr
         }
         _ => claims::legacy_grant(&raw.claims, now),
     };
-    grant.map_err(|e| refused(&e.to_string()))
+    let grant = grant.map_err(|e| refused(&e.to_string()))?;
+    // The admin API's revocations (by subject or `jti`) hold for Mercure tokens too.
+    if state.control.refusing(&control_claims(Some(&grant), u64::MAX)).is_some() {
+        return Err(refused(AuthError::Revoked.code()));
+    }
+    Ok(grant)
+}
+
+/// What the control plane knows a Mercure stream or publisher by: its subject, its token id and
+/// when it ends (`exp`, seconds since the epoch), so that revocation and the admin counts cover
+/// Mercure streams as they cover native ones.
+pub fn control_claims(grant: Option<&MercureGrant>, exp: u64) -> Claims {
+    Claims { sub: grant.and_then(|g| g.subject.clone()), jti: grant.and_then(|g| g.token_id.clone()), exp, ..Claims::default() }
 }

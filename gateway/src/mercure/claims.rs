@@ -114,6 +114,8 @@ pub struct MercureGrant {
     /// `exp` as the token gave it, in seconds since the epoch (a 0.x token may use a fraction).
     pub exp: Option<f64>,
     pub subject: Option<String>,
+    /// The token's `jti`: what an administrator revokes to cut off one token.
+    pub token_id: Option<String>,
 }
 
 impl MercureGrant {
@@ -153,8 +155,9 @@ pub fn legacy_grant(claims: &Value, now: SystemTime) -> Result<MercureGrant, Gra
     let claims = claims.as_object().ok_or(GrantError::NotAnObject)?;
     let exp = check_times(claims, now)?;
     let subject = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+    let token_id = claims.get("jti").and_then(Value::as_str).map(str::to_owned);
     let Some(mercure) = claims.get(LEGACY_CLAIM).or_else(|| claims.get(LEGACY_CLAIM_URI)) else {
-        return Ok(MercureGrant { exp, subject, ..MercureGrant::default() });
+        return Ok(MercureGrant { exp, subject, token_id, ..MercureGrant::default() });
     };
     let mercure = mercure.as_object().ok_or(GrantError::Malformed("mercure"))?;
     let list = |key: &'static str| -> Result<Vec<Selector>, GrantError> {
@@ -176,7 +179,7 @@ pub fn legacy_grant(claims: &Value, now: SystemTime) -> Result<MercureGrant, Gra
         None | Some(Value::Null) => Vec::new(),
         Some(payload) => vec![PayloadGrant { selectors: vec![Selector::Any], payload: payload.clone() }],
     };
-    Ok(MercureGrant { publish: list("publish")?, subscribe: list("subscribe")?, payloads, exp, subject })
+    Ok(MercureGrant { publish: list("publish")?, subscribe: list("subscribe")?, payloads, exp, subject, token_id })
 }
 
 /// Who a 1.0 hub trusts: its resource identifier (the audience tokens must name), the issuers
@@ -213,8 +216,12 @@ pub fn access_token_grant(claims: &Value, policy: &AccessTokenPolicy, now: Syste
     if !audience_ok {
         return Err(GrantError::WrongAudience);
     }
-    let mut grant =
-        MercureGrant { exp: Some(exp), subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned), ..MercureGrant::default() };
+    let mut grant = MercureGrant {
+        exp: Some(exp),
+        subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
+        token_id: claims.get("jti").and_then(Value::as_str).map(str::to_owned),
+        ..MercureGrant::default()
+    };
     let details = match claims.get("authorization_details") {
         None | Some(Value::Null) => return Ok(grant),
         Some(Value::Array(details)) => details,

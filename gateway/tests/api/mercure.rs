@@ -4,6 +4,7 @@
 use gateway::mercure::version::Protocol;
 use shared::sse::Item;
 
+use super::control_support::{disconnect, revoked_event};
 use super::helpers::*;
 use super::mercure_support::*;
 
@@ -282,4 +283,22 @@ async fn an_id_outside_ascii_resumes_as_eventsource_sends_it_back() {
     let mut sub = subscribe_hub(app.client.get(hub_url(&app.base, &[("topic", "livres")])).header("Last-Event-ID", header)).await;
     assert_eq!(sub.headers["last-event-id"].as_bytes(), id.as_bytes());
     assert_eq!(sub.next_event().await.data, "2");
+}
+
+#[tokio::test]
+async fn the_admin_api_revokes_mercure_subscribers_and_publishers_by_subject() {
+    let app = spawn_hub(Protocol::Legacy, false).await;
+    let alice = sign("JWT", &serde_json::json!({ "sub": "alice", "mercure": { "publish": ["*"], "subscribe": ["*"] } }));
+    let bob = sign("JWT", &serde_json::json!({ "sub": "bob", "jti": "bob-1", "mercure": { "subscribe": ["*"] } }));
+    let mut hers = subscribe_hub(app.client.get(hub_url(&app.base, &[("topic", "*")])).bearer_auth(&alice)).await;
+    let mut his = subscribe_hub(app.client.get(hub_url(&app.base, &[("topic", "*")])).bearer_auth(&bob)).await;
+    let (status, answer) = disconnect(&app, serde_json::json!({ "subject": "alice", "duration": 60 })).await;
+    assert_eq!((status, answer["disconnected"].as_u64()), (200, Some(1)), "{answer}");
+    revoked_event(&mut hers).await;
+    assert_eq!(open(app.client.get(hub_url(&app.base, &[("topic", "*")])).bearer_auth(&alice)).await.status(), 401);
+    assert_eq!(post_form(&app, &app.base, Some(&alice), &[("topic", "a")]).await.status(), 401, "nor may she publish");
+    let (status, _) = disconnect(&app, serde_json::json!({ "jti": "bob-1", "duration": 0 })).await;
+    assert_eq!(status, 200);
+    revoked_event(&mut his).await;
+    subscribe_hub(app.client.get(hub_url(&app.base, &[("topic", "*")])).bearer_auth(&bob)).await;
 }
