@@ -315,32 +315,38 @@ impl Authenticator {
     /// (browsers' `EventSource` cannot set headers), then the cookie when `use_cookie` (not for
     /// publishing: a cross-site form would carry the cookie and publish as the user).
     pub fn token<'a>(&self, headers: &'a HeaderMap, query_token: Option<&'a str>, use_cookie: bool) -> Result<&'a str, AuthError> {
-        if let Some(value) = headers.get(AUTHORIZATION) {
-            let value = value.to_str().map_err(|_| AuthError::MalformedHeader)?;
-            let (scheme, token) = value.split_once(' ').ok_or(AuthError::MalformedHeader)?;
-            if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-                return Err(AuthError::MalformedHeader);
-            }
-            return Ok(token.trim());
+        if let Some(token) = bearer(headers)? {
+            return Ok(token);
         }
         if let Some(t) = query_token {
             return Ok(t);
         }
-        if !use_cookie {
-            return Err(AuthError::Missing);
-        }
-        for value in headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()) {
-            for pair in value.split(';') {
-                if let Some((name, token)) = pair.trim().split_once('=')
-                    && name == self.cookie
-                    && !token.is_empty()
-                {
-                    return Ok(token);
-                }
-            }
-        }
-        Err(AuthError::Missing)
+        let cookie = if use_cookie { cookie(headers, &self.cookie) } else { None };
+        cookie.ok_or(AuthError::Missing)
     }
+}
+
+/// The token of an `Authorization: Bearer` header, `None` without the header. A header that is
+/// there but not a bearer token is an error, not "no token": the client meant to authenticate.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let Some(value) = headers.get(AUTHORIZATION) else { return Ok(None) };
+    let value = value.to_str().map_err(|_| AuthError::MalformedHeader)?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(Some(token.trim())),
+        _ => Err(AuthError::MalformedHeader),
+    }
+}
+
+/// The non-empty value of the cookie `name`, if the request carries it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, token)| *n == name && !token.is_empty())
+        .map(|(_, token)| token)
 }
 
 /// Seconds since the epoch.

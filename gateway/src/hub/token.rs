@@ -14,12 +14,11 @@
 use std::time::SystemTime;
 
 use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, COOKIE};
 use shared::Claims;
 
 use super::Hub;
 use super::error::HubError;
-use crate::auth::AuthError;
+use crate::auth::{self, AuthError};
 use crate::error::ApiError;
 use crate::mercure::claims::{self, BearerError, MercureGrant};
 use crate::mercure::version::Protocol;
@@ -45,12 +44,8 @@ pub fn find<'a>(
     query: &'a [(String, String)],
     purpose: Purpose,
 ) -> Result<Option<&'a str>, HubError> {
-    if let Some(value) = headers.get(AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| HubError::Bearer(BearerError::InvalidRequest))?;
-        return match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(Some(token.trim())),
-            _ => Err(HubError::Bearer(BearerError::InvalidRequest)),
-        };
+    if let Some(token) = auth::bearer(headers).map_err(|_| HubError::Bearer(BearerError::InvalidRequest))? {
+        return Ok(Some(token));
     }
     if protocol == Protocol::Legacy
         && let Some((_, token)) = query.iter().find(|(k, _)| k == "authorization")
@@ -64,18 +59,7 @@ pub fn find<'a>(
         Protocol::Legacy => LEGACY_COOKIE,
         Protocol::V1 => V1_COOKIE,
     };
-    Ok(cookie(headers, name))
-}
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, token)| *n == name && !token.is_empty())
-        .map(|(_, token)| token)
+    Ok(auth::cookie(headers, name))
 }
 
 /// Verifies `token` and reads its grant for the hub's protocol.
