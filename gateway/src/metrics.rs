@@ -94,6 +94,7 @@ impl Collector for Counters {
         let get = |c: &AtomicU64| Stats::get(c);
         gauge(&mut encoder, "sockets_open", "Open client sockets, whatever they carry", get(&s.sockets_open))?;
         gauge(&mut encoder, "connections_open", "Open event streams", get(&s.connections_open))?;
+        gauge(&mut encoder, "streams_lean", "Open event streams held on the lean path", get(&s.lean_streams))?;
         counter(&mut encoder, "connections_opened", "Event streams opened", get(&s.connections_total))?;
         let (slow, timeout, expired, shutdown, limit, revoked) = (
             get(&s.slow_disconnects),

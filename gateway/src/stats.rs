@@ -19,6 +19,10 @@ pub struct Stats {
     /// sent a request yet): what a slowloris or a connection flood would pile up.
     pub sockets_open: AtomicU64,
     pub connections_open: AtomicU64,
+    /// Event streams held on the lean path (`held/`): written straight to their sockets, without
+    /// hyper's per-connection buffers. The rest of `connections_open` are served through hyper
+    /// (HTTP/2, or a keep-alive connection whose first request was not a stream).
+    pub lean_streams: AtomicU64,
     pub connections_total: AtomicU64,
     pub slow_disconnects: AtomicU64,
     pub write_timeouts: AtomicU64,
@@ -70,6 +74,7 @@ impl Default for Stats {
         Self {
             sockets_open: AtomicU64::default(),
             connections_open: AtomicU64::default(),
+            lean_streams: AtomicU64::default(),
             connections_total: AtomicU64::default(),
             slow_disconnects: AtomicU64::default(),
             write_timeouts: AtomicU64::default(),
