@@ -19,6 +19,7 @@ use crate::bus::redis::{RedisBus, RedisSettings};
 use crate::config::{Config, JwtConfig};
 use crate::control::{self, Control, Incoming, Link, LocalLink};
 use crate::demo::{self, DemoTokens, SecretSource};
+use crate::held::Node;
 use crate::limits::Limits;
 use crate::listener::GatewayListener;
 use crate::metrics::Metrics;
@@ -219,7 +220,15 @@ impl App {
             });
         }
         let timeouts = HeadTimeouts { first: state.config.header_timeout, keep_alive: state.config.keepalive_timeout };
-        let server = server::serve(self.listener, routes::router(state), timeouts, token.clone());
+        let node = Arc::new(Node::new(
+            Arc::clone(&state.stats),
+            Arc::clone(&state.fanout),
+            state.config.heartbeat,
+            state.config.write_timeout,
+            token.clone(),
+        ));
+        shutdown.tracker().spawn(node.run_schedule());
+        let server = server::serve(self.listener, routes::router(state), timeouts, node, token.clone());
         let forced = async {
             token.cancelled().await;
             tokio::time::sleep(grace).await;

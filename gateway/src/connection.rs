@@ -34,7 +34,11 @@ use crate::stats::Stats;
 use replay::{Merge, Step};
 
 mod lifetime;
+mod positions;
 mod replay;
+
+pub(crate) use lifetime::{refresh_frame, revoked_frame};
+pub use positions::{Frame, Positions};
 
 /// Events read from history per bus call while replaying.
 const REPLAY_PAGE: usize = 256;
@@ -45,14 +49,6 @@ pub const LOST_EVENT: &str = "gateway.lost";
 pub const REVOKED_EVENT: &str = "gateway.revoked";
 /// Sent before the token expires: where to present a fresh one to keep the stream.
 pub const REFRESH_EVENT: &str = "gateway.refresh";
-
-#[derive(Debug)]
-struct TopicState {
-    topic: Topic,
-    key: u64,
-    /// The id of the last event sent for this topic, or where the connection started.
-    position: StreamId,
-}
 
 /// What a connection needs from the application, gathered by the route.
 #[derive(Debug)]
@@ -100,7 +96,7 @@ struct Refresh {
 
 #[derive(Debug)]
 pub struct Connection {
-    topics: Vec<TopicState>,
+    positions: Positions,
     sub: Subscription,
     bus: Arc<dyn Bus>,
     pending: VecDeque<Bytes>,
@@ -118,7 +114,6 @@ pub struct Connection {
     expires_at: Instant,
     refresh: Option<Refresh>,
     control: Option<Registration>,
-    render: Option<Box<dyn Render>>,
     /// Fires when the control plane revoked or extended the stream; kept like `shutdown`.
     control_wake: Option<Pin<Box<OwnedNotified>>>,
     /// Created once and kept: a fresh `cancelled()` future per event would register and drop a
@@ -127,7 +122,43 @@ pub struct Connection {
     slow: Pin<Box<WaitForCancellationFutureOwned>>,
     shutdown_retry_ms: u64,
     stats: Arc<Stats>,
+    open: OpenStream,
     done: bool,
+}
+
+/// Counts the stream in `connections_open` while it lives, whichever path holds it.
+#[derive(Debug)]
+pub struct OpenStream(Arc<Stats>);
+
+impl OpenStream {
+    fn new(stats: &Arc<Stats>) -> Self {
+        stats.connections_open.fetch_add(1, Ordering::Relaxed);
+        stats.connections_total.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(stats))
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A live, caught-up connection taken apart for the lean path (`held/`), which holds the same
+/// stream without a task pulling frames: see [`Connection::into_parts`].
+#[derive(Debug)]
+pub struct Parts {
+    pub positions: Positions,
+    pub sub: Subscription,
+    pub control: Option<Registration>,
+    pub refresh: Option<RefreshOffer>,
+    /// The refresh offer was sent for the current token.
+    pub offered: bool,
+    pub expires_at: Instant,
+    pub last_write: Instant,
+    pub heartbeat: Duration,
+    pub shutdown_retry_ms: u64,
+    pub open: OpenStream,
 }
 
 /// Why a connection could not start.
@@ -172,21 +203,16 @@ impl Connection {
         let starts = futures::future::try_join_all(starts).await?;
         let resumed = starts.iter().enumerate().filter(|(_, (_, resumed))| *resumed).map(|(i, _)| i);
         let replay = cursor.is_some().then(|| Box::new(Merge::new(resumed)));
-        let states: Vec<TopicState> = topics
-            .into_iter()
-            .zip(starts)
-            .map(|(topic, (position, _))| TopicState { key: cursor::topic_key(&topic), topic, position })
-            .collect();
+        let positions = Positions::new(topics.into_iter().zip(starts.into_iter().map(|(position, _)| position)), settings.render);
         if cursor.is_some() {
             stats.resumptions.fetch_add(1, Ordering::Relaxed);
         }
-        stats.connections_open.fetch_add(1, Ordering::Relaxed);
-        stats.connections_total.fetch_add(1, Ordering::Relaxed);
+        let open = OpenStream::new(&stats);
         let now = Instant::now();
         let slow = sub.slow.clone().cancelled_owned();
         let control_wake = settings.control.as_ref().map(|r| Box::pin(r.entry().wake().notified_owned()));
         let mut conn = Self {
-            topics: states,
+            positions,
             sub,
             bus,
             pending: VecDeque::from([sse::retry_frame(settings.retry_ms)]),
@@ -198,12 +224,12 @@ impl Connection {
             expires_at: now + settings.expires_in,
             refresh: settings.refresh.map(|offer| Refresh { offer, offered: false }),
             control: settings.control,
-            render: settings.render,
             control_wake,
             shutdown: Box::pin(settings.shutdown.cancelled_owned()),
             slow: Box::pin(slow),
             shutdown_retry_ms: settings.shutdown_retry_ms,
             stats,
+            open,
             done: false,
         };
         conn.schedule_expiry();
@@ -246,12 +272,9 @@ impl Connection {
         loop {
             match merge.next() {
                 Step::Send(d) => self.push_delivery(&d),
-                Step::Finished { topic, tail } => {
-                    // A position beyond the topic's tail (another deployment's cursor, a clock
-                    // that went back) would make the connection skip future events: pull it back.
-                    let state = &mut self.topics[topic];
-                    state.position = state.position.min(tail);
-                }
+                // A position beyond the topic's tail (another deployment's cursor, a clock that
+                // went back) would make the connection skip future events: pull it back.
+                Step::Finished { topic, tail } => self.positions.clamp(topic, tail),
                 Step::Done => return,
                 Step::Read => break,
             }
@@ -262,7 +285,7 @@ impl Connection {
             return;
         }
         let wanted: Vec<(usize, Topic, StreamId)> =
-            merge.wanted().map(|i| (i, self.topics[i].topic.clone(), self.topics[i].position)).collect();
+            merge.wanted().map(|i| (i, self.positions.topic(i).clone(), self.positions.position(i))).collect();
         let reads = futures::future::join_all(wanted.iter().map(|(_, topic, after)| self.bus.read(topic, Some(*after), REPLAY_PAGE)));
         let pages = tokio::select! {
             biased;
@@ -279,7 +302,7 @@ impl Connection {
                 }
             };
             // Another protocol has its own way of saying so (Mercure: a response header).
-            if page.lost && self.render.is_none() {
+            if page.lost && !self.positions.renders() {
                 self.stats.lost_signals.fetch_add(1, Ordering::Relaxed);
                 self.pending.push_back(lost_frame(&topic, after, page.events.first().and_then(|d| d.id)));
                 // Said once: the position moves past the gap with the first retained event.
@@ -326,58 +349,54 @@ impl Connection {
 
     /// Queues the frame for `d` unless this connection already sent it.
     fn push_delivery(&mut self, d: &Delivery) {
-        let Some(i) = self.topics.iter().position(|t| t.topic == d.topic) else { return };
-        let Some(id) = d.id else {
-            // Live-only: no id line, the client's Last-Event-ID stays where it was.
-            self.stats.events_delivered.fetch_add(1, Ordering::Relaxed);
-            self.pending.push_back(d.frame.frame().clone());
-            return;
-        };
-        if id <= self.topics[i].position {
-            return;
-        }
-        self.topics[i].position = id;
-        if let Some(render) = &self.render {
-            if let Some(frame) = render.frame(d) {
-                self.stats.events_delivered.fetch_add(1, Ordering::Relaxed);
-                self.pending.push_back(frame);
+        match self.positions.accept(d, &self.stats) {
+            None => {}
+            Some(Frame::Shared) => self.pending.push_back(d.frame.frame().clone()),
+            Some(Frame::Own(frame)) => self.pending.push_back(frame),
+            Some(Frame::WithCursor { fields, id }) => {
+                self.pending.push_back(fields);
+                self.pending.push_back(id);
             }
-            return;
-        }
-        self.stats.events_delivered.fetch_add(1, Ordering::Relaxed);
-        if self.topics.len() == 1 {
-            self.pending.push_back(d.frame.frame().clone());
-        } else {
-            self.pending.push_back(d.frame.fields_without_id());
-            self.pending.push_back(Bytes::from(format!("id: {}\n\n", self.cursor())));
         }
     }
 
     /// Moves the topic's position back to `to` (see [`Queued::Rewind`]).
     fn rewind(&mut self, topic: &Topic, to: StreamId) {
-        if let Some(t) = self.topics.iter_mut().find(|t| t.topic == *topic) {
-            t.position = t.position.min(to);
-        }
+        self.positions.rewind(topic, to);
     }
 
     /// The `Last-Event-ID` this connection's client holds now.
     pub fn cursor(&self) -> String {
-        match self.topics.as_slice() {
-            [one] => cursor::encode_single(one.position),
-            many => cursor::encode(many.iter().map(|t| (t.key, t.position))),
-        }
+        self.positions.cursor()
     }
-}
 
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+    /// Whether everything due is sent: the history replayed, no frame waiting, the stream not
+    /// over. Live events may still wait in the fan-out queue; the lean path takes those over.
+    pub fn is_caught_up(&self) -> bool {
+        self.replay.is_none() && self.pending.is_empty() && !self.done
+    }
+
+    /// The stream's state, for the lean path to hold from here on. Call only when
+    /// [`Self::is_caught_up`].
+    pub fn into_parts(self) -> Parts {
+        Parts {
+            positions: self.positions,
+            sub: self.sub,
+            control: self.control,
+            offered: self.refresh.as_ref().is_some_and(|r| r.offered),
+            refresh: self.refresh.map(|r| r.offer),
+            expires_at: self.expires_at,
+            last_write: self.last_write,
+            heartbeat: self.heartbeat_every,
+            shutdown_retry_ms: self.shutdown_retry_ms,
+            open: self.open,
+        }
     }
 }
 
 /// The lost-events signal: a named event without an id (the client's position does not move
 /// until it receives the retained events that follow).
-fn lost_frame(topic: &Topic, after: StreamId, resumed_from: Option<StreamId>) -> Bytes {
+pub(crate) fn lost_frame(topic: &Topic, after: StreamId, resumed_from: Option<StreamId>) -> Bytes {
     let data = serde_json::json!({ "topic": topic, "after": after, "resumed_from": resumed_from });
     Bytes::from(format!("event: {LOST_EVENT}\ndata: {data}\n\n"))
 }

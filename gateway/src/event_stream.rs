@@ -1,6 +1,13 @@
 //! The `text/event-stream` response every stream endpoint answers with (native `/events` and the
 //! Mercure hub): the connection's frames as the body, and the headers that keep every hop from
 //! holding them back.
+//!
+//! On the lean path (`held/`) the body stays empty and the connection travels in the response's
+//! extensions instead ([`LeanStream`]): the lean path writes the head itself and then the frames
+//! straight to the socket.
+
+use std::any::Any;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -9,14 +16,35 @@ use futures::StreamExt;
 
 use crate::connection::Connection;
 
+type Held = Box<dyn Any + Send>;
+
+/// A stream for the lean path to take out of the response (extensions must be `Clone`, hence the
+/// shared slot; exactly one party takes it).
+#[derive(Debug, Clone)]
+pub struct LeanStream(Arc<Mutex<Option<(Connection, Held)>>>);
+
+impl LeanStream {
+    pub fn take(&self) -> Option<(Connection, Held)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 /// The response streaming `conn`. `held` (a connection-limit permit, a subscription's
-/// announcement) lives as long as the body: dropped when the stream ends or the client leaves.
-pub fn response<H: Send + 'static>(conn: Connection, held: H) -> Response {
-    let stream = conn.into_stream().map(move |frame| {
-        let _held = &held;
-        frame
-    });
-    let mut response = Response::new(Body::from_stream(stream));
+/// announcement) lives as long as the stream: dropped when it ends or the client leaves.
+/// `lean`: the request came on the lean path, which takes the stream out of the response.
+pub fn response<H: Send + 'static>(conn: Connection, held: H, lean: bool) -> Response {
+    let mut response = if lean {
+        let mut response = Response::new(Body::empty());
+        let held: Held = Box::new(held);
+        response.extensions_mut().insert(LeanStream(Arc::new(Mutex::new(Some((conn, held))))));
+        response
+    } else {
+        let stream = conn.into_stream().map(move |frame| {
+            let _held = &held;
+            frame
+        });
+        Response::new(Body::from_stream(stream))
+    };
     *response.status_mut() = StatusCode::OK;
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

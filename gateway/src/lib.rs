@@ -23,6 +23,8 @@ pub mod demo;
 pub mod error;
 pub mod event_stream;
 pub mod healthcheck;
+pub mod held;
+pub mod http_chunk;
 pub mod hub;
 pub mod limits;
 pub mod listener;

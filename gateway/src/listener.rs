@@ -1,7 +1,9 @@
-//! The TCP listener and the socket wrapper every connection runs on.
+//! The TCP listener, and the socket wrapper every connection hyper serves runs on.
 //!
-//! Each accepted socket gets TCP_NODELAY (a frame should leave at once), a write timeout (a
-//! client whose socket accepts no bytes for that long stopped reading), and a kill switch.
+//! Each accepted socket gets TCP_NODELAY (a frame should leave at once). A socket handed to
+//! hyper (`server.rs`) also gets a write timeout (a client whose socket accepts no bytes for that
+//! long stopped reading) and a kill switch; the lean path (`held/`) needs neither, as it writes
+//! to the socket itself.
 //! The kill switch exists because of how hyper drives a response: while a socket is full it
 //! waits on the socket and never polls the body, so a stream cannot end itself when its client is
 //! found too slow. The fan-out fires the switch instead, and the next write fails at once.
@@ -13,6 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::{Buf, Bytes};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -35,27 +39,103 @@ impl GatewayListener {
 
     /// The next client socket. Errors are handled as `axum::serve` does: a failed handshake is
     /// skipped, running out of file descriptors waits a second rather than spinning.
-    pub async fn accept(&mut self) -> (ClientIo, SocketAddr) {
+    pub async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let mut stream = TimeoutStream::new(stream);
-        stream.set_write_timeout(Some(self.write_timeout));
-        let kill = CancellationToken::new();
-        let killed = Box::pin(kill.clone().cancelled_owned());
-        self.stats.sockets_open.fetch_add(1, Ordering::Relaxed);
-        (ClientIo { inner: Box::pin(stream), kill, killed, stats: Arc::clone(&self.stats) }, addr)
+        (stream, addr)
+    }
+
+    /// How long a socket hyper serves may accept no bytes.
+    pub fn write_timeout(&self) -> Duration {
+        self.write_timeout
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
     }
 }
 
-/// A client socket with a write timeout and a kill switch.
+/// Counts an open client socket in `sockets_open` while it lives.
+#[derive(Debug)]
+pub struct SocketCount(Arc<Stats>);
+
+impl SocketCount {
+    pub fn new(stats: &Arc<Stats>) -> Self {
+        stats.sockets_open.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(stats))
+    }
+}
+
+impl Drop for SocketCount {
+    fn drop(&mut self) {
+        self.0.sockets_open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A socket whose first bytes were already read (a request head the lean path looked at): they
+/// are read again first.
+#[derive(Debug)]
+pub struct Prefixed {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A client socket served by hyper, with a write timeout and a kill switch.
 #[derive(Debug)]
 pub struct ClientIo {
-    inner: Pin<Box<TimeoutStream<TcpStream>>>,
+    inner: Pin<Box<TimeoutStream<Prefixed>>>,
     kill: CancellationToken,
     killed: Pin<Box<WaitForCancellationFutureOwned>>,
     stats: Arc<Stats>,
+    _count: SocketCount,
+}
+
+impl ClientIo {
+    /// `prefix`: bytes already read from the socket, which hyper reads first.
+    pub fn new(socket: TcpStream, prefix: Bytes, write_timeout: Duration, count: SocketCount) -> Self {
+        let mut stream = TimeoutStream::new(Prefixed { prefix, inner: socket });
+        stream.set_write_timeout(Some(write_timeout));
+        let kill = CancellationToken::new();
+        let killed = Box::pin(kill.clone().cancelled_owned());
+        let stats = Arc::clone(&count.0);
+        Self { inner: Box::pin(stream), kill, killed, stats, _count: count }
+    }
 }
 
 impl ClientIo {
@@ -135,22 +215,25 @@ impl AsyncWrite for ClientIo {
     }
 }
 
-impl Drop for ClientIo {
-    fn drop(&mut self) {
-        self.stats.sockets_open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Per-connection information handed to handlers (`ConnectInfo<ClientInfo>`).
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
     pub remote: SocketAddr,
     /// Fires the socket's kill switch. With HTTP/2 it closes every stream of the connection.
     pub kill: CancellationToken,
+    /// The request came on the lean path (`held/`): a stream answer leaves its connection in the
+    /// response for that path to hold.
+    pub lean: bool,
 }
 
 impl ClientInfo {
     pub fn new(remote: SocketAddr, io: &ClientIo) -> Self {
-        Self { remote, kill: io.kill.clone() }
+        Self { remote, kill: io.kill.clone(), lean: false }
+    }
+
+    /// A request read by the lean path. Its kill switch is its own: a stream on the lean path is
+    /// cut by the fan-out itself, and until then by its `Connection`.
+    pub fn lean(remote: SocketAddr) -> Self {
+        Self { remote, kill: CancellationToken::new(), lean: true }
     }
 }

@@ -1,5 +1,6 @@
-//! Serving HTTP on accepted sockets: hyper's connection builder driven directly, rather than
-//! through `axum::serve`, for what that wrapper leaves out.
+//! Serving HTTP on accepted sockets. Every socket starts on the lean path (`held/accept.rs`),
+//! which serves stream requests itself and hands everything else here: hyper's connection
+//! builder driven directly, rather than through `axum::serve`, for what that wrapper leaves out.
 //!
 //! - **Request-head deadlines.** `axum::serve` gives hyper no timer, so hyper's header read
 //!   timeout never runs and a client that opens a socket and sends its request head a byte at a
@@ -17,24 +18,27 @@
 //! client) is put into every request's extensions, as `into_make_service_with_connect_info` did.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::listener::{ClientInfo, ClientIo, GatewayListener};
+use crate::held::{self, Node};
+use crate::listener::{ClientInfo, ClientIo, GatewayListener, SocketCount};
 
-/// The largest request head (request line and headers) a socket may send.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub use crate::held::head::MAX_HEAD_BYTES;
 
 /// How long a socket may take to send a request head.
 #[derive(Debug, Clone, Copy)]
@@ -45,41 +49,54 @@ pub struct HeadTimeouts {
     pub keep_alive: Duration,
 }
 
+/// hyper's side of the port: its connection builder, and what a socket handed to it gets.
+#[derive(Debug)]
+pub struct Hyper {
+    builder: Builder<TokioExecutor>,
+    pub timeouts: HeadTimeouts,
+    write_timeout: Duration,
+}
+
 /// Accepts sockets and serves `router` on each until `stop` fires, then waits for the
 /// connections to finish (the caller bounds that wait with the shutdown grace).
-pub async fn serve(mut listener: GatewayListener, router: Router, timeouts: HeadTimeouts, stop: CancellationToken) {
+pub async fn serve(mut listener: GatewayListener, router: Router, timeouts: HeadTimeouts, node: Arc<Node>, stop: CancellationToken) {
     let mut builder = Builder::new(TokioExecutor::new());
     // A request head over 64 KiB (nginx's default allows 32 KiB) is refused with 431 before it
     // reaches a handler; hyper's default would buffer 400 KiB per socket.
     builder.http1().timer(TokioTimer::new()).header_read_timeout(timeouts.keep_alive).max_buf_size(MAX_HEAD_BYTES);
     builder.http2().timer(TokioTimer::new());
-    let builder = Arc::new(builder);
+    let hyper = Arc::new(Hyper { builder, timeouts, write_timeout: listener.write_timeout() });
     let graceful = GracefulShutdown::new();
     loop {
-        let (io, remote) = tokio::select! {
+        let (socket, remote) = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.cancelled() => break,
         };
-        let info = ClientInfo::new(remote, &io);
-        let connection = serve_connection(Arc::clone(&builder), io, info, router.clone(), timeouts.first, graceful.watcher());
-        tokio::spawn(connection);
+        let serve = held::accept::serve_socket(Arc::clone(&node), socket, remote, router.clone(), Arc::clone(&hyper), graceful.watcher());
+        node.tasks.spawn(serve);
     }
     drop(listener);
     graceful.shutdown().await;
+    node.drained().await;
 }
 
-/// One socket, from its first byte to its close.
-async fn serve_connection(
-    builder: Arc<Builder<TokioExecutor>>,
-    io: ClientIo,
-    info: ClientInfo,
+/// A socket from its first request hyper serves (`prefix`: what the lean path read of it) to its
+/// close. `header_timeout`: how long the first head may still take.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve_connection(
+    hyper: &Hyper,
+    socket: TcpStream,
+    prefix: Bytes,
+    count: SocketCount,
+    remote: SocketAddr,
     router: Router,
     header_timeout: Duration,
     watcher: Watcher,
 ) {
+    let io = ClientIo::new(socket, prefix, hyper.write_timeout, count);
+    let info = ClientInfo::new(remote, &io);
     let first_request = Arc::new(Notify::new());
     let seen = Arc::clone(&first_request);
-    let remote = info.remote;
     let service = service_fn(move |mut request: hyper::Request<Incoming>| {
         // A stored permit when nobody waits yet: the deadline below sees it either way.
         seen.notify_one();
@@ -87,7 +104,7 @@ async fn serve_connection(
         let router = router.clone();
         async move { Ok::<_, Infallible>(router.oneshot(request).await.unwrap_or_else(|never| match never {})) }
     });
-    let connection = watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
+    let connection = watcher.watch(hyper.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
     tokio::pin!(connection);
     let deadline = tokio::time::timeout(header_timeout, first_request.notified());
     let result = tokio::select! {

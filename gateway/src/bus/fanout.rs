@@ -1,9 +1,13 @@
-//! Node-local fan-out: one entry per followed topic, however many local connections follow it,
-//! each connection with its own bounded queue.
+//! Node-local fan-out: one entry per followed topic, however many local connections follow it.
 //!
-//! Delivery is `try_send` into each follower's queue: a full queue means the client is not
-//! keeping up, so it is marked slow (its stream ends and it resumes from its `Last-Event-ID`)
-//! instead of slowing the publisher or other clients, and memory stays bounded by the queue.
+//! A follower is one of two kinds:
+//! - a **queue** (a stream served through hyper, or a lean one still replaying history):
+//!   delivery is `try_send` into its bounded queue; a full queue means the client is not keeping
+//!   up, so it is marked slow (its stream ends and it resumes from its `Last-Event-ID`) instead of
+//!   slowing the publisher or other clients, and memory stays bounded by the queue;
+//! - a **direct sink** (a caught-up stream on the lean path, `held/`): the delivery is written to
+//!   the client's socket right here, by the task that delivers, with no queue and no wake-up of
+//!   another task; the sink keeps a backlog only while its socket is full, under the same bound.
 //!
 //! With traces on, each delivery is one `deliver` span (per event and node, never per
 //! connection), a child of the publish that caused it.
@@ -35,14 +39,30 @@ pub enum Queued {
     },
 }
 
+/// A follower the fan-out writes to itself, rather than through a queue.
+pub trait DirectSink: Send + Sync + std::fmt::Debug {
+    /// Sends `d` to the client, now or from its backlog; true if the stream took it.
+    fn deliver(&self, d: &Arc<Delivery>) -> bool;
+    /// See [`Queued::Rewind`].
+    fn rewind(&self, topic: &Topic, to: StreamId);
+}
+
 #[derive(Debug)]
 struct Follower {
     id: u64,
-    tx: mpsc::Sender<Queued>,
-    /// Cancelled when the queue overflowed: the connection ends itself as too slow.
-    slow: CancellationToken,
-    /// Set with `slow`, and read per event instead of it: a token's state sits behind a lock.
-    marked_slow: AtomicBool,
+    sink: Sink,
+}
+
+#[derive(Debug)]
+enum Sink {
+    Queue {
+        tx: mpsc::Sender<Queued>,
+        /// Cancelled when the queue overflowed: the connection ends itself as too slow.
+        slow: CancellationToken,
+        /// Set with `slow`, and read per event instead of it: a token's state sits behind a lock.
+        marked_slow: AtomicBool,
+    },
+    Direct(Arc<dyn DirectSink>),
 }
 
 /// The node's table of followed topics.
@@ -57,13 +77,19 @@ pub struct Fanout {
     stats: Arc<Stats>,
 }
 
-/// One connection's membership in the fan-out; leaving (drop) removes it from every topic, and a
+/// One stream's membership in the fan-out; leaving (drop) removes it from every topic, and a
 /// topic whose last follower left is removed from the table.
 #[derive(Debug)]
-pub struct Subscription {
+pub struct Membership {
     fanout: Arc<Fanout>,
     id: u64,
     topics: Vec<Topic>,
+}
+
+/// A queue follower: its membership and what it reads.
+#[derive(Debug)]
+pub struct Subscription {
+    pub membership: Membership,
     pub rx: mpsc::Receiver<Queued>,
     pub slow: CancellationToken,
 }
@@ -87,13 +113,32 @@ impl Fanout {
             for topic in topics {
                 let followers = table.entry(topic.clone()).or_default();
                 added |= followers.is_empty();
-                followers.push(Follower { id, tx: tx.clone(), slow: slow.clone(), marked_slow: AtomicBool::new(false) });
+                let sink = Sink::Queue { tx: tx.clone(), slow: slow.clone(), marked_slow: AtomicBool::new(false) };
+                followers.push(Follower { id, sink });
             }
         }
         if added {
             self.topics_changed.notify_one();
         }
-        Subscription { fanout: Arc::clone(self), id, topics: topics.to_vec(), rx, slow }
+        Subscription { membership: Membership { fanout: Arc::clone(self), id, topics: topics.to_vec() }, rx, slow }
+    }
+
+    /// Turns a queue follower into a direct one: under the table's lock (no delivery runs
+    /// meanwhile), hands what is still queued to `drain`, in order, then points every entry of
+    /// the follower at `sink`. Every later delivery goes to the sink, so nothing is lost or
+    /// reordered between the two.
+    pub fn go_direct(&self, sub: Subscription, sink: Arc<dyn DirectSink>, mut drain: impl FnMut(Queued)) -> Membership {
+        let Subscription { membership, mut rx, slow: _ } = sub;
+        let mut table = self.topics.write().unwrap_or_else(|e| e.into_inner());
+        while let Ok(item) = rx.try_recv() {
+            drain(item);
+        }
+        for topic in &membership.topics {
+            if let Some(f) = table.get_mut(topic).and_then(|followers| followers.iter_mut().find(|f| f.id == membership.id)) {
+                f.sink = Sink::Direct(Arc::clone(&sink));
+            }
+        }
+        membership
     }
 
     /// Hands a delivery to every local follower of its topic. Never blocks.
@@ -106,37 +151,57 @@ impl Fanout {
         let span = deliver_span(&delivery);
         let _entered = span.enter();
         let topic = delivery.topic.clone();
-        let handed = self.send(&topic, || Queued::Event(Arc::clone(&delivery)));
+        let handed = self.send(&topic, || Queued::Event(Arc::clone(&delivery)), |sink| sink.deliver(&delivery));
         // As i64: OpenTelemetry has no unsigned integers (a u64 would become a string).
         span.record("connections", handed as i64);
     }
 
     /// Tells every local follower of `topic` that its history after `to` was rewritten.
     pub fn rewind(&self, topic: &Topic, to: StreamId) {
-        self.send(topic, || Queued::Rewind { topic: topic.clone(), to });
+        self.send(
+            topic,
+            || Queued::Rewind { topic: topic.clone(), to },
+            |sink| {
+                sink.rewind(topic, to);
+                true
+            },
+        );
     }
 
-    /// Queues `item` for every follower of `topic`; returns how many took it.
-    fn send(&self, topic: &Topic, item: impl Fn() -> Queued) -> usize {
+    /// Queues `item` for every queue follower of `topic` and calls `direct` for every direct
+    /// one; returns how many took it.
+    fn send(&self, topic: &Topic, item: impl Fn() -> Queued, direct: impl Fn(&dyn DirectSink) -> bool) -> usize {
         let table = self.topics.read().unwrap_or_else(|e| e.into_inner());
         let Some(followers) = table.get(topic) else { return 0 };
         let mut handed = 0;
         for f in followers {
-            if f.marked_slow.load(Ordering::Relaxed) {
+            let (tx, slow, marked_slow) = match &f.sink {
+                Sink::Direct(sink) => {
+                    handed += usize::from(direct(sink.as_ref()));
+                    continue;
+                }
+                Sink::Queue { tx, slow, marked_slow } => (tx, slow, marked_slow),
+            };
+            if marked_slow.load(Ordering::Relaxed) {
                 continue;
             }
-            match f.tx.try_send(item()) {
+            match tx.try_send(item()) {
                 Ok(()) => handed += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    f.marked_slow.store(true, Ordering::Relaxed);
+                    marked_slow.store(true, Ordering::Relaxed);
                     self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(connection = f.id, topic = %topic, queue = self.queue, "client too slow, disconnecting");
-                    f.slow.cancel();
+                    slow.cancel();
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
         handed
+    }
+
+    /// How many events a stream may have waiting (`GATEWAY_CLIENT_QUEUE`).
+    pub fn queue_limit(&self) -> usize {
+        self.queue
     }
 
     /// Whether at least one local connection follows `topic`.
@@ -203,7 +268,7 @@ fn deliver_span(delivery: &Delivery) -> Span {
     span
 }
 
-impl Drop for Subscription {
+impl Drop for Membership {
     fn drop(&mut self) {
         self.fanout.unsubscribe(self.id, &self.topics);
     }

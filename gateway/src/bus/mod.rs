@@ -22,6 +22,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use shared::sse::EncodedEvent;
 use shared::{Event, EventName, StreamId, Topic};
 
@@ -68,6 +69,8 @@ pub struct Delivery {
     /// The event's data as stored, kept only for events of the internal Mercure topic (their
     /// native frame is never sent).
     pub(crate) raw: Option<Box<str>>,
+    /// `frame` as an HTTP/1.1 chunk, made by the first lean stream that sends it (`held/`).
+    chunked: OnceLock<Bytes>,
 }
 
 impl Delivery {
@@ -80,7 +83,13 @@ impl Delivery {
             trace,
             mercure: OnceLock::new(),
             raw: event.topic.is_internal().then(|| event.data.as_str().into()),
+            chunked: OnceLock::new(),
         }
+    }
+
+    /// The frame as an HTTP/1.1 chunk, made once per node and event.
+    pub fn chunk(&self) -> &Bytes {
+        self.chunked.get_or_init(|| crate::http_chunk::chunk(&[self.frame.frame()]))
     }
 
     /// The Mercure update this event carries, decoded once per node and event.

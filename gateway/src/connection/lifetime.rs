@@ -11,7 +11,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::time::Instant;
 
 use super::{Connection, REFRESH_EVENT, REVOKED_EVENT};
-use crate::control::Registration;
+use crate::control::{Registration, StreamEntry};
 
 impl Connection {
     /// Sets the expiry timer: to the refresh point while a refresh is due, else the token's end.
@@ -58,10 +58,8 @@ impl Connection {
     /// If the stream was revoked: queues its last frame, ends it and says so.
     pub(super) fn revoked(&mut self) -> bool {
         let Some(entry) = self.control.as_ref().map(Registration::entry).filter(|e| e.is_revoked()) else { return false };
-        if let Some((target, until_ms)) = entry.revoked_by() {
-            let until = (until_ms > crate::auth::now_millis()).then_some(until_ms / 1000);
-            let data = serde_json::json!({ "reason": target.kind(), "until": until });
-            self.pending.push_back(Bytes::from(format!("event: {REVOKED_EVENT}\ndata: {data}\n\n")));
+        if let Some(frame) = revoked_frame(entry) {
+            self.pending.push_back(frame);
         }
         self.stats.revoked_disconnects.fetch_add(1, Ordering::Relaxed);
         tracing::debug!("stream revoked, closing it");
@@ -78,8 +76,16 @@ pub(super) async fn changed(wake: &mut Option<Pin<Box<OwnedNotified>>>) {
     }
 }
 
+/// The last frame of a revoked stream: why, and until when the revocation stands.
+pub(crate) fn revoked_frame(entry: &StreamEntry) -> Option<Bytes> {
+    let (target, until_ms) = entry.revoked_by()?;
+    let until = (until_ms > crate::auth::now_millis()).then_some(until_ms / 1000);
+    let data = serde_json::json!({ "reason": target.kind(), "until": until });
+    Some(Bytes::from(format!("event: {REVOKED_EVENT}\ndata: {data}\n\n")))
+}
+
 /// The refresh offer: where to post a fresh token, and how long the current one has left.
-fn refresh_frame(url: &str, expires_in: u64) -> Bytes {
+pub(crate) fn refresh_frame(url: &str, expires_in: u64) -> Bytes {
     let data = serde_json::json!({ "url": url, "expires_in": expires_in });
     Bytes::from(format!("event: {REFRESH_EVENT}\ndata: {data}\n\n"))
 }

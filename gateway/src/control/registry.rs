@@ -57,6 +57,11 @@ impl StreamEntry {
         self.state().revoked_by.clone()
     }
 
+    /// The current token's `exp` (Unix seconds): a refresh raises it.
+    pub fn exp(&self) -> u64 {
+        self.state().exp
+    }
+
     /// How long the current token keeps the stream alive from now (with the verifier's leeway).
     pub fn expires_in(&self) -> Duration {
         crate::auth::time_left_until(self.state().exp, self.leeway)

@@ -98,6 +98,7 @@ pub async fn subscribe(
         Vec::new()
     };
     let render = MercureRender { protocol, selectors, grant, hub_url: hub.config.hub_url.clone() };
+    let lean = client.as_ref().is_some_and(|Extension(ConnectInfo(c))| c.lean);
     let settings = ConnectionSettings {
         heartbeat: state.config.heartbeat,
         retry_ms: state.jittered_retry_ms(),
@@ -115,7 +116,7 @@ pub async fn subscribe(
     tracing::debug!(subject = subject.as_deref().unwrap_or(""), "Mercure subscription opened");
     let announced = if matchers.is_empty() { None } else { Some(announce::announce(&state, &matchers).await) };
     // The permit and the announcement go with the stream: dropped with it.
-    let mut response = event_stream::response(conn, (permit, announced));
+    let mut response = event_stream::response(conn, (permit, announced), lean);
     if let Some(v) = echoed.and_then(|e| HeaderValue::from_str(&e).ok()) {
         let name = match protocol {
             Protocol::Legacy => HeaderName::from_static("last-event-id"),

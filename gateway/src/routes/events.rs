@@ -46,6 +46,7 @@ async fn events(
         window: state.config.refresh_window,
         url: super::refresh::url(state.config.public_url.as_deref(), registration.entry().id()),
     });
+    let lean = client.as_ref().is_some_and(|Extension(ConnectInfo(c))| c.lean);
     let settings = ConnectionSettings {
         heartbeat: state.config.heartbeat,
         retry_ms: state.jittered_retry_ms(),
@@ -63,7 +64,7 @@ async fn events(
         Connection::start(topics, cursor, &state.fanout, state.bus.clone(), settings, state.stats.clone()).await.map_err(ApiError::from)?;
     tracing::debug!(subject = claims.sub.as_deref().unwrap_or(""), "stream opened");
     // The permit goes with the stream: it is returned when the stream is dropped.
-    Ok(event_stream::response(conn, permit))
+    Ok(event_stream::response(conn, permit, lean))
 }
 
 /// Validates the `topic` parameters: at least one, at most `max`, each a valid name; duplicates

@@ -1,0 +1,298 @@
+//! A held stream: a caught-up SSE stream that the fan-out writes to directly.
+//!
+//! Nothing waits per event. The fan-out calls [`Held::deliver`] for each event of a followed
+//! topic, which writes the frame to the socket at once (`try_write`: the socket's send buffer
+//! takes it, or the call says it would block). Only when the socket is full does the stream keep a
+//! **backlog** of the frames left to send, and wake its task (`writer.rs`) to write them as the
+//! socket drains; once it is empty the backlog is freed and writes are direct again. So a stream
+//! that keeps up holds no queue at all, and one that does not holds at most
+//! `GATEWAY_CLIENT_QUEUE` events before it is cut (it resumes from its `Last-Event-ID`).
+//!
+//! A stream's state sits behind one lock, taken by whoever writes: the fan-out (an event), the
+//! schedule (a heartbeat, a refresh offer, the token's end), the control plane through the task
+//! (a revocation), or the task (the backlog). One writer at a time keeps the frames in order.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Buf, Bytes};
+use shared::sse::HEARTBEAT;
+use shared::{StreamId, Topic};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::Node;
+use crate::bus::Delivery;
+use crate::bus::fanout::{DirectSink, Membership, Queued};
+use crate::connection::{Frame, OpenStream, Positions, RefreshOffer};
+use crate::control::Registration;
+use crate::listener::SocketCount;
+use crate::http_chunk::{CHUNKED_HEARTBEAT, LAST_CHUNK, chunk};
+
+/// Why a held stream ends; each counts in `connections_closed{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    ClientGone,
+    Slow,
+    WriteTimeout,
+    Expired,
+    Revoked,
+    Shutdown,
+}
+
+impl End {
+    /// Whether the stream's last frames are still sent (it ends on the gateway's decision, not
+    /// because its client cannot take more).
+    fn flushes(self) -> bool {
+        matches!(self, End::Expired | End::Revoked | End::Shutdown)
+    }
+}
+
+/// What a held stream keeps only to release it when it ends.
+#[derive(Debug)]
+pub struct Keep {
+    pub membership: Option<Membership>,
+    pub control: Option<Registration>,
+    /// The connection-limit permit, a subscription's announcement: see `event_stream.rs`.
+    pub held: Box<dyn Any + Send>,
+    pub open: OpenStream,
+    pub socket: SocketCount,
+}
+
+#[derive(Debug)]
+pub struct State {
+    pub positions: Positions,
+    /// Frames waiting for the socket, and how many events they hold; `None` while writes go
+    /// straight to the socket.
+    backlog: Option<Box<Backlog>>,
+    pub end: Option<End>,
+    /// HTTP/1.1: frames go out as chunks.
+    chunked: bool,
+    pub last_write: Instant,
+    pub expires_at: Instant,
+    /// The token `exp` the stream holds now: a refresh changes it.
+    pub exp: u64,
+    /// Which deadline entry of the schedule is current (an extended stream gets a new one).
+    pub deadline_gen: u32,
+    pub refresh: Option<RefreshOffer>,
+    pub offered: bool,
+    pub shutdown_retry_ms: u64,
+    pub keep: Option<Keep>,
+}
+
+#[derive(Debug, Default)]
+struct Backlog {
+    frames: VecDeque<Bytes>,
+    events: usize,
+}
+
+#[derive(Debug)]
+pub struct Held {
+    pub(super) socket: TcpStream,
+    pub(super) node: Arc<Node>,
+    /// Wakes the stream's task: a backlog to write, an end, or the control plane (shared with the
+    /// stream's registration, which notifies it on a revocation or a refresh).
+    pub(super) wake: Arc<Notify>,
+    state: Mutex<State>,
+}
+
+impl Held {
+    pub fn new(socket: TcpStream, node: Arc<Node>, wake: Arc<Notify>, state: State) -> Self {
+        node.stats.lean_streams.fetch_add(1, Ordering::Relaxed);
+        Self { socket, node, wake, state: Mutex::new(state) }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends a frame of the stream's own (a heartbeat, a refresh offer, a last frame).
+    pub fn send_own(&self, st: &mut State, frame: &[u8]) {
+        let piece = if st.chunked { chunk(&[frame]) } else { Bytes::copy_from_slice(frame) };
+        self.send(st, &[piece], false);
+    }
+
+    pub fn heartbeat(&self, st: &mut State) {
+        if st.chunked {
+            self.send(st, &[Bytes::from_static(CHUNKED_HEARTBEAT)], false);
+        } else {
+            self.send(st, &[Bytes::from_static(HEARTBEAT)], false);
+        }
+    }
+
+    /// Ends the stream for `why`, after `last` if given (written only when the reason lets the
+    /// stream flush). The task finishes the rest.
+    pub fn end(&self, st: &mut State, why: End, last: Option<&[u8]>) {
+        if st.end.is_some() {
+            return;
+        }
+        let stats = &self.node.stats;
+        let counter = match why {
+            End::ClientGone => None,
+            End::Slow => Some(&stats.slow_disconnects),
+            End::WriteTimeout => Some(&stats.write_timeouts),
+            End::Expired => Some(&stats.token_expired_disconnects),
+            End::Revoked => Some(&stats.revoked_disconnects),
+            End::Shutdown => Some(&stats.shutdown_disconnects),
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        if why.flushes() {
+            if let Some(last) = last {
+                self.send_own(st, last);
+            }
+            if st.chunked {
+                self.send(st, &[Bytes::from_static(LAST_CHUNK)], false);
+            }
+        } else {
+            st.backlog = None;
+        }
+        st.end = Some(why);
+        self.wake.notify_one();
+    }
+
+    /// Writes `pieces` now if nothing waits before them, else after the backlog. `event`: they
+    /// hold one event (counted against the client queue).
+    fn send(&self, st: &mut State, pieces: &[Bytes], event: bool) {
+        if st.end.is_some() {
+            return;
+        }
+        if let Some(backlog) = &mut st.backlog {
+            backlog.frames.extend(pieces.iter().cloned());
+            if event {
+                backlog.events += 1;
+                if backlog.events > self.node.queue_limit {
+                    tracing::warn!(queue = self.node.queue_limit, "client too slow, disconnecting");
+                    self.end(st, End::Slow, None);
+                }
+            }
+            return;
+        }
+        let tried = match pieces {
+            [one] => self.socket.try_write(one),
+            [a, b] => self.socket.try_write_vectored(&[IoSlice::new(a), IoSlice::new(b)]),
+            _ => self.socket.try_write_vectored(&pieces.iter().map(|p| IoSlice::new(p)).collect::<Vec<_>>()),
+        };
+        let written = match tried {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(_) => return self.end(st, End::ClientGone, None),
+        };
+        if written > 0 {
+            self.node.stats.bytes_written.fetch_add(written as u64, Ordering::Relaxed);
+            st.last_write = Instant::now();
+        }
+        let total: usize = pieces.iter().map(Bytes::len).sum();
+        if written < total {
+            let mut backlog = Box::<Backlog>::default();
+            let mut skip = written;
+            for p in pieces {
+                if skip >= p.len() {
+                    skip -= p.len();
+                    continue;
+                }
+                backlog.frames.push_back(p.slice(skip..));
+                skip = 0;
+            }
+            backlog.events = usize::from(event);
+            st.backlog = Some(backlog);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The frames the task should write next (cloned: the lock is not held while it writes);
+    /// empty when the backlog is gone, which makes writes direct again.
+    pub fn backlog_front(&self, st: &mut State, out: &mut Vec<Bytes>) {
+        out.clear();
+        match &st.backlog {
+            Some(b) if !b.frames.is_empty() => out.extend(b.frames.iter().take(64).cloned()),
+            _ => st.backlog = None,
+        }
+    }
+
+    /// Whether frames wait for the socket.
+    pub fn is_behind(st: &State) -> bool {
+        st.backlog.as_ref().is_some_and(|b| !b.frames.is_empty())
+    }
+
+    /// Drops `n` written bytes from the front of the backlog.
+    pub fn written(&self, st: &mut State, mut n: usize) {
+        self.node.stats.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+        st.last_write = Instant::now();
+        let Some(backlog) = &mut st.backlog else { return };
+        while n > 0 {
+            let Some(front) = backlog.frames.front_mut() else { break };
+            if n >= front.len() {
+                n -= front.len();
+                backlog.frames.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+        if backlog.frames.is_empty() {
+            st.backlog = None;
+        }
+    }
+
+    /// What was queued for the stream before it went direct (see `Fanout::go_direct`).
+    pub fn take_queued(&self, item: Queued) {
+        match item {
+            Queued::Event(d) => {
+                self.deliver(&d);
+            }
+            Queued::Rewind { topic, to } => self.rewind(&topic, to),
+        }
+    }
+
+    pub fn new_state(positions: Positions, chunked: bool, expires_at: Instant, exp: u64, keep: Keep) -> State {
+        State {
+            positions,
+            backlog: None,
+            end: None,
+            chunked,
+            last_write: Instant::now(),
+            expires_at,
+            exp,
+            deadline_gen: 0,
+            refresh: None,
+            offered: false,
+            shutdown_retry_ms: 0,
+            keep: Some(keep),
+        }
+    }
+}
+
+impl DirectSink for Held {
+    fn deliver(&self, d: &Arc<Delivery>) -> bool {
+        let mut st = self.state();
+        if st.end.is_some() {
+            return false;
+        }
+        match st.positions.accept(d, &self.node.stats) {
+            None => {}
+            Some(Frame::Shared) if st.chunked => self.send(&mut st, &[d.chunk().clone()], true),
+            Some(Frame::Shared) => self.send(&mut st, &[d.frame.frame().clone()], true),
+            Some(Frame::Own(frame)) if st.chunked => self.send(&mut st, &[chunk(&[&frame])], true),
+            Some(Frame::WithCursor { fields, id }) if st.chunked => self.send(&mut st, &[chunk(&[&fields, &id])], true),
+            Some(Frame::Own(frame)) => self.send(&mut st, &[frame], true),
+            Some(Frame::WithCursor { fields, id }) => self.send(&mut st, &[fields, id], true),
+        }
+        true
+    }
+
+    fn rewind(&self, topic: &Topic, to: StreamId) {
+        self.state().positions.rewind(topic, to);
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.node.stats.lean_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}

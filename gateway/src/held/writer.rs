@@ -1,0 +1,122 @@
+//! The one task a held stream keeps: small, and asleep unless something needs it.
+//!
+//! It waits on two things only: the socket becoming readable (a client that closes its end, or
+//! sends something it should not, is noticed at once) and the stream's wake (a backlog to write,
+//! an end, the control plane). Writing a backlog is the only time it touches the clock: the socket
+//! must accept some bytes within `GATEWAY_WRITE_TIMEOUT`, or the client is cut as not reading.
+//! When the stream ends the task releases what it held (fan-out membership, control
+//! registration, connection-limit permit) and the socket closes with the last reference.
+
+use std::io::IoSlice;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+
+use super::stream::{End, Held};
+use crate::connection::revoked_frame;
+
+/// Runs `held` until it ends.
+pub async fn run(held: Arc<Held>) {
+    // A revocation or refresh may have come while the stream was being handed over.
+    on_wake(&held);
+    let mut batch = Vec::new();
+    loop {
+        let (ended, behind) = {
+            let st = held.state();
+            (st.end, Held::is_behind(&st))
+        };
+        if behind {
+            if !flush(&held, &mut batch).await {
+                break;
+            }
+            continue;
+        }
+        if ended.is_some() {
+            break;
+        }
+        tokio::select! {
+            ready = held.socket.readable() => {
+                if ready.is_err() || client_left(&held.socket) {
+                    let mut st = held.state();
+                    held.end(&mut st, End::ClientGone, None);
+                }
+            }
+            () = held.wake.notified() => on_wake(&held),
+        }
+    }
+    let keep = held.state().keep.take();
+    drop(keep);
+}
+
+/// Whether the client closed its end; anything it sends on a stream is read and ignored.
+pub(super) fn client_left(socket: &TcpStream) -> bool {
+    let mut scratch = [0u8; 256];
+    match socket.try_read(&mut scratch) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Looks at what the control plane says: revoked (a last `gateway.revoked`), or extended by a
+/// fresh token (a new end, and a new refresh offer before it).
+fn on_wake(held: &Arc<Held>) {
+    let mut st = held.state();
+    let Some(entry) = st.keep.as_ref().and_then(|k| k.control.as_ref()).map(|r| Arc::clone(r.entry())) else { return };
+    if st.end.is_some() {
+        return;
+    }
+    if entry.is_revoked() {
+        tracing::debug!("stream revoked, closing it");
+        let last = revoked_frame(&entry);
+        held.end(&mut st, End::Revoked, last.as_deref());
+        return;
+    }
+    let exp = entry.exp();
+    if exp != st.exp {
+        st.exp = exp;
+        st.expires_at = tokio::time::Instant::now() + entry.expires_in();
+        st.offered = false;
+        held.node.schedule.reschedule(held, &mut st);
+    }
+}
+
+/// Writes the backlog until it is empty; false when the stream must stop (the client is gone
+/// or stopped reading).
+async fn flush(held: &Held, batch: &mut Vec<Bytes>) -> bool {
+    loop {
+        {
+            let mut st = held.state();
+            held.backlog_front(&mut st, batch);
+        }
+        if batch.is_empty() {
+            return true;
+        }
+        match tokio::time::timeout(held.node.write_timeout, held.socket.writable()).await {
+            Err(_) => {
+                tracing::warn!("client stopped reading (write timeout), closing its connection");
+                let mut st = held.state();
+                held.end(&mut st, End::WriteTimeout, None);
+                return false;
+            }
+            Ok(Err(_)) => return gone(held),
+            Ok(Ok(())) => {}
+        }
+        let slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
+        match held.socket.try_write_vectored(&slices) {
+            Ok(n) => {
+                let mut st = held.state();
+                held.written(&mut st, n);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return gone(held),
+        }
+    }
+}
+
+fn gone(held: &Held) -> bool {
+    let mut st = held.state();
+    held.end(&mut st, End::ClientGone, None);
+    false
+}
