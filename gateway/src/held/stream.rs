@@ -47,7 +47,7 @@ pub enum End {
 impl End {
     /// Whether the stream's last frames are still sent (it ends on the gateway's decision, not
     /// because its client cannot take more).
-    fn flushes(self) -> bool {
+    pub fn flushes(self) -> bool {
         matches!(self, End::Expired | End::Revoked | End::Shutdown)
     }
 }

@@ -83,31 +83,44 @@ fn on_wake(held: &Arc<Held>) {
 }
 
 /// Writes the backlog until it is empty; false when the stream must stop (the client is gone
-/// or stopped reading).
-async fn flush(held: &Held, batch: &mut Vec<Bytes>) -> bool {
+/// or stopped reading, or the stream was cut meanwhile).
+async fn flush(held: &Arc<Held>, batch: &mut Vec<Bytes>) -> bool {
+    // The socket must take some bytes by then; each write that does moves it.
+    let mut deadline = tokio::time::Instant::now() + held.node.write_timeout;
     loop {
         {
             let mut st = held.state();
+            if st.end.is_some_and(|e| !e.flushes()) {
+                return false;
+            }
             held.backlog_front(&mut st, batch);
         }
         if batch.is_empty() {
             return true;
         }
-        match tokio::time::timeout(held.node.write_timeout, held.socket.writable()).await {
-            Err(_) => {
-                tracing::warn!("client stopped reading (write timeout), closing its connection");
-                let mut st = held.state();
-                held.end(&mut st, End::WriteTimeout, None);
-                return false;
+        tokio::select! {
+            ready = tokio::time::timeout_at(deadline, held.socket.writable()) => match ready {
+                Err(_) => {
+                    tracing::warn!("client stopped reading (write timeout), closing its connection");
+                    let mut st = held.state();
+                    held.end(&mut st, End::WriteTimeout, None);
+                    return false;
+                }
+                Ok(Err(_)) => return gone(held),
+                Ok(Ok(())) => {}
+            },
+            // Cut as too slow, revoked, or shut down while the socket is full.
+            () = held.wake.notified() => {
+                on_wake(held);
+                continue;
             }
-            Ok(Err(_)) => return gone(held),
-            Ok(Ok(())) => {}
         }
         let slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
         match held.socket.try_write_vectored(&slices) {
             Ok(n) => {
                 let mut st = held.state();
                 held.written(&mut st, n);
+                deadline = tokio::time::Instant::now() + held.node.write_timeout;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => return gone(held),
