@@ -151,8 +151,20 @@ impl App {
         let tickets = Arc::new(Tickets::new(bus.clone(), config.ticket_ttl, Arc::clone(&stats)).await.map_err(BuildError::Redis)?);
         let metrics = Arc::new(Metrics::new(Arc::clone(&stats), Arc::clone(&fanout)));
         let limits = Arc::new(Limits::new(config.max_connections, config.max_connections_per_subject));
-        let state =
-            AppState { auth: Arc::new(auth), bus, fanout, stats, metrics, limits, control, tickets, shutdown, config: Arc::new(config) };
+        let public_url = config.public_url.as_deref().map_or("", |p| p.trim_end_matches('/')).into();
+        let state = AppState {
+            auth: Arc::new(auth),
+            bus,
+            fanout,
+            stats,
+            metrics,
+            limits,
+            control,
+            tickets,
+            shutdown,
+            public_url,
+            config: Arc::new(config),
+        };
         let listener = GatewayListener::new(tcp, state.config.write_timeout, Arc::clone(&state.stats));
         Ok(Self { listener, addr, admin, state, backend, demo, control_rx: Some(control_rx) })
     }

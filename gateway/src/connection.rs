@@ -84,7 +84,18 @@ pub trait Render: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct RefreshOffer {
     pub window: Duration,
-    pub url: String,
+    /// `GATEWAY_PUBLIC_URL` without a trailing slash, or empty. The offer's URL is made from it
+    /// and the stream's id when the offer is sent, rather than kept by every stream.
+    pub public_url: Arc<str>,
+}
+
+impl RefreshOffer {
+    /// Where the client of stream `id` posts its fresh token (`routes/refresh.rs`): absolute
+    /// with `GATEWAY_PUBLIC_URL`, else relative to the gateway's root (resolved against the event
+    /// stream's URL).
+    pub fn url(&self, id: &str) -> String {
+        format!("{}/streams/{id}/refresh", self.public_url)
+    }
 }
 
 #[derive(Debug)]

@@ -30,6 +30,9 @@ pub struct AppState {
     pub control: Arc<Control>,
     pub tickets: Arc<Tickets>,
     pub shutdown: Shutdown,
+    /// `GATEWAY_PUBLIC_URL` without a trailing slash, or empty: shared by every stream's refresh
+    /// offer.
+    pub public_url: Arc<str>,
 }
 
 impl AppState {

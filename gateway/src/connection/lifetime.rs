@@ -34,7 +34,8 @@ impl Connection {
         if let Some(r) = self.refresh.as_mut().filter(|r| !r.offered) {
             r.offered = true;
             let left = self.expires_at.saturating_duration_since(now).as_secs();
-            self.pending.push_back(refresh_frame(&r.offer.url, left));
+            let id = self.control.as_ref().map_or("", |c| c.entry().id());
+            self.pending.push_back(refresh_frame(&r.offer.url(id), left));
         }
         self.expiry.as_mut().reset(self.expires_at);
     }

@@ -151,7 +151,7 @@ async fn controlled(h: &Harness, lifetime: u64, window: u64) -> (Connection, Arc
         shutdown: h.shutdown.clone(),
         slow: CancellationToken::new(),
         control: Some(registration),
-        refresh: Some(RefreshOffer { window: Duration::from_secs(window), url: format!("/streams/{id}/refresh") }),
+        refresh: Some(RefreshOffer { window: Duration::from_secs(window), public_url: "".into() }),
         render: None,
     };
     let bus: Arc<dyn Bus> = h.bus.clone();

@@ -6,7 +6,9 @@
 //! and scan (see `Control`), so a stream opening while a revocation arrives is either refused
 //! or found and closed: never missed.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -19,7 +21,7 @@ use super::revocations::Target;
 /// One held stream.
 #[derive(Debug)]
 pub struct StreamEntry {
-    id: String,
+    id: Box<str>,
     sub: Option<String>,
     topics: Vec<Topic>,
     /// The token currently keeping the stream alive: a refresh replaces it.
@@ -109,16 +111,37 @@ impl StreamEntry {
     }
 }
 
-/// The node's streams by id.
+/// The node's streams by id. A set keyed by the entry's own id, so that a stream pays for its
+/// id once rather than again as a map key.
 #[derive(Debug, Default)]
 pub struct Registry {
-    streams: HashMap<String, Arc<StreamEntry>>,
+    streams: HashSet<ById>,
+}
+
+#[derive(Debug)]
+struct ById(Arc<StreamEntry>);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+impl Eq for ById {}
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
+impl Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
 }
 
 impl Registry {
     pub(super) fn insert(&mut self, node: &str, claims: &Claims, topics: &[Topic], leeway: Duration) -> Arc<StreamEntry> {
         let entry = Arc::new(StreamEntry {
-            id: new_stream_id(node),
+            id: new_stream_id(node).into_boxed_str(),
             sub: claims.sub.clone(),
             topics: topics.to_vec(),
             token: Mutex::new(TokenState { jti: claims.jti.clone(), exp: claims.exp, revoked_by: None }),
@@ -126,22 +149,25 @@ impl Registry {
             revoked: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
         });
-        self.streams.insert(entry.id.clone(), Arc::clone(&entry));
+        self.streams.insert(ById(Arc::clone(&entry)));
         entry
     }
 
     pub(super) fn remove(&mut self, id: &str) {
         self.streams.remove(id);
-        crate::bus::shrink_idle(&mut self.streams);
+        if self.streams.capacity() > 64 && self.streams.len() < self.streams.capacity() / 4 {
+            // As `bus::shrink_idle` does for maps: a crowd that left gives its room back.
+            self.streams.shrink_to(self.streams.len() * 2);
+        }
     }
 
     pub(super) fn get(&self, id: &str) -> Option<Arc<StreamEntry>> {
-        self.streams.get(id).cloned()
+        self.streams.get(id).map(|e| Arc::clone(&e.0))
     }
 
     /// The streams under `target` (a scan: revocations and counts are rare next to events).
     pub(super) fn covered_by<'a>(&'a self, target: &'a Target) -> impl Iterator<Item = &'a Arc<StreamEntry>> + 'a {
-        self.streams.values().filter(move |e| !e.is_revoked() && e.covered_by(target))
+        self.streams.iter().map(|e| &e.0).filter(move |e| !e.is_revoked() && e.covered_by(target))
     }
 
     pub fn len(&self) -> usize {

@@ -145,7 +145,14 @@ async fn write(node: &Node, socket: &mut TcpStream, bytes: &[u8]) -> bool {
 
 /// Sends the stream's first frames (its `retry:`, any history it resumes) through its
 /// `Connection`, then holds it on the lean path.
-async fn stream(node: Arc<Node>, mut socket: TcpStream, mut conn: Connection, held: Box<dyn std::any::Any + Send>, http11: bool, count: SocketCount) {
+async fn stream(
+    node: Arc<Node>,
+    mut socket: TcpStream,
+    mut conn: Connection,
+    held: Box<dyn std::any::Any + Send>,
+    http11: bool,
+    count: SocketCount,
+) {
     while !conn.is_caught_up() {
         let next = {
             let next = conn.next_chunk();
@@ -167,7 +174,8 @@ async fn stream(node: Arc<Node>, mut socket: TcpStream, mut conn: Connection, he
             return;
         }
     }
-    let Parts { positions, sub, control, refresh, offered, expires_at, last_write, heartbeat: _, shutdown_retry_ms, open } = conn.into_parts();
+    let Parts { positions, sub, control, refresh, offered, expires_at, last_write, heartbeat: _, shutdown_retry_ms, open } =
+        conn.into_parts();
     let wake = control.as_ref().map(|r| r.entry().wake()).unwrap_or_default();
     let exp = control.as_ref().map_or(0, |r| r.entry().exp());
     let keep = Keep { membership: None, control, held, open, socket: count };

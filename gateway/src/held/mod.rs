@@ -48,16 +48,7 @@ pub struct Node {
 impl Node {
     pub fn new(stats: Arc<Stats>, fanout: Arc<Fanout>, heartbeat: Duration, write_timeout: Duration, shutdown: CancellationToken) -> Self {
         let queue_limit = fanout.queue_limit();
-        Self {
-            stats,
-            fanout,
-            schedule: Arc::default(),
-            heartbeat,
-            write_timeout,
-            queue_limit,
-            shutdown,
-            tasks: TaskTracker::new(),
-        }
+        Self { stats, fanout, schedule: Arc::default(), heartbeat, write_timeout, queue_limit, shutdown, tasks: TaskTracker::new() }
     }
 
     /// The schedule's task; runs until shutdown, then ends every held stream.

@@ -174,7 +174,8 @@ fn on_due(e: Entry, now: Instant) -> Option<Entry> {
             } else {
                 st.offered = true;
                 let left = st.expires_at.saturating_duration_since(now).as_secs();
-                let frame = refresh_frame(st.refresh.as_ref().map_or("", |r| r.url.as_str()), left);
+                let id = st.keep.as_ref().and_then(|k| k.control.as_ref()).map_or("", |c| c.entry().id());
+                let frame = refresh_frame(&st.refresh.as_ref().map_or(String::new(), |r| r.url(id)), left);
                 held.send_own(&mut st, &frame);
                 st.expires_at
             }

@@ -30,8 +30,8 @@ use crate::bus::Delivery;
 use crate::bus::fanout::{DirectSink, Membership, Queued};
 use crate::connection::{Frame, OpenStream, Positions, RefreshOffer};
 use crate::control::Registration;
-use crate::listener::SocketCount;
 use crate::http_chunk::{CHUNKED_HEARTBEAT, LAST_CHUNK, chunk};
+use crate::listener::SocketCount;
 
 /// Why a held stream ends; each counts in `connections_closed{reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 
 use std::io::IoSlice;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
@@ -20,14 +21,15 @@ use crate::connection::revoked_frame;
 pub async fn run(held: Arc<Held>) {
     // A revocation or refresh may have come while the stream was being handed over.
     on_wake(&held);
-    let mut batch = Vec::new();
     loop {
         let (ended, behind) = {
             let st = held.state();
             (st.end, Held::is_behind(&st))
         };
         if behind {
-            if !flush(&held, &mut batch).await {
+            // Boxed: a stream is seldom behind, and the task's size is fixed at its largest
+            // state for its whole life.
+            if !Box::pin(flush(&held)).await {
                 break;
             }
             continue;
@@ -35,18 +37,39 @@ pub async fn run(held: Arc<Held>) {
         if ended.is_some() {
             break;
         }
-        tokio::select! {
-            ready = held.socket.readable() => {
+        match wait(&held).await {
+            Wake::Readable(ready) => {
                 if ready.is_err() || client_left(&held.socket) {
                     let mut st = held.state();
                     held.end(&mut st, End::ClientGone, None);
                 }
             }
-            () = held.wake.notified() => on_wake(&held),
+            Wake::Woken => on_wake(&held),
         }
     }
     let keep = held.state().keep.take();
     drop(keep);
+}
+
+enum Wake {
+    Readable(std::io::Result<()>),
+    Woken,
+}
+
+/// Waits for the socket to be readable or the stream to be woken. Written with
+/// `poll_read_ready`, which keeps its waker in the socket's own registration: the future holds
+/// no waiter of its own, and every byte it saves is saved per held stream (a task's size is its
+/// largest state, rounded up to 128 bytes).
+async fn wait(held: &Held) -> Wake {
+    let woken = held.wake.notified();
+    tokio::pin!(woken);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(ready) = held.socket.poll_read_ready(cx) {
+            return Poll::Ready(Wake::Readable(ready));
+        }
+        woken.as_mut().poll(cx).map(|()| Wake::Woken)
+    })
+    .await
 }
 
 /// Whether the client closed its end; anything it sends on a stream is read and ignored.
@@ -84,7 +107,8 @@ fn on_wake(held: &Arc<Held>) {
 
 /// Writes the backlog until it is empty; false when the stream must stop (the client is gone
 /// or stopped reading, or the stream was cut meanwhile).
-async fn flush(held: &Arc<Held>, batch: &mut Vec<Bytes>) -> bool {
+async fn flush(held: &Arc<Held>) -> bool {
+    let mut batch: Vec<Bytes> = Vec::new();
     // The socket must take some bytes by then; each write that does moves it.
     let mut deadline = tokio::time::Instant::now() + held.node.write_timeout;
     loop {
@@ -93,7 +117,7 @@ async fn flush(held: &Arc<Held>, batch: &mut Vec<Bytes>) -> bool {
             if st.end.is_some_and(|e| !e.flushes()) {
                 return false;
             }
-            held.backlog_front(&mut st, batch);
+            held.backlog_front(&mut st, &mut batch);
         }
         if batch.is_empty() {
             return true;

@@ -1,5 +1,7 @@
 //! `GET /events?topic=…`: the SSE endpoint.
 
+use std::sync::Arc;
+
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -42,10 +44,8 @@ async fn events(
         Target::Topic(topic) => ApiError::TopicRevoked(topic),
         _ => ApiError::from(auth::AuthError::Revoked),
     })?;
-    let refresh = (!state.config.refresh_window.is_zero()).then(|| RefreshOffer {
-        window: state.config.refresh_window,
-        url: super::refresh::url(state.config.public_url.as_deref(), registration.entry().id()),
-    });
+    let refresh = (!state.config.refresh_window.is_zero())
+        .then(|| RefreshOffer { window: state.config.refresh_window, public_url: Arc::clone(&state.public_url) });
     let lean = client.as_ref().is_some_and(|Extension(ConnectInfo(c))| c.lean);
     let settings = ConnectionSettings {
         heartbeat: state.config.heartbeat,

@@ -35,9 +35,3 @@ async fn refresh(State(state): State<AppState>, Path(id): Path<String>, headers:
         RefreshOutcome::Unknown => Err(ApiError::UnknownStream),
     }
 }
-
-/// Where a stream's client posts its fresh token: absolute with `GATEWAY_PUBLIC_URL`, else
-/// relative to the gateway's root (resolve it against the event stream's URL).
-pub fn url(public: Option<&str>, id: &str) -> String {
-    format!("{}/streams/{id}/refresh", public.map(|p| p.trim_end_matches('/')).unwrap_or_default())
-}
