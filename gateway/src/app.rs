@@ -239,7 +239,9 @@ impl App {
             state.config.write_timeout,
             token.clone(),
         ));
-        shutdown.tracker().spawn(node.run_schedule());
+        for task in node.background() {
+            shutdown.tracker().spawn(task);
+        }
         let server = server::serve(self.listener, routes::router(state), timeouts, node, token.clone());
         let forced = async {
             token.cancelled().await;

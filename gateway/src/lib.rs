@@ -1,13 +1,15 @@
 //! The SSE gateway as a library: `main` is a thin wrapper, and the integration tests build the
 //! same `App` on a loopback port.
 //!
-//! Sockets: `listener.rs` (accept, write timeout, kill switch) → `server.rs` (HTTP, head
-//! timeouts, graceful close).
+//! Sockets: `listener.rs` (accept) → `server.rs` (the accept loop, graceful close) → every socket
+//! starts on the lean path, `held/` (reads the first request head; holds streams without hyper's
+//! buffers, written to by the fan-out directly) or goes to hyper, `hyper_conn.rs` (everything
+//! else; head timeouts, write timeout, kill switch).
 //!
 //! Data flow, by file: `routes/publish.rs` (HTTP publish) → `bus/` (history and ids:
-//! `memory.rs`) → `bus/fanout.rs` (one entry per topic per node, a bounded queue per
-//! connection) → `connection.rs` (replay, live, heartbeat, cursor) → `routes/events.rs` (the SSE
-//! response), with frames encoded once by `shared::sse`. The Mercure hub (`hub/`, protocol rules
+//! `memory.rs`) → `bus/fanout.rs` (one entry per topic per node) → `connection.rs` (replay, cursor; live and
+//! heartbeats for streams served by hyper) → `held/` (a caught-up stream on the lean path, written
+//! to by the fan-out directly), with frames encoded once by `shared::sse`. The Mercure hub (`hub/`, protocol rules
 //! in `mercure/`) stores its updates as events of an internal topic and streams them through
 //! the same connection with a Mercure rendering.
 
@@ -26,6 +28,7 @@ pub mod healthcheck;
 pub mod held;
 pub mod http_chunk;
 pub mod hub;
+pub mod hyper_conn;
 pub mod limits;
 pub mod listener;
 pub mod mercure;

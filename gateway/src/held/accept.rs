@@ -27,8 +27,8 @@ use super::{Node, writer};
 use crate::connection::{Connection, Parts};
 use crate::event_stream::LeanStream;
 use crate::http_chunk::{LAST_CHUNK, chunk};
+use crate::hyper_conn::{self, Hyper};
 use crate::listener::{ClientInfo, SocketCount};
-use crate::server::{self, Hyper};
 
 /// The largest body of a non-stream answer on the lean path (errors are a few hundred bytes).
 const MAX_ANSWER: usize = 1024 * 1024;
@@ -49,7 +49,7 @@ pub async fn serve_socket(node: Arc<Node>, mut socket: TcpStream, remote: Socket
             Head::Hyper => {
                 // The first head's deadline runs from the accept, whoever reads it.
                 let left = if first { hyper.timeouts.first.saturating_sub(accepted.elapsed()) } else { hyper.timeouts.keep_alive };
-                server::serve_connection(&hyper, socket, buf.freeze(), count, remote, router, left, watcher).await;
+                hyper_conn::serve_connection(&hyper, socket, buf.freeze(), count, remote, router, left, watcher).await;
                 return;
             }
             Head::Lean(head) => {
@@ -184,7 +184,7 @@ async fn stream(
     state.offered = offered;
     state.last_write = last_write;
     state.shutdown_retry_ms = shutdown_retry_ms;
-    let held = Arc::new(Held::new(socket, Arc::clone(&node), wake, state));
+    let held = Held::new(socket, Arc::clone(&node), wake, state);
     let membership = node.fanout.go_direct(sub, held.clone(), |queued| held.take_queued(queued));
     // Dropped (if the stream is already over) outside the stream's lock: leaving takes the
     // fan-out's lock, which deliveries take before the stream's.

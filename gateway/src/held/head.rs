@@ -18,9 +18,8 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HUB_PATH;
+use crate::hyper_conn::MAX_HEAD_BYTES;
 
-/// The largest request head (request line and headers) a socket may send.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Headers a head may have on the lean path; a head with more goes to hyper (which has the same
 /// limit and answers 431).
 const MAX_HEADERS: usize = 100;

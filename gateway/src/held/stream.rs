@@ -2,10 +2,17 @@
 //!
 //! Nothing waits per event. The fan-out calls [`Held::deliver`] for each event of a followed
 //! topic, which writes the frame to the socket at once (`try_write`: the socket's send buffer
-//! takes it, or the call says it would block). Only when the socket is full does the stream keep a
-//! **backlog** of the frames left to send, and wake its task (`writer.rs`) to write them as the
-//! socket drains; once it is empty the backlog is freed and writes are direct again. So a stream
-//! that keeps up holds no queue at all, and one that does not holds at most
+//! takes it, or the call says it would block). Two things make a stream keep a **backlog** of
+//! frames instead, freed as soon as it is written:
+//! - its socket is full: the stream's own task (`writer.rs`) writes the backlog as the socket
+//!   drains (the stream is *behind*);
+//! - events come faster than [`COALESCE`] apart: the frame waits for its shard's flusher
+//!   (`flusher.rs`), which writes everything a stream gathered meanwhile in one call (the stream
+//!   is *dirty*). Under load that turns many small writes into few larger ones, which is where
+//!   a node's CPU goes (the kernel's per-write cost, not the copy); an idle stream is written at
+//!   once.
+//!
+//! So a stream that keeps up holds no queue at all, and one that does not holds at most
 //! `GATEWAY_CLIENT_QUEUE` events before it is cut (it resumes from its `Last-Event-ID`).
 //!
 //! A stream's state sits behind one lock, taken by whoever writes: the fan-out (an event), the
@@ -16,7 +23,8 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use shared::sse::HEARTBEAT;
@@ -32,6 +40,9 @@ use crate::connection::{Frame, OpenStream, Positions, RefreshOffer};
 use crate::control::Registration;
 use crate::http_chunk::{CHUNKED_HEARTBEAT, LAST_CHUNK, chunk};
 use crate::listener::SocketCount;
+
+/// Frames written in one call at most.
+const WRITE_SLICES: usize = 64;
 
 /// Why a held stream ends; each counts in `connections_closed{reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,12 +74,27 @@ pub struct Keep {
     pub socket: SocketCount,
 }
 
+/// An event that reaches a stream sooner than this after its last write waits for the flusher.
+pub const COALESCE: Duration = Duration::from_millis(2);
+
+/// Who writes a stream's next bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Whoever has the next frame, at once.
+    Direct,
+    /// Its shard's flusher: the backlog holds frames that came close together.
+    Dirty,
+    /// Its own task: the socket was full.
+    Behind,
+}
+
 #[derive(Debug)]
 pub struct State {
     pub positions: Positions,
     /// Frames waiting for the socket, and how many events they hold; `None` while writes go
     /// straight to the socket.
     backlog: Option<Box<Backlog>>,
+    mode: Mode,
     pub end: Option<End>,
     /// HTTP/1.1: frames go out as chunks.
     chunked: bool,
@@ -92,6 +118,10 @@ struct Backlog {
 
 #[derive(Debug)]
 pub struct Held {
+    /// Itself, for the flusher's list (a stream becomes dirty from under `&self`).
+    me: Weak<Held>,
+    /// Which of the node's flushers writes it when dirty.
+    shard: usize,
     pub(super) socket: TcpStream,
     pub(super) node: Arc<Node>,
     /// Wakes the stream's task: a backlog to write, an end, or the control plane (shared with the
@@ -101,9 +131,10 @@ pub struct Held {
 }
 
 impl Held {
-    pub fn new(socket: TcpStream, node: Arc<Node>, wake: Arc<Notify>, state: State) -> Self {
+    pub fn new(socket: TcpStream, node: Arc<Node>, wake: Arc<Notify>, state: State) -> Arc<Self> {
         node.stats.lean_streams.fetch_add(1, Ordering::Relaxed);
-        Self { socket, node, wake, state: Mutex::new(state) }
+        let shard = node.flushers.pick();
+        Arc::new_cyclic(|me| Self { me: me.clone(), shard, socket, node, wake, state: Mutex::new(state) })
     }
 
     pub fn state(&self) -> MutexGuard<'_, State> {
@@ -113,14 +144,14 @@ impl Held {
     /// Sends a frame of the stream's own (a heartbeat, a refresh offer, a last frame).
     pub fn send_own(&self, st: &mut State, frame: &[u8]) {
         let piece = if st.chunked { chunk(&[frame]) } else { Bytes::copy_from_slice(frame) };
-        self.send(st, &[piece], false);
+        self.send(st, &[piece], None);
     }
 
     pub fn heartbeat(&self, st: &mut State) {
         if st.chunked {
-            self.send(st, &[Bytes::from_static(CHUNKED_HEARTBEAT)], false);
+            self.send(st, &[Bytes::from_static(CHUNKED_HEARTBEAT)], None);
         } else {
-            self.send(st, &[Bytes::from_static(HEARTBEAT)], false);
+            self.send(st, &[Bytes::from_static(HEARTBEAT)], None);
         }
     }
 
@@ -147,24 +178,37 @@ impl Held {
                 self.send_own(st, last);
             }
             if st.chunked {
-                self.send(st, &[Bytes::from_static(LAST_CHUNK)], false);
+                self.send(st, &[Bytes::from_static(LAST_CHUNK)], None);
+            }
+            // The stream's task writes what is left (within the write timeout), not a flusher.
+            if st.mode == Mode::Dirty {
+                st.mode = Mode::Behind;
             }
         } else {
             st.backlog = None;
+            st.mode = Mode::Direct;
         }
         st.end = Some(why);
         self.wake.notify_one();
     }
 
-    /// Writes `pieces` now if nothing waits before them, else after the backlog. `event`: they
-    /// hold one event (counted against the client queue).
-    fn send(&self, st: &mut State, pieces: &[Bytes], event: bool) {
+    /// Writes `pieces` now if nothing waits before them, else after the backlog. `event`: when
+    /// the node received the event they hold (the frame counts against the client queue, and
+    /// waits for the flusher if the stream was written less than [`COALESCE`] before it).
+    fn send(&self, st: &mut State, pieces: &[Bytes], event: Option<Instant>) {
         if st.end.is_some() {
             return;
         }
+        if st.mode == Mode::Direct && event.is_some_and(|received| received < st.last_write + COALESCE) {
+            st.mode = Mode::Dirty;
+            st.backlog = Some(Box::default());
+            if let Some(me) = self.me.upgrade() {
+                self.node.flushers.mark(self.shard, me);
+            }
+        }
         if let Some(backlog) = &mut st.backlog {
             backlog.frames.extend(pieces.iter().cloned());
-            if event {
+            if event.is_some() {
                 backlog.events += 1;
                 if backlog.events > self.node.queue_limit {
                     tracing::warn!(queue = self.node.queue_limit, "client too slow, disconnecting");
@@ -199,8 +243,9 @@ impl Held {
                 backlog.frames.push_back(p.slice(skip..));
                 skip = 0;
             }
-            backlog.events = usize::from(event);
+            backlog.events = usize::from(event.is_some());
             st.backlog = Some(backlog);
+            st.mode = Mode::Behind;
             self.wake.notify_one();
         }
     }
@@ -210,18 +255,55 @@ impl Held {
     pub fn backlog_front(&self, st: &mut State, out: &mut Vec<Bytes>) {
         out.clear();
         match &st.backlog {
-            Some(b) if !b.frames.is_empty() => out.extend(b.frames.iter().take(64).cloned()),
-            _ => st.backlog = None,
+            Some(b) if !b.frames.is_empty() => out.extend(b.frames.iter().take(WRITE_SLICES).cloned()),
+            _ => {
+                st.backlog = None;
+                st.mode = Mode::Direct;
+            }
         }
     }
 
-    /// Whether frames wait for the socket.
+    /// Whether the stream's own task has frames to write.
     pub fn is_behind(st: &State) -> bool {
-        st.backlog.as_ref().is_some_and(|b| !b.frames.is_empty())
+        st.mode == Mode::Behind && st.backlog.as_ref().is_some_and(|b| !b.frames.is_empty())
+    }
+
+    /// Writes what a dirty stream gathered (its flusher's call): all of it if the socket takes
+    /// it; what it does not take goes to the stream's own task.
+    pub fn flush_dirty(&self) {
+        let mut st = self.state();
+        for _ in 0..4 {
+            if st.mode != Mode::Dirty {
+                return;
+            }
+            let Some(backlog) = &st.backlog else { return };
+            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+            let mut count = 0;
+            for (slot, frame) in slices.iter_mut().zip(&backlog.frames) {
+                *slot = IoSlice::new(frame);
+                count += 1;
+            }
+            let written = match self.socket.try_write_vectored(&slices[..count]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                Err(_) => return self.end(&mut st, End::ClientGone, None),
+            };
+            self.written(&mut st, written);
+            if st.backlog.is_some() && written == 0 {
+                break;
+            }
+        }
+        if st.mode == Mode::Dirty {
+            st.mode = Mode::Behind;
+            self.wake.notify_one();
+        }
     }
 
     /// Drops `n` written bytes from the front of the backlog.
     pub fn written(&self, st: &mut State, mut n: usize) {
+        if n == 0 {
+            return;
+        }
         self.node.stats.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
         st.last_write = Instant::now();
         let Some(backlog) = &mut st.backlog else { return };
@@ -237,6 +319,7 @@ impl Held {
         }
         if backlog.frames.is_empty() {
             st.backlog = None;
+            st.mode = Mode::Direct;
         }
     }
 
@@ -254,6 +337,7 @@ impl Held {
         State {
             positions,
             backlog: None,
+            mode: Mode::Direct,
             end: None,
             chunked,
             last_write: Instant::now(),
@@ -274,14 +358,15 @@ impl DirectSink for Held {
         if st.end.is_some() {
             return false;
         }
+        let at = Some(Instant::from_std(d.received));
         match st.positions.accept(d, &self.node.stats) {
             None => {}
-            Some(Frame::Shared) if st.chunked => self.send(&mut st, &[d.chunk().clone()], true),
-            Some(Frame::Shared) => self.send(&mut st, &[d.frame.frame().clone()], true),
-            Some(Frame::Own(frame)) if st.chunked => self.send(&mut st, &[chunk(&[&frame])], true),
-            Some(Frame::WithCursor { fields, id }) if st.chunked => self.send(&mut st, &[chunk(&[&fields, &id])], true),
-            Some(Frame::Own(frame)) => self.send(&mut st, &[frame], true),
-            Some(Frame::WithCursor { fields, id }) => self.send(&mut st, &[fields, id], true),
+            Some(Frame::Shared) if st.chunked => self.send(&mut st, &[d.chunk().clone()], at),
+            Some(Frame::Shared) => self.send(&mut st, &[d.frame.frame().clone()], at),
+            Some(Frame::Own(frame)) if st.chunked => self.send(&mut st, &[chunk(&[&frame])], at),
+            Some(Frame::WithCursor { fields, id }) if st.chunked => self.send(&mut st, &[chunk(&[&fields, &id])], at),
+            Some(Frame::Own(frame)) => self.send(&mut st, &[frame], at),
+            Some(Frame::WithCursor { fields, id }) => self.send(&mut st, &[fields, id], at),
         }
         true
     }

@@ -1,0 +1,82 @@
+//! The node's flushers: one task per worker thread that writes what dirty streams gathered.
+//!
+//! A stream whose events come close together (see `stream.rs`, `COALESCE`) does not write each
+//! one: it keeps them and puts itself, once, on its shard's list. The flusher takes the whole list
+//! and writes each stream's frames in one call. While it works, more events arrive and gather,
+//! so the busier the node, the more frames each write carries; an idle node flushes each event at
+//! once. Streams are spread over the shards when they start, so that on a node with several cores
+//! every core flushes.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::stream::Held;
+
+#[derive(Debug, Default)]
+struct Shard {
+    dirty: Mutex<Vec<Arc<Held>>>,
+    wake: Notify,
+}
+
+#[derive(Debug)]
+pub struct Flushers {
+    shards: Box<[Shard]>,
+    next: AtomicUsize,
+}
+
+impl Flushers {
+    /// One shard per worker thread the runtime can run at once.
+    pub fn new() -> Self {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 64);
+        Self { shards: (0..n).map(|_| Shard::default()).collect(), next: AtomicUsize::new(0) }
+    }
+
+    /// The shard of a new stream (round robin).
+    pub fn pick(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len()
+    }
+
+    /// Puts `held` on its shard's list (it just became dirty, so it is not on it yet).
+    pub fn mark(&self, shard: usize, held: Arc<Held>) {
+        let shard = &self.shards[shard];
+        let first = {
+            let mut dirty = shard.dirty.lock().unwrap_or_else(|e| e.into_inner());
+            dirty.push(held);
+            dirty.len() == 1
+        };
+        if first {
+            shard.wake.notify_one();
+        }
+    }
+
+    /// The flusher tasks, one per shard, until `stop` fires (streams that end then are flushed by
+    /// their own tasks).
+    pub fn run(self: &Arc<Self>, stop: &CancellationToken) -> Vec<impl Future<Output = ()> + Send + 'static> {
+        (0..self.shards.len()).map(|i| Arc::clone(self).run_shard(i, stop.clone())).collect()
+    }
+
+    async fn run_shard(self: Arc<Self>, i: usize, stop: CancellationToken) {
+        let shard = &self.shards[i];
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                () = shard.wake.notified() => {}
+                () = stop.cancelled() => return,
+            }
+            loop {
+                std::mem::swap(&mut batch, &mut *shard.dirty.lock().unwrap_or_else(|e| e.into_inner()));
+                if batch.is_empty() {
+                    break;
+                }
+                for held in batch.drain(..) {
+                    held.flush_dirty();
+                }
+                // Lets the tasks that deliver run: what they add meanwhile is the next batch.
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
