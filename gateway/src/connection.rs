@@ -11,6 +11,11 @@
 //! (unless a fresh one extended it: see [`lifetime`]), when an administrator revokes it (after a
 //! last `gateway.revoked`), when the client is too slow, or when the bus fails; the client then
 //! resumes from its `Last-Event-ID` on any node.
+//!
+//! A stream served by hyper (HTTP/2, or after other requests on its socket) is this connection
+//! for its whole life, pulled frame by frame as its body. On the lean path (`held/`) the
+//! connection sends the stream's first frames and any history, then is handed over
+//! (`handover.rs`): the fan-out writes to the socket from there.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -33,10 +38,12 @@ use crate::control::Registration;
 use crate::stats::Stats;
 use replay::{Merge, Step};
 
+mod handover;
 mod lifetime;
 mod positions;
 mod replay;
 
+pub use handover::{OpenStream, Parts};
 pub(crate) use lifetime::{refresh_frame, revoked_frame};
 pub use positions::{Frame, Positions};
 
@@ -135,41 +142,6 @@ pub struct Connection {
     stats: Arc<Stats>,
     open: OpenStream,
     done: bool,
-}
-
-/// Counts the stream in `connections_open` while it lives, whichever path holds it.
-#[derive(Debug)]
-pub struct OpenStream(Arc<Stats>);
-
-impl OpenStream {
-    fn new(stats: &Arc<Stats>) -> Self {
-        stats.connections_open.fetch_add(1, Ordering::Relaxed);
-        stats.connections_total.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(stats))
-    }
-}
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A live, caught-up connection taken apart for the lean path (`held/`), which holds the same
-/// stream without a task pulling frames: see [`Connection::into_parts`].
-#[derive(Debug)]
-pub struct Parts {
-    pub positions: Positions,
-    pub sub: Subscription,
-    pub control: Option<Registration>,
-    pub refresh: Option<RefreshOffer>,
-    /// The refresh offer was sent for the current token.
-    pub offered: bool,
-    pub expires_at: Instant,
-    pub last_write: Instant,
-    pub heartbeat: Duration,
-    pub shutdown_retry_ms: u64,
-    pub open: OpenStream,
 }
 
 /// Why a connection could not start.
@@ -379,29 +351,6 @@ impl Connection {
     /// The `Last-Event-ID` this connection's client holds now.
     pub fn cursor(&self) -> String {
         self.positions.cursor()
-    }
-
-    /// Whether everything due is sent: the history replayed, no frame waiting, the stream not
-    /// over. Live events may still wait in the fan-out queue; the lean path takes those over.
-    pub fn is_caught_up(&self) -> bool {
-        self.replay.is_none() && self.pending.is_empty() && !self.done
-    }
-
-    /// The stream's state, for the lean path to hold from here on. Call only when
-    /// [`Self::is_caught_up`].
-    pub fn into_parts(self) -> Parts {
-        Parts {
-            positions: self.positions,
-            sub: self.sub,
-            control: self.control,
-            offered: self.refresh.as_ref().is_some_and(|r| r.offered),
-            refresh: self.refresh.map(|r| r.offer),
-            expires_at: self.expires_at,
-            last_write: self.last_write,
-            heartbeat: self.heartbeat_every,
-            shutdown_retry_ms: self.shutdown_retry_ms,
-            open: self.open,
-        }
     }
 }
 

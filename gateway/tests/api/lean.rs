@@ -4,10 +4,9 @@
 //! hub's stream; and an HTTP/2 (h2c) stream beside them.
 //!
 //! `Stats::lean_streams` counts the streams held on the lean path (written straight to their
-//! sockets). Until that path exists the gauge stays 0, so the assertions on it marked `lean:`
-//! fail by design. Each test checks it last, so that everything else in it is proven today.
-//! Streams whose connection started with another request, and HTTP/2 streams, stay on hyper: for
-//! those the gauge must stay 0 (see `stats.rs`).
+//! sockets); the assertions on it are marked `lean:`. Streams whose connection started with
+//! another request, and HTTP/2 streams, stay on hyper: for those the gauge must stay 0 (see
+//! `stats.rs`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -263,6 +262,8 @@ async fn a_stream_failing_auth_gets_json_and_the_socket_stays_usable() {
     let mut stream = events_on(wire).await;
     delivered(&app, &mut stream, "t").await;
     until(&app, WAIT, "the stream", |(open, _)| open == 1).await;
+    // A refused stream request is answered on the lean path, so the socket stays there.
+    assert_eq!(streams(&app).1, 1, "a stream after a refused stream request on its socket is lean");
 }
 
 #[tokio::test]
