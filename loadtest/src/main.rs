@@ -4,20 +4,23 @@
 //! streams could not be opened or publishes failed, 2 on bad usage.
 //!
 //! Data flow of a run: `scenario.rs` turns the command line into a plan; `subscribers.rs` opens
-//! and checks the streams (in this process, or split over worker processes by `workers.rs`);
-//! `publisher.rs` publishes once every stream is open; `report.rs` merges and prints.
+//! and checks the streams (in this process, or split over worker processes by `workers.rs`), each
+//! one in `stream.rs`: HTTP in `wire.rs`, events in `frames.rs`; `publisher.rs` publishes once
+//! every stream is open; `report.rs` merges and prints.
 
 mod chaos;
+mod frames;
 mod memory;
 mod mercure;
 mod payload;
 mod publisher;
-mod rawstream;
 mod report;
 mod scenario;
+mod stream;
 mod subscribers;
 mod tokens;
 mod tracker;
+mod wire;
 mod workers;
 
 use clap::Parser;

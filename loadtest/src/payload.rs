@@ -35,15 +35,30 @@ pub fn make(seq: u64, size: usize) -> String {
 /// of events a second on one core, so the shape `make` writes is read without a JSON parser (the
 /// padding is never scanned); anything else goes through serde.
 pub fn parse(data: &str) -> Option<(u64, u64)> {
-    fast(data).or_else(|| serde_json::from_str::<Payload>(data).ok().map(|p| (p.seq, p.ts)))
+    parse_bytes(data.as_bytes())
 }
 
-fn fast(data: &str) -> Option<(u64, u64)> {
-    let rest = data.strip_prefix("{\"seq\":")?;
-    let (seq, rest) = rest.split_once(',')?;
-    let rest = rest.strip_prefix("\"ts\":")?;
-    let end = rest.find([',', '}'])?;
-    Some((seq.parse().ok()?, rest[..end].parse().ok()?))
+/// `parse` on the bytes of a stream, as they were read (not necessarily UTF-8).
+pub fn parse_bytes(data: &[u8]) -> Option<(u64, u64)> {
+    fast(data).or_else(|| serde_json::from_str::<Payload>(&String::from_utf8_lossy(data)).ok().map(|p| (p.seq, p.ts)))
+}
+
+fn fast(data: &[u8]) -> Option<(u64, u64)> {
+    let rest = data.strip_prefix(b"{\"seq\":")?;
+    let (seq, rest) = number(rest)?;
+    let rest = rest.strip_prefix(b",\"ts\":")?;
+    let (ts, rest) = number(rest)?;
+    matches!(rest.first(), Some(b',' | b'}')).then_some((seq, ts))
+}
+
+/// The decimal number `bytes` start with (as `u64::from_str` reads it), and what follows.
+fn number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut n: u64 = 0;
+    for &d in &bytes[..digits] {
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    (digits > 0).then_some((n, &bytes[digits..]))
 }
 
 #[cfg(test)]
@@ -59,7 +74,10 @@ mod tests {
         assert!(ts > 0);
         let d = make(7, 300);
         let slow = serde_json::from_str::<Payload>(&d).map(|p| (p.seq, p.ts)).ok();
-        assert_eq!(fast(&d), slow, "both paths agree");
+        assert_eq!(fast(d.as_bytes()), slow, "both paths agree");
+        assert_eq!(parse(r#"{"seq":18446744073709551616,"ts":1}"#), None, "beyond u64 (serde too)");
+        assert_eq!(parse(r#"{"seq":1,"ts":2 }"#), Some((1, 2)), "not the fast shape: serde");
+        assert_eq!(parse_bytes(b"{\"seq\":4,\"ts\":9,\"pad\":\"\xff\"}"), Some((4, 9)), "padding is not read");
         assert_eq!(parse(r#"{"ts":5,"seq":3}"#), Some((3, 5)), "other key orders go through serde");
         assert_eq!(parse("not json"), None);
         assert!(make(1, 0).len() < 64, "no padding below the bare size");

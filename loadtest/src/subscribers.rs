@@ -1,22 +1,20 @@
 //! The subscriber side of a run: N SSE streams, ramped in at a given rate, spread over the target
-//! nodes and the local source addresses, each parsed with the `shared` parser and checked event
-//! by event (sequence, duplicates, order, latency).
+//! nodes and the local source addresses, each read and checked event by event (sequence,
+//! duplicates, order, latency) by `stream.rs`; here, the plan, the counters they share and the
+//! report they make together.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
-use futures::StreamExt;
 use hdrhistogram::Histogram;
-use shared::sse::{Item, Parser};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::payload;
 use crate::report::{Report, histogram};
+use crate::stream::Stream;
 use crate::tracker::Tracker;
 
 /// One stream to open.
@@ -91,10 +89,10 @@ pub struct Interruption {
 }
 
 /// Latency histograms in shards, so that thousands of streams do not queue on one lock.
-struct Histograms {
-    latency: Vec<Mutex<Histogram<u64>>>,
-    connect: Mutex<Histogram<u64>>,
-    resume: Mutex<Histogram<u64>>,
+pub(crate) struct Histograms {
+    pub latency: Vec<Mutex<Histogram<u64>>>,
+    pub connect: Mutex<Histogram<u64>>,
+    pub resume: Mutex<Histogram<u64>>,
 }
 
 impl Histograms {
@@ -107,17 +105,13 @@ impl Histograms {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn record(h: &Mutex<Histogram<u64>>, d: Duration) {
-    record_micros(h, d.as_micros() as u64);
-}
-
-/// Records microseconds, clamped into the histogram's range (1 µs to 10 min).
-fn record_micros(h: &Mutex<Histogram<u64>>, us: u64) {
-    let _ = lock(h).record(us.clamp(1, 600_000_000));
+/// Records a duration, clamped into the histogram's range (1 µs to 10 min).
+pub(crate) fn record(h: &Mutex<Histogram<u64>>, d: Duration) {
+    let _ = lock(h).record((d.as_micros() as u64).clamp(1, 600_000_000));
 }
 
 /// What one stream ends with.
@@ -192,6 +186,7 @@ pub async fn run_streams(
         next += gap;
         let stream = Stream {
             client: clients[i % clients.len()].clone(),
+            source: plan.source_ips[i % clients.len()],
             targets: Arc::clone(&targets),
             spec,
             index: i,
@@ -237,197 +232,4 @@ pub async fn run_streams(
     }
     report.set_histograms(&latency, &lock(&histograms.connect), &lock(&histograms.resume));
     Ok((report, outcomes))
-}
-
-struct Stream {
-    client: reqwest::Client,
-    targets: Arc<Vec<String>>,
-    spec: StreamSpec,
-    /// Position in `Plan::streams`.
-    index: usize,
-    reconnect: bool,
-    silence: Option<Duration>,
-    live: Arc<Live>,
-    histograms: Arc<Histograms>,
-    shard: usize,
-    stop: CancellationToken,
-    opened: tokio::sync::mpsc::UnboundedSender<()>,
-}
-
-/// An open stream's body.
-pub type Body = futures::stream::BoxStream<'static, anyhow::Result<Bytes>>;
-
-/// A stream lost and not yet caught up: when, in which phase, and when it was reopened.
-struct Gap {
-    phase: usize,
-    at: Instant,
-    reopened: Option<Duration>,
-}
-
-impl Stream {
-    async fn run(self) -> Outcome {
-        let mut tracker = Tracker::default();
-        let mut parser = Parser::new();
-        let mut first_open = true;
-        let mut attempt = 0usize;
-        let mut gap: Option<Gap> = None;
-        let mut last_event: Option<Instant> = None;
-        let mut pause = self.live.pause.subscribe();
-        loop {
-            if self.stop.is_cancelled() {
-                break;
-            }
-            let target = &self.targets[(self.spec.target + attempt) % self.targets.len()];
-            let started = Instant::now();
-            let opened = tokio::select! {
-                _ = self.stop.cancelled() => break,
-                r = self.open(target, parser.last_event_id()) => r,
-            };
-            let mut body = match opened {
-                Ok(body) => body,
-                Err(e) => {
-                    if first_open && !self.reconnect {
-                        self.live.failed.fetch_add(1, Ordering::Relaxed);
-                        let _ = self.opened.send(());
-                        note_failure(target, &e);
-                        break;
-                    }
-                    attempt += 1;
-                    if first_open && attempt > 20 {
-                        self.live.failed.fetch_add(1, Ordering::Relaxed);
-                        let _ = self.opened.send(());
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            // A stream opened while paused starts stalled; an older one is reopened first (below).
-            let mut fresh = *pause.borrow();
-            let mut reopen = false;
-            if first_open {
-                first_open = false;
-                record(&self.histograms.connect, started.elapsed());
-                self.live.established.fetch_add(1, Ordering::Relaxed);
-                let _ = self.opened.send(());
-            } else if let Some(g) = gap.as_mut()
-                && g.reopened.is_none()
-            {
-                self.live.reconnects.fetch_add(1, Ordering::Relaxed);
-                let took = g.at.elapsed();
-                record(&self.histograms.resume, took);
-                g.reopened = Some(took);
-            }
-            loop {
-                if self.spec.pausable && *pause.borrow_and_update() {
-                    if !fresh {
-                        // The stall starts on a new connection: the gateway's send buffer grew
-                        // with what this one carried, and would hold minutes of events.
-                        reopen = true;
-                        break;
-                    }
-                    // The stalled client: no reading until the pause is over.
-                    tokio::select! {
-                        _ = self.stop.cancelled() => break,
-                        _ = pause.wait_for(|on| !on) => {}
-                    }
-                    // Carries data from now on: a later stall reopens it first.
-                    fresh = false;
-                }
-                let chunk = tokio::select! {
-                    _ = self.stop.cancelled() => None,
-                    c = body.next() => c,
-                    _ = pause.changed(), if self.spec.pausable => continue,
-                };
-                let Some(Ok(chunk)) = chunk else { break };
-                for item in parser.feed(&chunk) {
-                    let Item::Event(e) = item else { continue };
-                    if e.event == "gateway.lost" {
-                        self.live.lost_signals.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    let Some((seq, ts)) = payload::parse(&e.data) else { continue };
-                    if self.spec.mercure && !crate::mercure::id_matches(&e.last_event_id, seq) {
-                        // Not counted: the update shows as lost.
-                        continue;
-                    }
-                    let now = payload::now_micros();
-                    record_micros(&self.histograms.latency[self.shard], now.saturating_sub(ts));
-                    tracker.record(seq);
-                    self.live.received.fetch_add(1, Ordering::Relaxed);
-                    if !self.spec.stall {
-                        self.live.received_by_readers.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if let Some(g) = gap.take() {
-                        let took = g.at.elapsed();
-                        self.interrupted(g, true, Some(took));
-                    } else if let (Some(limit), Some(at)) = (self.silence, last_event)
-                        && at.elapsed() > limit
-                    {
-                        let phase = self.live.phase.load(Ordering::Relaxed);
-                        self.interrupted(Gap { phase, at, reopened: None }, false, Some(at.elapsed()));
-                    }
-                    last_event = Some(Instant::now());
-                }
-                if self.spec.stall && tracker.received > 0 {
-                    // Hold the stream without reading until the run ends (or the gateway cuts it).
-                    self.stop.cancelled().await;
-                    break;
-                }
-            }
-            // An event cut off with its stream is discarded (as a browser does): its bytes must
-            // not run into the next stream's, which replays it whole.
-            parser.finish();
-            if self.stop.is_cancelled() || !self.reconnect || self.spec.stall {
-                break;
-            }
-            if reopen {
-                // Chosen, not an interruption: same node, at once.
-                continue;
-            }
-            if gap.is_none() {
-                gap = Some(Gap { phase: self.live.phase.load(Ordering::Relaxed), at: Instant::now(), reopened: None });
-            }
-            attempt += 1;
-        }
-        if first_open {
-            // Never opened and never reported (stopped first).
-            let _ = self.opened.send(());
-        }
-        if let Some(g) = gap {
-            self.interrupted(g, true, None);
-        }
-        Outcome { topic: self.spec.topic, tracker }
-    }
-
-    fn interrupted(&self, g: Gap, broke: bool, caught_up: Option<Duration>) {
-        let record = Interruption { phase: g.phase, stream: self.index, broke, reopened: g.reopened, caught_up };
-        lock(&self.live.interruptions).push(record);
-    }
-
-    /// Opens the stream on `target`, resuming after `last_id` if it is not empty.
-    async fn open(&self, target: &str, last_id: &str) -> anyhow::Result<Body> {
-        let path = &self.spec.path;
-        if self.spec.pausable {
-            return crate::rawstream::open(target, path, &self.spec.token, last_id).await;
-        }
-        let mut req = self.client.get(format!("{target}{path}")).bearer_auth(&self.spec.token);
-        if !last_id.is_empty() {
-            req = req.header("Last-Event-ID", last_id);
-        }
-        let response = req.send().await?;
-        if response.status() != 200 {
-            anyhow::bail!("refused: {}", response.status());
-        }
-        Ok(response.bytes_stream().map(|c| c.map_err(anyhow::Error::from)).boxed())
-    }
-}
-
-/// Says why a stream could not open, for the first few only.
-fn note_failure(target: &str, e: &anyhow::Error) {
-    static SAID: AtomicU64 = AtomicU64::new(0);
-    if SAID.fetch_add(1, Ordering::Relaxed) >= 5 {
-        return;
-    }
-    eprintln!("stream on {target} failed: {e:#}");
 }
