@@ -83,7 +83,16 @@ gateway_up() { # port [redis-url, may be ""] [binary, default this build's]; set
   done
 }
 
-down() { cleanup; PIDS=(); sleep 0.5; }
+# Kills what runs and waits until every process is gone: a gateway holding 15,000 sockets takes
+# a while to exit, and the next one cannot listen on its port before.
+down() {
+  cleanup
+  for p in "${PIDS[@]}"; do
+    while kill -0 "$p" 2>/dev/null; do sleep 0.1; done
+  done
+  PIDS=()
+  sleep 0.5
+}
 
 # Per-CPU busy share over a window, from /proc/stat: `cpu_busy SECONDS > file`.
 cpu_busy() {

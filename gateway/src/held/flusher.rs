@@ -1,19 +1,26 @@
 //! The node's flushers: one task per worker thread that writes what dirty streams gathered.
 //!
 //! A stream whose events come close together (see `stream.rs`, `COALESCE`) does not write each
-//! one: it keeps them and puts itself, once, on its shard's list. The flusher takes the whole list
-//! and writes each stream's frames in one call. While it works, more events arrive and gather,
-//! so the busier the node, the more frames each write carries; an idle node flushes each event at
-//! once. Streams are spread over the shards when they start, so that on a node with several cores
-//! every core flushes.
+//! one: it keeps them and puts itself, once, on its shard's list. Every [`FLUSH_TICK`] while the
+//! list is not empty, the flusher takes the whole list and writes each stream's frames in one
+//! call. So a busy stream's frames wait at most a tick, and the busier the node, the more frames
+//! each write carries: the kernel's cost per write, which is most of a node's CPU, is paid once
+//! per tick rather than once per event (at 1,000 events/s, a fifth as often). A stream whose
+//! last write is older than `COALESCE` is written at once and never waits. Streams are spread
+//! over the shards when they start, so that on a node with several cores every core flushes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::stream::Held;
+
+/// How long a dirty stream's frames may wait to be written together.
+pub const FLUSH_TICK: Duration = Duration::from_millis(4);
 
 #[derive(Debug, Default)]
 struct Shard {
@@ -67,6 +74,11 @@ impl Flushers {
                 () = stop.cancelled() => return,
             }
             loop {
+                // What the streams gather meanwhile goes out together.
+                tokio::select! {
+                    () = tokio::time::sleep(FLUSH_TICK) => {}
+                    () = stop.cancelled() => return,
+                }
                 std::mem::swap(&mut batch, &mut *shard.dirty.lock().unwrap_or_else(|e| e.into_inner()));
                 if batch.is_empty() {
                     break;
@@ -74,8 +86,6 @@ impl Flushers {
                 for held in batch.drain(..) {
                     held.flush_dirty();
                 }
-                // Lets the tasks that deliver run: what they add meanwhile is the next batch.
-                tokio::task::yield_now().await;
             }
         }
     }

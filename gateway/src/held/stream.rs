@@ -6,9 +6,9 @@
 //! frames instead, freed as soon as it is written:
 //! - its socket is full: the stream's own task (`writer.rs`) writes the backlog as the socket
 //!   drains (the stream is *behind*);
-//! - events come faster than [`COALESCE`] apart: the frame waits for its shard's flusher
-//!   (`flusher.rs`), which writes everything a stream gathered meanwhile in one call (the stream
-//!   is *dirty*). Under load that turns many small writes into few larger ones, which is where
+//! - events come faster than [`COALESCE`] apart: the frame waits, a few milliseconds at most,
+//!   for its shard's flusher (`flusher.rs`), which writes everything the stream gathered
+//!   meanwhile in one call (the stream is *dirty*). Under load that turns many small writes into few larger ones, which is where
 //!   a node's CPU goes (the kernel's per-write cost, not the copy); an idle stream is written at
 //!   once.
 //!
@@ -75,7 +75,7 @@ pub struct Keep {
 }
 
 /// An event that reaches a stream sooner than this after its last write waits for the flusher.
-pub const COALESCE: Duration = Duration::from_millis(2);
+pub const COALESCE: Duration = Duration::from_millis(5);
 
 /// Who writes a stream's next bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
