@@ -278,15 +278,20 @@ lean_fanout() { # name before|after bus rate seconds: 1,000 streams, 256 B event
 run_lean_idle() {
   lean_check
   rm -f "$OUT"/lean-idle-*
+  local base=$LEAN_PORT
   for bus in $LEAN_BUSES; do
     for which in before after; do
       local name=lean-idle-$which-$bus
+      # A port of its own per run: the previous run's 15,000 closed connections linger in
+      # TIME_WAIT on the same addresses, and reusing their tuples makes handshakes fail.
+      LEAN_PORT=$((LEAN_PORT + 1))
       lean_gateway "$which" "$bus"
       lt "$name" idle --target http://127.0.0.1:$LEAN_PORT -n "$LEAN_N" --ramp 3000 --workers 2 "${SRC[@]}" --hold 5s \
         --gateway-pid "$GW_PID" --before-publish "$(lean_probe "$OUT/$name-gauges.txt" $LEAN_PORT)"
       down
     done
   done
+  LEAN_PORT=$base
 }
 
 run_lean_fanout_sweep() {

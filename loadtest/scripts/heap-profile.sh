@@ -12,7 +12,8 @@
 #   loadtest/scripts/heap-profile.sh [BINARY [LABEL]]     # or BIN=... LABEL=...
 #   BIN=/work/bench/before/gateway LABEL=before loadtest/scripts/heap-profile.sh
 #   N=1000 (streams), RAMP=100 (streams/s), HOLD=10s; default binary: this tree's release build,
-#   label "after".
+#   label "after". GW_ENV="GATEWAY_REDIS_URL=redis://127.0.0.1:6379" profiles it on Redis (a Redis
+#   of your own on that address).
 #
 # Needs: valgrind (massif, vgdb), taskset, python3, ms_print. Massif slows the gateway several
 # times over, hence the slow ramp and the long start and stop timeouts; the whole run takes about
@@ -51,7 +52,7 @@ wait_gone() { # pid seconds: whether the process ended in time
 
 started=$(date +%s)
 ( ulimit -n 20000
-  exec env GATEWAY_LISTEN_ADDR=127.0.0.1:$PORT GATEWAY_JWT_SECRET=$SECRET GATEWAY_CLOCK_INTERVAL=0s RUST_LOG=warn \
+  exec env ${GW_ENV:-} GATEWAY_LISTEN_ADDR=127.0.0.1:$PORT GATEWAY_JWT_SECRET=$SECRET GATEWAY_CLOCK_INTERVAL=0s RUST_LOG=warn \
     taskset -c "$GW_CPU" valgrind --tool=massif --vgdb=yes --threshold=0.1 --peak-inaccuracy=0.5 --time-unit=ms \
     --depth=20 \
     --massif-out-file="$PROFILE" "$GW" ) >"$WORK/gateway.log" 2>&1 &
@@ -94,7 +95,7 @@ open(sys.argv[1], "w").writelines(lines)
 ' "$PROFILE"
 
 {
-  echo "Heap profile: $STREAMS idle streams on one gateway (embedded bus), valgrind massif, at the peak."
+  echo "Heap profile: $STREAMS idle streams on one gateway (${GW_ENV:-embedded bus}), valgrind massif, at the peak."
   echo "binary: $GW ($LABEL; sha256 $(sha256sum "$GW" | cut -c1-12)), $(valgrind --version)"
   echo "loadtest idle -n $N --ramp $RAMP --hold $HOLD (2 source addresses); gateway on CPU $GW_CPU, tool on CPU $LOAD_CPU"
   echo "raw: $PROFILE (only the peak snapshot's tree kept; stacks 20 deep, sites under 0.1 % of the heap merged),"
