@@ -39,6 +39,10 @@ pub enum Queued {
     },
 }
 
+/// An event handed out this long after it was published finds the node behind: direct sinks
+/// then gather it with what follows rather than write it alone (see `held/stream.rs`).
+pub const LATE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// A follower the fan-out writes to itself, rather than through a queue.
 pub trait DirectSink: Send + Sync + std::fmt::Debug {
     /// Sends `d` to the client, now or from its backlog; true if the stream took it.
@@ -146,7 +150,9 @@ impl Fanout {
         if let Some(id) = delivery.id {
             // Ids carry the time their publisher's clock (Redis, or this process) gave them.
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            self.stats.publish_to_deliver.observe(now.saturating_sub(std::time::Duration::from_millis(id.ms)).as_secs_f64());
+            let age = now.saturating_sub(std::time::Duration::from_millis(id.ms));
+            self.stats.publish_to_deliver.observe(age.as_secs_f64());
+            delivery.late.store(age > LATE, Ordering::Relaxed);
         }
         let span = deliver_span(&delivery);
         let _entered = span.enter();

@@ -71,6 +71,9 @@ pub struct Delivery {
     pub(crate) raw: Option<Box<str>>,
     /// `frame` as an HTTP/1.1 chunk, made by the first lean stream that sends it (`held/`).
     chunked: OnceLock<Bytes>,
+    /// The fan-out handed it out more than `fanout::LATE` after it was published: the node is
+    /// behind.
+    pub(crate) late: std::sync::atomic::AtomicBool,
 }
 
 impl Delivery {
@@ -84,6 +87,7 @@ impl Delivery {
             mercure: OnceLock::new(),
             raw: event.topic.is_internal().then(|| event.data.as_str().into()),
             chunked: OnceLock::new(),
+            late: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

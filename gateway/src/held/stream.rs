@@ -6,7 +6,9 @@
 //! frames instead, freed as soon as it is written:
 //! - its socket is full: the stream's own task (`writer.rs`) writes the backlog as the socket
 //!   drains (the stream is *behind*);
-//! - events come faster than [`COALESCE`] apart: the frame waits, a few milliseconds at most,
+//! - events come faster than [`COALESCE`] apart, or the fan-out hands them out more than
+//!   `fanout::LATE` after they were published (the node is behind): the frame waits, a few
+//!   milliseconds at most,
 //!   for its shard's flusher (`flusher.rs`), which writes everything the stream gathered
 //!   meanwhile in one call (the stream is *dirty*). Under load that turns many small writes into few larger ones, which is where
 //!   a node's CPU goes (the kernel's per-write cost, not the copy); an idle stream is written at
@@ -195,11 +197,15 @@ impl Held {
     /// Writes `pieces` now if nothing waits before them, else after the backlog. `event`: when
     /// the node received the event they hold (the frame counts against the client queue, and
     /// waits for the flusher if the stream was written less than [`COALESCE`] before it).
-    fn send(&self, st: &mut State, pieces: &[Bytes], event: Option<Instant>) {
+    fn send(&self, st: &mut State, pieces: &[Bytes], event: Option<(Instant, bool)>) {
         if st.end.is_some() {
             return;
         }
-        if st.mode == Mode::Direct && event.is_some_and(|received| received < st.last_write + COALESCE) {
+        let now = Instant::now();
+        // Close to the previous event, or late itself (the node is behind): wait for the flusher,
+        // so that the frames waiting meanwhile go out in one write.
+        let coalesce = |(received, late): (Instant, bool)| late || received < st.last_write + COALESCE;
+        if st.mode == Mode::Direct && event.is_some_and(coalesce) {
             st.mode = Mode::Dirty;
             st.backlog = Some(Box::default());
             if let Some(me) = self.me.upgrade() {
@@ -229,7 +235,7 @@ impl Held {
         };
         if written > 0 {
             self.node.stats.bytes_written.fetch_add(written as u64, Ordering::Relaxed);
-            st.last_write = Instant::now();
+            st.last_write = now;
         }
         let total: usize = pieces.iter().map(Bytes::len).sum();
         if written < total {
@@ -358,7 +364,7 @@ impl DirectSink for Held {
         if st.end.is_some() {
             return false;
         }
-        let at = Some(Instant::from_std(d.received));
+        let at = Some((Instant::from_std(d.received), d.late.load(Ordering::Relaxed)));
         match st.positions.accept(d, &self.node.stats) {
             None => {}
             Some(Frame::Shared) if st.chunked => self.send(&mut st, &[d.chunk().clone()], at),
