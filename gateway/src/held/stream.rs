@@ -195,8 +195,9 @@ impl Held {
     }
 
     /// Writes `pieces` now if nothing waits before them, else after the backlog. `event`: when
-    /// the node received the event they hold (the frame counts against the client queue, and
-    /// waits for the flusher if the stream was written less than [`COALESCE`] before it).
+    /// the node received the event they hold and whether the fan-out found it late; the frame
+    /// counts against the client queue, and waits for the flusher if it came late or less than
+    /// [`COALESCE`] after the stream's last write.
     fn send(&self, st: &mut State, pieces: &[Bytes], event: Option<(Instant, bool)>) {
         if st.end.is_some() {
             return;
