@@ -257,52 +257,43 @@ impl Held {
         }
     }
 
-    /// The frames the task should write next (cloned: the lock is not held while it writes);
-    /// empty when the backlog is gone, which makes writes direct again.
-    pub fn backlog_front(&self, st: &mut State, out: &mut Vec<Bytes>) {
-        out.clear();
-        match &st.backlog {
-            Some(b) if !b.frames.is_empty() => out.extend(b.frames.iter().take(WRITE_SLICES).cloned()),
-            _ => {
-                st.backlog = None;
-                st.mode = Mode::Direct;
-            }
-        }
-    }
-
     /// Whether the stream's own task has frames to write.
     pub fn is_behind(st: &State) -> bool {
         st.mode == Mode::Behind && st.backlog.as_ref().is_some_and(|b| !b.frames.is_empty())
+    }
+
+    /// Writes as much of the backlog as the socket takes now, in one call of up to
+    /// [`WRITE_SLICES`] frames; the bytes written (the backlog is gone once all are).
+    pub fn write_backlog(&self, st: &mut State) -> std::io::Result<usize> {
+        let Some(backlog) = &st.backlog else { return Ok(0) };
+        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+        let mut count = 0;
+        for (slot, frame) in slices.iter_mut().zip(&backlog.frames) {
+            *slot = IoSlice::new(frame);
+            count += 1;
+        }
+        let written = match self.socket.try_write_vectored(&slices[..count]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        self.written(st, written);
+        Ok(written)
     }
 
     /// Writes what a dirty stream gathered (its flusher's call): all of it if the socket takes
     /// it; what it does not take goes to the stream's own task.
     pub fn flush_dirty(&self) {
         let mut st = self.state();
-        for _ in 0..4 {
-            if st.mode != Mode::Dirty {
-                return;
+        while st.mode == Mode::Dirty {
+            match self.write_backlog(&mut st) {
+                Ok(0) => {
+                    st.mode = Mode::Behind;
+                    self.wake.notify_one();
+                }
+                Ok(_) => {}
+                Err(_) => self.end(&mut st, End::ClientGone, None),
             }
-            let Some(backlog) = &st.backlog else { return };
-            let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
-            let mut count = 0;
-            for (slot, frame) in slices.iter_mut().zip(&backlog.frames) {
-                *slot = IoSlice::new(frame);
-                count += 1;
-            }
-            let written = match self.socket.try_write_vectored(&slices[..count]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-                Err(_) => return self.end(&mut st, End::ClientGone, None),
-            };
-            self.written(&mut st, written);
-            if st.backlog.is_some() && written == 0 {
-                break;
-            }
-        }
-        if st.mode == Mode::Dirty {
-            st.mode = Mode::Behind;
-            self.wake.notify_one();
         }
     }
 

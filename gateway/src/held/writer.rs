@@ -7,11 +7,9 @@
 //! When the stream ends the task releases what it held (fan-out membership, control
 //! registration, connection-limit permit) and the socket closes with the last reference.
 
-use std::io::IoSlice;
 use std::sync::Arc;
 use std::task::Poll;
 
-use bytes::Bytes;
 use tokio::net::TcpStream;
 
 use super::stream::{End, Held};
@@ -108,7 +106,6 @@ fn on_wake(held: &Arc<Held>) {
 /// Writes the backlog until it is empty; false when the stream must stop (the client is gone
 /// or stopped reading, or the stream was cut meanwhile).
 async fn flush(held: &Arc<Held>) -> bool {
-    let mut batch: Vec<Bytes> = Vec::new();
     // The socket must take some bytes by then; each write that does moves it.
     let mut deadline = tokio::time::Instant::now() + held.node.write_timeout;
     loop {
@@ -117,10 +114,15 @@ async fn flush(held: &Arc<Held>) -> bool {
             if st.end.is_some_and(|e| !e.flushes()) {
                 return false;
             }
-            held.backlog_front(&mut st, &mut batch);
-        }
-        if batch.is_empty() {
-            return true;
+            match held.write_backlog(&mut st) {
+                Err(_) => {
+                    held.end(&mut st, End::ClientGone, None);
+                    return false;
+                }
+                Ok(_) if !Held::is_behind(&st) => return true,
+                Ok(0) => {}
+                Ok(_) => deadline = tokio::time::Instant::now() + held.node.write_timeout,
+            }
         }
         tokio::select! {
             ready = tokio::time::timeout_at(deadline, held.socket.writable()) => match ready {
@@ -134,20 +136,7 @@ async fn flush(held: &Arc<Held>) -> bool {
                 Ok(Ok(())) => {}
             },
             // Cut as too slow, revoked, or shut down while the socket is full.
-            () = held.wake.notified() => {
-                on_wake(held);
-                continue;
-            }
-        }
-        let slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
-        match held.socket.try_write_vectored(&slices) {
-            Ok(n) => {
-                let mut st = held.state();
-                held.written(&mut st, n);
-                deadline = tokio::time::Instant::now() + held.node.write_timeout;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return gone(held),
+            () = held.wake.notified() => on_wake(held),
         }
     }
 }
