@@ -17,6 +17,7 @@ mod publisher;
 mod report;
 mod scenario;
 mod stream;
+mod streams;
 mod subscribers;
 mod tokens;
 mod tracker;

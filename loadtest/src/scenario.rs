@@ -15,7 +15,8 @@ use tokio::sync::oneshot;
 
 use crate::publisher::{self, Via};
 use crate::report::Report;
-use crate::subscribers::{self, Live, StreamSpec};
+use crate::streams::{Live, Plan, StreamSpec};
+use crate::subscribers;
 use crate::tokens::Tokens;
 use crate::{memory, workers};
 
@@ -274,9 +275,9 @@ impl Setup {
             .collect()
     }
 
-    pub fn subscriber_plan(&self, streams: Vec<StreamSpec>) -> subscribers::Plan {
+    pub fn subscriber_plan(&self, streams: Vec<StreamSpec>) -> Plan {
         let o = &self.cli.opts;
-        subscribers::Plan {
+        Plan {
             targets: o.targets.iter().map(|t| t.trim_end_matches('/').to_owned()).collect(),
             source_ips: o.source_ips.clone(),
             streams,

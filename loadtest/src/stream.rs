@@ -17,7 +17,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::frames::Scanner;
-use crate::subscribers::{Histograms, Interruption, Live, Outcome, StreamSpec, lock, record};
+use crate::streams::{Histograms, Interruption, Live, Outcome, StreamSpec, lock, record};
 use crate::tracker::Tracker;
 use crate::{payload, wire};
 

@@ -15,7 +15,8 @@ use tokio::sync::oneshot;
 
 use crate::report::Report;
 use crate::scenario::{Cli, Setup};
-use crate::subscribers::{self, Live};
+use crate::streams::Live;
+use crate::subscribers;
 
 struct Worker {
     child: Child,

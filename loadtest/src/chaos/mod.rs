@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use crate::payload;
 use crate::report::Report;
 use crate::scenario::{Cli, Opts, Setup};
-use crate::subscribers::{self, Interruption, Live, Outcome};
+use crate::streams::{Interruption, Live, Outcome};
+use crate::subscribers;
 use harness::{Node, Redis};
 use report::{ChaosReport, Phase, Spread};
 
