@@ -165,7 +165,7 @@ impl App {
             public_url,
             config: Arc::new(config),
         };
-        let listener = GatewayListener::new(tcp, state.config.write_timeout, Arc::clone(&state.stats));
+        let listener = GatewayListener::new(tcp, state.config.write_timeout);
         Ok(Self { listener, addr, admin, state, backend, demo, control_rx: Some(control_rx) })
     }
 

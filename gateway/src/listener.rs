@@ -29,12 +29,11 @@ use crate::stats::Stats;
 pub struct GatewayListener {
     inner: TcpListener,
     write_timeout: Duration,
-    stats: Arc<Stats>,
 }
 
 impl GatewayListener {
-    pub fn new(inner: TcpListener, write_timeout: Duration, stats: Arc<Stats>) -> Self {
-        Self { inner, write_timeout, stats }
+    pub fn new(inner: TcpListener, write_timeout: Duration) -> Self {
+        Self { inner, write_timeout }
     }
 
     /// The next client socket. Errors are handled as `axum::serve` does: a failed handshake is
@@ -50,10 +49,6 @@ impl GatewayListener {
     /// How long a socket hyper serves may accept no bytes.
     pub fn write_timeout(&self) -> Duration {
         self.write_timeout
-    }
-
-    pub fn stats(&self) -> &Arc<Stats> {
-        &self.stats
     }
 }
 

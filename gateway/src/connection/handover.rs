@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -42,7 +41,6 @@ pub struct Parts {
     pub offered: bool,
     pub expires_at: Instant,
     pub last_write: Instant,
-    pub heartbeat: Duration,
     pub shutdown_retry_ms: u64,
     pub open: OpenStream,
 }
@@ -65,7 +63,6 @@ impl Connection {
             refresh: self.refresh.map(|r| r.offer),
             expires_at: self.expires_at,
             last_write: self.last_write,
-            heartbeat: self.heartbeat_every,
             shutdown_retry_ms: self.shutdown_retry_ms,
             open: self.open,
         }

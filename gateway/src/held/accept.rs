@@ -174,8 +174,7 @@ async fn stream(
             return;
         }
     }
-    let Parts { positions, sub, control, refresh, offered, expires_at, last_write, heartbeat: _, shutdown_retry_ms, open } =
-        conn.into_parts();
+    let Parts { positions, sub, control, refresh, offered, expires_at, last_write, shutdown_retry_ms, open } = conn.into_parts();
     let wake = control.as_ref().map(|r| r.entry().wake()).unwrap_or_default();
     let exp = control.as_ref().map_or(0, |r| r.entry().exp());
     let keep = Keep { membership: None, control, held, open, socket: count };
