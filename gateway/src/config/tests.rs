@@ -1,5 +1,7 @@
 //! Parsing and validation of the configuration: every bad value names its variable.
 
+use clap::{CommandFactory, FromArgMatches};
+
 use super::*;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";

@@ -80,7 +80,7 @@ pub(super) async fn changed(wake: &mut Option<Pin<Box<OwnedNotified>>>) {
 /// The last frame of a revoked stream: why, and until when the revocation stands.
 pub(crate) fn revoked_frame(entry: &StreamEntry) -> Option<Bytes> {
     let (target, until_ms) = entry.revoked_by()?;
-    let until = (until_ms > crate::auth::now_millis()).then_some(until_ms / 1000);
+    let until = (until_ms > crate::epoch::now_millis()).then_some(until_ms / 1000);
     let data = serde_json::json!({ "reason": target.kind(), "until": until });
     Some(Bytes::from(format!("event: {REVOKED_EVENT}\ndata: {data}\n\n")))
 }

@@ -24,8 +24,8 @@ use shared::{Claims, Topic};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::now_millis;
 use crate::bus::BusError;
+use crate::epoch::now_millis;
 use crate::stats::Stats;
 pub use link::{Incoming, Link, LocalLink};
 pub use message::{Answer, Message, RefreshRefusal};
@@ -258,7 +258,7 @@ impl Control {
                 },
             };
             if let Err(e) = result {
-                tracing::warn!(error = %crate::error::cause_chain(&e), "control channel step failed; the next reload catches up");
+                tracing::warn!(error = %crate::cause::cause_chain(&e), "control channel step failed; the next reload catches up");
             }
         }
     }

@@ -82,7 +82,7 @@ pub async fn subscribe(
     // Registered before the stream starts, under the lock revocations take (see `control/`).
     let exp = match grant.as_ref().and_then(|g| g.exp) {
         Some(exp) => exp.ceil() as u64,
-        None => crate::auth::now_secs() + NO_EXPIRY.as_secs(),
+        None => crate::epoch::now_secs() + NO_EXPIRY.as_secs(),
     };
     let registration = state
         .control
