@@ -26,6 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use shared::cursor::{self, Cursor};
+use shared::event::LOST_EVENT;
 use shared::sse::{self, HEARTBEAT};
 use shared::{StreamId, Topic};
 use tokio::sync::futures::OwnedNotified;
@@ -49,13 +50,6 @@ pub use positions::{Frame, Positions};
 
 /// Events read from history per bus call while replaying.
 const REPLAY_PAGE: usize = 256;
-
-/// Name of the event that tells a client events were trimmed before it could resume.
-pub const LOST_EVENT: &str = "gateway.lost";
-/// The last event of a stream an administrator revoked.
-pub const REVOKED_EVENT: &str = "gateway.revoked";
-/// Sent before the token expires: where to present a fresh one to keep the stream.
-pub const REFRESH_EVENT: &str = "gateway.refresh";
 
 /// What a connection needs from the application, gathered by the route.
 #[derive(Debug)]
@@ -358,7 +352,7 @@ impl Connection {
 /// until it receives the retained events that follow).
 pub(crate) fn lost_frame(topic: &Topic, after: StreamId, resumed_from: Option<StreamId>) -> Bytes {
     let data = serde_json::json!({ "topic": topic, "after": after, "resumed_from": resumed_from });
-    Bytes::from(format!("event: {LOST_EVENT}\ndata: {data}\n\n"))
+    sse::signal_frame(LOST_EVENT, &data.to_string())
 }
 
 #[cfg(test)]

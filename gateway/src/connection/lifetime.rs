@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use shared::event::{REFRESH_EVENT, REVOKED_EVENT};
+use shared::sse;
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::Instant;
 
-use super::{Connection, REFRESH_EVENT, REVOKED_EVENT};
+use super::Connection;
 use crate::control::{Registration, StreamEntry};
 
 impl Connection {
@@ -82,11 +84,11 @@ pub(crate) fn revoked_frame(entry: &StreamEntry) -> Option<Bytes> {
     let (target, until_ms) = entry.revoked_by()?;
     let until = (until_ms > crate::epoch::now_millis()).then_some(until_ms / 1000);
     let data = serde_json::json!({ "reason": target.kind(), "until": until });
-    Some(Bytes::from(format!("event: {REVOKED_EVENT}\ndata: {data}\n\n")))
+    Some(sse::signal_frame(REVOKED_EVENT, &data.to_string()))
 }
 
 /// The refresh offer: where to post a fresh token, and how long the current one has left.
 pub(crate) fn refresh_frame(url: &str, expires_in: u64) -> Bytes {
     let data = serde_json::json!({ "url": url, "expires_in": expires_in });
-    Bytes::from(format!("event: {REFRESH_EVENT}\ndata: {data}\n\n"))
+    sse::signal_frame(REFRESH_EVENT, &data.to_string())
 }

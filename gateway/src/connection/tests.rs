@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use shared::event::{REFRESH_EVENT, REVOKED_EVENT};
 use shared::sse::{Item, Parser};
 
 use super::*;
