@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use shared::event::{REFRESH_EVENT, REVOKED_EVENT};
 use shared::sse::{Item, Parser};
+use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::bus::NewEvent;

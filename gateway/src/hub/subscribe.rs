@@ -23,10 +23,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use shared::{Cursor, StreamId, Topic};
 
-use super::Hub;
 use super::announce::{self, Matcher};
 use super::error::HubError;
 use super::render::MercureRender;
+use super::settings::Hub;
 use super::token::{self, Purpose};
 use crate::connection::{Connection, ConnectionSettings};
 use crate::error::ApiError;
