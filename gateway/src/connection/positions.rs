@@ -13,7 +13,7 @@ use bytes::Bytes;
 use shared::{StreamId, Topic};
 use shared::{cursor, sse};
 
-use super::Render;
+use super::settings::Render;
 use crate::bus::Delivery;
 use crate::stats::Stats;
 
