@@ -1,11 +1,11 @@
 //! Configuration: every setting is a flag and an environment variable (clap with `env`), parsed
 //! into real types and cross-validated once at start. A bad value stops the process with one line
 //! that names the variable, before any task starts.
-
 //!
 //! A leaf: it imports nothing from the rest of the crate. The value types it parses into (the
-//! token key, the Mercure protocol and access policy, the health probe, the Redis URL and CA
-//! certificates) live here, and the modules that use them import them from here.
+//! token key, the Mercure protocol and access policy, the health probe, the Redis URL, the CA
+//! certificates of `GATEWAY_REDIS_CA_FILE`) live here, and the modules that use them import them
+//! from here.
 
 use std::net::SocketAddr;
 use std::time::Duration;
