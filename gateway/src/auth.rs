@@ -11,10 +11,11 @@
 //!   sets are fetched again (rate-limited) and a key found then verifies it.
 
 mod decode;
+mod error;
 mod jwks;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE};
@@ -22,165 +23,16 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use shared::Claims;
 
-use crate::config::JwtConfig;
+use crate::config::{JwtConfig, is_hmac};
 use crate::stats::Stats;
 
+/// The key types the configuration holds, named here too because verifying is what they are for.
+pub use crate::config::{ASYMMETRIC, KeyMaterial};
+pub use crate::epoch::now_secs;
 pub use decode::RawToken;
 pub(crate) use decode::{Checks, decode};
+pub use error::AuthError;
 pub use jwks::Jwks;
-
-/// The algorithms a public key can verify: the only ones a JWKS key may be used with.
-pub const ASYMMETRIC: [Algorithm; 9] = {
-    use Algorithm::*;
-    [RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA]
-};
-
-pub(crate) fn is_hmac(alg: Algorithm) -> bool {
-    matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
-}
-
-/// The key the gateway verifies with. Kept as bytes so that the config stays `Clone` and `Debug`
-/// without ever printing the secret.
-#[derive(Clone)]
-pub enum KeyMaterial {
-    Secret(Vec<u8>),
-    Rsa(Vec<u8>),
-    Ec(Vec<u8>),
-    Ed(Vec<u8>),
-}
-
-impl std::fmt::Debug for KeyMaterial {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "KeyMaterial::{}(..)", self.kind())
-    }
-}
-
-impl KeyMaterial {
-    /// Recognises the type of a PEM public key by trying each family the library supports.
-    pub fn public_from_pem(pem: Vec<u8>) -> Result<Self, String> {
-        if DecodingKey::from_rsa_pem(&pem).is_ok() {
-            Ok(Self::Rsa(pem))
-        } else if DecodingKey::from_ec_pem(&pem).is_ok() {
-            Ok(Self::Ec(pem))
-        } else if DecodingKey::from_ed_pem(&pem).is_ok() {
-            Ok(Self::Ed(pem))
-        } else {
-            Err("not an RSA, EC or Ed25519 public key in PEM form".into())
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Secret(_) => "HMAC secret",
-            Self::Rsa(_) => "RSA public key",
-            Self::Ec(_) => "EC public key",
-            Self::Ed(_) => "Ed25519 public key",
-        }
-    }
-
-    pub fn default_algorithm(&self) -> Algorithm {
-        match self {
-            Self::Secret(_) => Algorithm::HS256,
-            Self::Rsa(_) => Algorithm::RS256,
-            Self::Ec(_) => Algorithm::ES256,
-            Self::Ed(_) => Algorithm::EdDSA,
-        }
-    }
-
-    /// Whether `alg` belongs to this key's family. Checked at start so that no configuration can
-    /// accept an HMAC token "signed" with a public key (algorithm confusion).
-    pub fn accepts(&self, alg: Algorithm) -> bool {
-        use Algorithm::*;
-        match self {
-            Self::Secret(_) => is_hmac(alg),
-            Self::Rsa(_) => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
-            Self::Ec(_) => matches!(alg, ES256 | ES384),
-            Self::Ed(_) => matches!(alg, EdDSA),
-        }
-    }
-
-    fn decoding_key(&self) -> Result<DecodingKey, jsonwebtoken::errors::Error> {
-        match self {
-            Self::Secret(s) => Ok(DecodingKey::from_secret(s)),
-            Self::Rsa(pem) => DecodingKey::from_rsa_pem(pem),
-            Self::Ec(pem) => DecodingKey::from_ec_pem(pem),
-            Self::Ed(pem) => DecodingKey::from_ed_pem(pem),
-        }
-    }
-}
-
-/// Why a request was not authenticated. The variants become the `error_description` of the
-/// `WWW-Authenticate` header and the JSON error, so a client can tell what to fix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("no token: send Authorization: Bearer, an access_token query parameter or the auth cookie")]
-    Missing,
-    #[error("the Authorization header is not \"Bearer <token>\"")]
-    MalformedHeader,
-    #[error("the token is malformed")]
-    Malformed,
-    #[error("the token's algorithm is not accepted")]
-    Algorithm,
-    #[error("the token's signature is invalid")]
-    Signature,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the token is not valid yet")]
-    NotYetValid,
-    #[error("the token's audience is not accepted")]
-    Audience,
-    #[error("the token's issuer is not accepted")]
-    Issuer,
-    #[error("the token lacks a required claim or has one of the wrong type")]
-    Claims,
-    #[error("the token grants personal topics ({{sub}}) and its sub is missing or not one topic segment")]
-    Subject,
-    #[error("the token's key (kid) is not in the identity provider's key set")]
-    UnknownKey,
-    #[error("the token, or its subject, is revoked")]
-    Revoked,
-    /// Answered with 503, not 401: the token may be good, the gateway cannot tell yet.
-    #[error("the identity provider's keys could not be fetched yet; try again")]
-    KeysUnavailable,
-    // Stream tickets (`tickets.rs`): the message names the code too, for clients that only show it.
-    #[error("ticket_malformed: this is not a ticket; get one with POST /tickets")]
-    TicketMalformed,
-    #[error("ticket_foreign: the ticket was issued by another deployment")]
-    TicketForeign,
-    #[error("ticket_expired: the ticket has expired; get a new one with POST /tickets")]
-    TicketExpired,
-    #[error("ticket_unknown: no such ticket")]
-    TicketUnknown,
-    #[error("ticket_used: the ticket was already used; get a new one with POST /tickets")]
-    TicketUsed,
-}
-
-impl AuthError {
-    /// A stable label for logs and metrics.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Missing => "missing",
-            Self::MalformedHeader => "malformed_header",
-            Self::Malformed => "malformed",
-            Self::Algorithm => "algorithm",
-            Self::Signature => "signature",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::Audience => "audience",
-            Self::Issuer => "issuer",
-            Self::Claims => "claims",
-            Self::Subject => "subject",
-            Self::UnknownKey => "unknown_key",
-            Self::Revoked => "revoked",
-            Self::KeysUnavailable => "keys_unavailable",
-            Self::TicketMalformed => "ticket_malformed",
-            Self::TicketForeign => "ticket_foreign",
-            Self::TicketExpired => "ticket_expired",
-            Self::TicketUnknown => "ticket_unknown",
-            Self::TicketUsed => "ticket_used",
-        }
-    }
-}
 
 /// Why the verifier could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -349,11 +201,6 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, token)| token)
 }
 
-/// Seconds since the epoch.
-pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
-}
-
 /// Mints an HS256 token; used for the demo tokens printed at start.
 pub fn mint(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret))
@@ -368,10 +215,4 @@ pub fn time_left(claims: &Claims, leeway: Duration) -> Duration {
 pub fn time_left_until(exp: u64, leeway: Duration) -> Duration {
     let deadline = exp.saturating_add(leeway.as_secs());
     Duration::from_secs(deadline.saturating_sub(now_secs()))
-}
-
-/// Now, in milliseconds since the epoch: how revocations, tickets and the embedded bus's ids are
-/// dated.
-pub fn now_millis() -> u64 {
-    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
 }

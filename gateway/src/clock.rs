@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use shared::Topic;
+use shared::keys::KeyLayout;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, NewEvent};
@@ -21,7 +22,7 @@ pub async fn run(bus: Arc<dyn Bus>, topic: Topic, every: Duration, stop: Cancell
         // tick's slot (wall-clock time divided by the interval).
         let now = SystemTime::now();
         let slot = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis() / every.as_millis().max(1);
-        match bus.claim(&format!("clock:{{{topic}}}:{slot}"), every * 2).await {
+        match bus.claim(&KeyLayout::clock_claim(&topic, slot), every * 2).await {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {

@@ -1,274 +1,37 @@
 //! Configuration: every setting is a flag and an environment variable (clap with `env`), parsed
 //! into real types and cross-validated once at start. A bad value stops the process with one line
 //! that names the variable, before any task starts.
+//!
+//! A leaf: it imports nothing from the rest of the crate. The value types it parses into (the
+//! token key, the Mercure protocol and access policy, the health probe, the Redis URL, the CA
+//! certificates of `GATEWAY_REDIS_CA_FILE`) live here, and the modules that use them import them
+//! from here.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::Parser;
 
-use crate::auth::KeyMaterial;
-use crate::healthcheck::Probe;
-
+mod args;
+mod error;
 mod jwt;
+mod key;
 mod mercure;
+mod mercure_version;
+mod probe;
+mod redis;
 
+pub use args::{Args, Command};
+pub use error::ConfigError;
+use error::{clap_error, invalid};
 pub use jwt::{JwksConfig, JwtConfig};
-pub use mercure::{HUB_PATH, MercureConfig};
-
-/// The flags and variables as clap reads them. `Config::from_args` turns them into a `Config`.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "gateway", version, about = "Redis-backed, horizontally scaled Server-Sent Events gateway")]
-pub struct Args {
-    /// What to do instead of serving (the default).
-    #[command(subcommand)]
-    pub command: Option<Command>,
-
-    /// Address to listen on.
-    #[arg(long, env = "GATEWAY_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
-    pub listen_addr: SocketAddr,
-
-    /// HMAC secret for HS256/384/512 tokens (at least 32 bytes). Without it and without a public
-    /// key the gateway runs in demo mode with a random secret and prints tokens.
-    #[arg(long, env = "GATEWAY_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
-
-    /// Print a demo page URL and tokens at start, signed with GATEWAY_JWT_SECRET, so that every
-    /// node sharing that secret accepts them (a demo stack of several nodes behind a load
-    /// balancer). The tokens grant every topic for 24 hours: never turn this on for real use.
-    #[arg(long, env = "GATEWAY_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
-    pub demo: bool,
-
-    /// Public key for RS*/PS*/ES*/EdDSA tokens: PEM text, or the path of a PEM file.
-    #[arg(long, env = "GATEWAY_JWT_PUBLIC_KEY", hide_env_values = true)]
-    pub jwt_public_key: Option<String>,
-
-    /// Accepted token algorithms, comma-separated (e.g. "HS256" or "RS256,ES256"). They must fit
-    /// the key. Default: HS256 with a secret; the key's own family with a public key.
-    #[arg(long, env = "GATEWAY_JWT_ALGORITHMS", value_delimiter = ',')]
-    pub jwt_algorithms: Vec<String>,
-
-    /// JWKS URLs of identity providers, comma-separated (https://, or http:// for a provider
-    /// on the same host or network). Keys are picked by the token's `kid`; HMAC (`oct`) and
-    /// `none` keys are never taken from a JWKS. Works beside GATEWAY_JWT_SECRET or
-    /// GATEWAY_JWT_PUBLIC_KEY (see the README for which key verifies which token).
-    #[arg(long, env = "GATEWAY_JWT_JWKS_URL", value_delimiter = ',')]
-    pub jwt_jwks_url: Vec<String>,
-
-    /// Least time between two fetches of a JWKS: the floor of its cache lifetime, the retry
-    /// delay after a failed fetch, and the rate limit of the fetches an unknown `kid` triggers.
-    #[arg(long, env = "GATEWAY_JWT_JWKS_MIN_REFRESH", default_value = "30s")]
-    pub jwt_jwks_min_refresh: humantime::Duration,
-
-    /// Longest one JWKS fetch may take, connection, headers and body together.
-    #[arg(long, env = "GATEWAY_JWT_JWKS_TIMEOUT", default_value = "5s")]
-    pub jwt_jwks_timeout: humantime::Duration,
-
-    /// Required `iss` claim value.
-    #[arg(long, env = "GATEWAY_JWT_ISSUER")]
-    pub jwt_issuer: Option<String>,
-
-    /// Required `aud` claim value.
-    #[arg(long, env = "GATEWAY_JWT_AUDIENCE")]
-    pub jwt_audience: Option<String>,
-
-    /// Clock skew tolerated on `exp` and `nbf`.
-    #[arg(long, env = "GATEWAY_JWT_LEEWAY", default_value = "5s")]
-    pub jwt_leeway: humantime::Duration,
-
-    /// Name of the cookie a token may come in.
-    #[arg(long, env = "GATEWAY_AUTH_COOKIE", default_value = "sse_token")]
-    pub auth_cookie: String,
-
-    /// Lifetime of a one-time stream ticket (`POST /tickets`), 1s to 5m; a ticket never
-    /// outlives its token either.
-    #[arg(long, env = "GATEWAY_TICKET_TTL", default_value = "30s")]
-    pub ticket_ttl: humantime::Duration,
-
-    /// Origins allowed by CORS, comma-separated, or "*" for any (without credentials).
-    /// Empty: no cross-origin access.
-    #[arg(long, env = "GATEWAY_CORS_ORIGINS", value_delimiter = ',')]
-    pub cors_origins: Vec<String>,
-
-    /// Client reconnection delay sent in the `retry:` field.
-    #[arg(long, env = "GATEWAY_RETRY", default_value = "3s")]
-    pub retry: humantime::Duration,
-
-    /// Random extra delay (0..this) added per connection so that reconnect storms spread out.
-    #[arg(long, env = "GATEWAY_RETRY_JITTER", default_value = "2s")]
-    pub retry_jitter: humantime::Duration,
-
-    /// Interval of the heartbeat comment on idle streams (keeps proxies from cutting them).
-    #[arg(long, env = "GATEWAY_HEARTBEAT", default_value = "15s")]
-    pub heartbeat: humantime::Duration,
-
-    /// How long before its token expires a stream sends `gateway.refresh` (where the client can
-    /// present a fresh token to keep the stream); 0 turns in-band refresh off.
-    #[arg(long, env = "GATEWAY_REFRESH_WINDOW", default_value = "60s")]
-    pub refresh_window: humantime::Duration,
-
-    /// How long a revocation (`POST /admin/disconnect`) refuses its subject, token or topic when
-    /// the call gives no duration: set it to your tokens' longest lifetime.
-    #[arg(long, env = "GATEWAY_REVOCATION_TTL", default_value = "24h")]
-    pub revocation_ttl: humantime::Duration,
-
-    /// Events a connection may have queued before it counts as too slow and is disconnected.
-    #[arg(long, env = "GATEWAY_CLIENT_QUEUE", default_value_t = 1024)]
-    pub client_queue: usize,
-
-    /// A connection whose socket accepts no bytes for this long is closed (a client that stopped reading).
-    #[arg(long, env = "GATEWAY_WRITE_TIMEOUT", default_value = "30s")]
-    pub write_timeout: humantime::Duration,
-
-    /// A new socket must send its first request head within this long, or it is closed:
-    /// slowloris clients and silent sockets cannot pile up.
-    #[arg(long, env = "GATEWAY_HEADER_TIMEOUT", default_value = "10s")]
-    pub header_timeout: humantime::Duration,
-
-    /// An HTTP/1 keep-alive connection idle this long between requests (or sending its next
-    /// head that slowly) is closed. Longer than the idle timeout of the balancers in front
-    /// (nginx upstream keepalive and cloud load balancers: 60s), so that the balancer, not the
-    /// node, closes an idle connection and never sends a request on one the node is closing.
-    #[arg(long, env = "GATEWAY_KEEPALIVE_TIMEOUT", default_value = "75s")]
-    pub keepalive_timeout: humantime::Duration,
-
-    /// Most topics one connection may follow.
-    #[arg(long, env = "GATEWAY_MAX_TOPICS", default_value_t = 32)]
-    pub max_topics: usize,
-
-    /// Largest publish request body, in bytes.
-    #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
-    pub max_body_bytes: usize,
-
-    /// Most events in one batch publish.
-    #[arg(long, env = "GATEWAY_MAX_BATCH", default_value_t = 1000)]
-    pub max_batch: usize,
-
-    /// Most event streams open at once on this node (0: no limit). Beyond it a new stream gets
-    /// 503 with Retry-After, so that a load balancer tries another node.
-    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 0)]
-    pub max_connections: usize,
-
-    /// Most event streams open at once on this node for one token subject (`sub`; 0: no limit).
-    /// Beyond it a new stream gets 429 with Retry-After.
-    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS_PER_SUBJECT", default_value_t = 0)]
-    pub max_connections_per_subject: usize,
-
-    /// Serve `/metrics` (and `/healthz`, `/readyz`) on this address instead of the main one, e.g.
-    /// 0.0.0.0:9090 for a port that is not exposed to clients. Unset: on the main address.
-    #[arg(long, env = "GATEWAY_METRICS_ADDR")]
-    pub metrics_addr: Option<SocketAddr>,
-
-    /// Events kept per topic, on either bus (0: no length bound; on Redis `MAXLEN ~`, approximate).
-    #[arg(long, env = "GATEWAY_HISTORY_MAX_LEN", default_value_t = 10_000)]
-    pub history_max_len: usize,
-
-    /// Age after which events leave history, on either bus; a topic with no event younger than
-    /// this leaves memory altogether (on Redis its stream expires this long after its last event).
-    #[arg(long, env = "GATEWAY_HISTORY_MAX_AGE", default_value = "1h")]
-    pub history_max_age: humantime::Duration,
-
-    /// Time streams and in-flight requests get to finish at shutdown.
-    #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", default_value = "10s")]
-    pub shutdown_grace: humantime::Duration,
-
-    /// Interval of the built-in clock topic; "0s" turns it off.
-    #[arg(long, env = "GATEWAY_CLOCK_INTERVAL", default_value = "5s")]
-    pub clock_interval: humantime::Duration,
-
-    /// Topic of the built-in clock.
-    #[arg(long, env = "GATEWAY_CLOCK_TOPIC", default_value = "clock")]
-    pub clock_topic: String,
-
-    /// Base URL printed for the demo page (default: derived from the listen address).
-    #[arg(long, env = "GATEWAY_PUBLIC_URL")]
-    pub public_url: Option<String>,
-
-    /// Serve a Mercure hub at /.well-known/mercure speaking this protocol version: "0.x"
-    /// (draft-07: Symfony, API Platform), "1.0" (draft-08: access tokens, URL patterns) or "off".
-    #[arg(long, env = "GATEWAY_MERCURE", default_value = "off")]
-    pub mercure: String,
-
-    /// Let Mercure subscribers without a token receive public updates.
-    #[arg(long, env = "GATEWAY_MERCURE_ANONYMOUS", value_parser = clap::builder::BoolishValueParser::new())]
-    pub mercure_anonymous: bool,
-
-    /// Mercure 1.0: publish a private subscription event (type "mercure") when a subscription
-    /// starts and when it ends, for clients that track who is subscribed to what.
-    #[arg(long, env = "GATEWAY_MERCURE_SUBSCRIPTIONS", value_parser = clap::builder::BoolishValueParser::new())]
-    pub mercure_subscriptions: bool,
-
-    /// Mercure 1.0: the hub's resource identifier, the audience its access tokens must name.
-    /// Default: GATEWAY_PUBLIC_URL + /.well-known/mercure.
-    #[arg(long, env = "GATEWAY_MERCURE_RESOURCE")]
-    pub mercure_resource: Option<String>,
-
-    /// Mercure 1.0: the issuers (iss) whose access tokens the hub accepts, comma-separated.
-    #[arg(long, env = "GATEWAY_MERCURE_ISSUERS")]
-    pub mercure_issuers: Option<String>,
-
-    /// Redis URL: redis://[user:pass@]host:port[/db], redis-cluster://host:port[?node=host:port…]
-    /// or redis-sentinel://host:port[/db]?sentinelServiceName=NAME. Unset: the embedded,
-    /// single-node bus.
-    #[arg(long, env = "GATEWAY_REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
-
-    /// Prefix of every Redis key and channel the gateway uses.
-    #[arg(long, env = "GATEWAY_REDIS_PREFIX", default_value = shared::keys::DEFAULT_PREFIX)]
-    pub redis_prefix: String,
-
-    /// How often each node reads every followed stream whatever the keyspace notifications said:
-    /// a safety net bounding how late a missed notification can make an event.
-    #[arg(long, env = "GATEWAY_REDIS_RECONCILE", default_value = "5s")]
-    pub redis_reconcile: humantime::Duration,
-
-    /// PEM file of the CA certificate(s) a rediss:// Redis's certificate must chain to. Unset:
-    /// the system's trusted roots (SSL_CERT_FILE and SSL_CERT_DIR are honoured).
-    #[arg(long, env = "GATEWAY_REDIS_CA_FILE")]
-    pub redis_ca_file: Option<std::path::PathBuf>,
-
-    /// Log format: "text" or "json".
-    #[arg(long, env = "GATEWAY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
-
-    /// OTLP collector to export traces to, over gRPC, e.g. http://otel-collector:4317. Unset: no
-    /// traces. The OpenTelemetry SDK reads the other standard OTEL_* variables itself (headers,
-    /// timeout, compression, sampler, batching, resource attributes).
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
-    pub otel_exporter_otlp_endpoint: Option<String>,
-
-    /// OTLP transport: only "grpc" is built in.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", default_value = "grpc", value_parser = ["grpc"])]
-    pub otel_exporter_otlp_protocol: String,
-
-    /// `service.name` of the exported traces.
-    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "sse-gateway")]
-    pub otel_service_name: String,
-}
-
-/// The subcommands: things the binary does besides serving.
-#[derive(Debug, Clone, Subcommand)]
-pub enum Command {
-    /// Ask the gateway listening on GATEWAY_LISTEN_ADDR (over loopback when that is `0.0.0.0`
-    /// or `[::]`) for GET /healthz and exit 0 if it answers 200 in time, 1 otherwise: the
-    /// container image's HEALTHCHECK, since the image has no curl.
-    Healthcheck {
-        /// How long the whole probe may take.
-        #[arg(long, default_value = "2s")]
-        timeout: humantime::Duration,
-    },
-}
-
-impl Args {
-    /// The documented defaults, read without the process environment (for tests).
-    pub fn defaults() -> Self {
-        let cmd = Self::command().mut_args(|a| a.env(None::<&str>));
-        let matches = cmd.get_matches_from(["gateway"]);
-        Self::from_arg_matches(&matches).expect("the defaults parse")
-    }
-}
+pub(crate) use key::is_hmac;
+pub use key::{ASYMMETRIC, KeyMaterial};
+pub use mercure::{AccessTokenPolicy, HUB_PATH, MercureConfig};
+pub use mercure_version::{MercureSetting, Protocol, UnknownSetting};
+pub use probe::Probe;
+pub(crate) use redis::read_ca;
+pub use redis::{CaError, RedisUrl};
 
 /// Validated configuration, built once and shared as `Arc<Config>`.
 #[derive(Debug, Clone)]
@@ -322,58 +85,6 @@ pub struct Config {
 pub struct OtelConfig {
     pub endpoint: String,
     pub service_name: String,
-}
-
-/// A Redis URL the gateway can use. Its `Debug` hides credentials, so a logged or printed config
-/// never shows the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisUrl(String);
-
-impl RedisUrl {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
-        match scheme {
-            "redis" | "redis-sentinel" | "redis-cluster" | "rediss" | "rediss-sentinel" | "rediss-cluster" => {}
-            _ => {
-                return Err(
-                    "expected redis[s]://host:port[/db], redis[s]-cluster://host:port[?node=host:port…] or redis[s]-sentinel://".into()
-                );
-            }
-        }
-        fred::types::config::Config::from_url(url).map_err(|e| e.details().to_string())?;
-        Ok(Self(url.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether the URL asks for TLS (`rediss://`, `rediss-cluster://`, `rediss-sentinel://`).
-    pub fn uses_tls(&self) -> bool {
-        self.0.starts_with("rediss")
-    }
-}
-
-impl std::fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0.split_once("://").and_then(|(scheme, rest)| rest.split_once('@').map(|(_, host)| (scheme, host))) {
-            Some((scheme, host)) => write!(f, "{scheme}://***@{host}"),
-            None => f.write_str(&self.0),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("invalid {var}: {reason}")]
-    Invalid { var: Cow<'static, str>, reason: String },
-    /// `--help` or `--version`: print and exit 0.
-    #[error("{0}")]
-    Display(String),
-}
-
-fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { var: Cow::Borrowed(var), reason: reason.into() }
 }
 
 /// What the command line asks for: serve (no subcommand), or probe a running server.
@@ -471,7 +182,7 @@ impl Config {
             if !redis_url.as_ref().is_some_and(RedisUrl::uses_tls) {
                 return Err(invalid("GATEWAY_REDIS_CA_FILE", "is only used with a rediss:// GATEWAY_REDIS_URL"));
             }
-            crate::bus::redis::tls::read_ca(path).map_err(|e| invalid("GATEWAY_REDIS_CA_FILE", e.to_string()))?;
+            read_ca(path).map_err(|e| invalid("GATEWAY_REDIS_CA_FILE", e.to_string()))?;
         }
         if a.redis_prefix.is_empty() || !a.redis_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
             return Err(invalid("GATEWAY_REDIS_PREFIX", "must be non-empty ASCII letters, digits and _ - . :"));
@@ -549,33 +260,6 @@ fn otel_config(endpoint: String, service_name: String) -> Result<OtelConfig, Con
         return Err(invalid("OTEL_SERVICE_NAME", "must not be empty"));
     }
     Ok(OtelConfig { endpoint, service_name })
-}
-
-/// Turns a clap error into one line naming the variable (and flag) that was wrong.
-fn clap_error(err: clap::Error) -> ConfigError {
-    if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
-        return ConfigError::Display(err.to_string());
-    }
-    let arg = match err.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(s)) => s.clone(),
-        _ => String::new(),
-    };
-    let value = match err.get(ContextKind::InvalidValue) {
-        Some(ContextValue::String(s)) => s.clone(),
-        _ => String::new(),
-    };
-    let long = arg.split_whitespace().next().unwrap_or_default().trim_start_matches("--").to_owned();
-    let cmd = Args::command();
-    let var = cmd
-        .get_arguments()
-        .find(|a| a.get_long() == Some(long.as_str()))
-        .and_then(|a| a.get_env())
-        .map(|e| e.to_string_lossy().into_owned());
-    let reason = err.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
-    match var {
-        Some(var) => ConfigError::Invalid { var: Cow::Owned(var), reason: format!("{value:?} (--{long}): {reason}") },
-        None => ConfigError::Invalid { var: Cow::Borrowed("arguments"), reason },
-    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use shared::sse::{self, HEARTBEAT};
 use shared::{StreamId, Topic};
 use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::bus::fanout::{Fanout, Queued, Subscription};
 use crate::bus::{Bus, BusError, Delivery};
@@ -42,68 +42,17 @@ mod handover;
 mod lifetime;
 mod positions;
 mod replay;
+mod settings;
+mod signals;
 
 pub use handover::{OpenStream, Parts};
-pub(crate) use lifetime::{refresh_frame, revoked_frame};
 pub use positions::{Frame, Positions};
+pub use settings::{ConnectionSettings, RefreshOffer, Render};
+use signals::lost_frame;
+pub(crate) use signals::{refresh_frame, revoked_frame};
 
 /// Events read from history per bus call while replaying.
 const REPLAY_PAGE: usize = 256;
-
-/// Name of the event that tells a client events were trimmed before it could resume.
-pub const LOST_EVENT: &str = "gateway.lost";
-/// The last event of a stream an administrator revoked.
-pub const REVOKED_EVENT: &str = "gateway.revoked";
-/// Sent before the token expires: where to present a fresh one to keep the stream.
-pub const REFRESH_EVENT: &str = "gateway.refresh";
-
-/// What a connection needs from the application, gathered by the route.
-#[derive(Debug)]
-pub struct ConnectionSettings {
-    pub heartbeat: Duration,
-    /// Reconnection delay (ms) for the opening `retry:` and for the last one at shutdown.
-    pub retry_ms: u64,
-    pub shutdown_retry_ms: u64,
-    /// When the token expires.
-    pub expires_in: Duration,
-    /// Fires when the gateway shuts down.
-    pub shutdown: CancellationToken,
-    /// Fired by the fan-out if the client's queue overflows; linked to the socket's kill switch.
-    pub slow: CancellationToken,
-    /// The stream's place in the control plane (revocation, refresh); none in unit tests.
-    pub control: Option<Registration>,
-    /// When to ask for a fresh token and where it goes; none: the stream ends at expiry.
-    pub refresh: Option<RefreshOffer>,
-    /// For a stream of another protocol (Mercure): what it sends for each event; none: the
-    /// native frames.
-    pub render: Option<Box<dyn Render>>,
-}
-
-/// How a stream of another protocol turns events into frames. The stream keeps its positions
-/// (ids, order, exactly-once, resumption) as a native one does; only what it writes differs.
-pub trait Render: Send + Sync + std::fmt::Debug {
-    /// The frame to send for `d`, or `None` to skip it (its position still moves past it).
-    fn frame(&self, d: &Delivery) -> Option<Bytes>;
-}
-
-/// In-band token refresh: `window` before the token expires the stream sends
-/// `gateway.refresh` with `url`, where the client posts a fresh token.
-#[derive(Debug, Clone)]
-pub struct RefreshOffer {
-    pub window: Duration,
-    /// `GATEWAY_PUBLIC_URL` without a trailing slash, or empty. The offer's URL is made from it
-    /// and the stream's id when the offer is sent, rather than kept by every stream.
-    pub public_url: Arc<str>,
-}
-
-impl RefreshOffer {
-    /// Where the client of stream `id` posts its fresh token (`routes/refresh.rs`): absolute
-    /// with `GATEWAY_PUBLIC_URL`, else relative to the gateway's root (resolved against the event
-    /// stream's URL).
-    pub fn url(&self, id: &str) -> String {
-        format!("{}/streams/{id}/refresh", self.public_url)
-    }
-}
 
 #[derive(Debug)]
 struct Refresh {
@@ -142,6 +91,30 @@ pub struct Connection {
     stats: Arc<Stats>,
     open: OpenStream,
     done: bool,
+}
+
+impl Connection {
+    /// Whether everything due is sent: the history replayed, no frame waiting, the stream not
+    /// over. Live events may still wait in the fan-out queue; the lean path takes those over.
+    pub fn is_caught_up(&self) -> bool {
+        self.replay.is_none() && self.pending.is_empty() && !self.done
+    }
+
+    /// The stream's state, for the lean path to hold from here on. Call only when
+    /// [`Self::is_caught_up`].
+    pub fn into_parts(self) -> Parts {
+        Parts {
+            positions: self.positions,
+            sub: self.sub,
+            control: self.control,
+            offered: self.refresh.as_ref().is_some_and(|r| r.offered),
+            refresh: self.refresh.map(|r| r.offer),
+            expires_at: self.expires_at,
+            last_write: self.last_write,
+            shutdown_retry_ms: self.shutdown_retry_ms,
+            open: self.open,
+        }
+    }
 }
 
 /// Why a connection could not start.
@@ -310,7 +283,7 @@ impl Connection {
             _ = self.shutdown.as_mut() => self.close_for_shutdown(),
             _ = self.slow.as_mut() => self.done = true,
             _ = self.expiry.as_mut() => self.on_deadline(),
-            _ = lifetime::changed(&mut self.control_wake) => self.on_control(),
+            _ = signals::changed(&mut self.control_wake) => self.on_control(),
             _ = self.heartbeat.as_mut() => {
                 let due = self.last_write + self.heartbeat_every;
                 if Instant::now() >= due {
@@ -352,13 +325,6 @@ impl Connection {
     pub fn cursor(&self) -> String {
         self.positions.cursor()
     }
-}
-
-/// The lost-events signal: a named event without an id (the client's position does not move
-/// until it receives the retained events that follow).
-pub(crate) fn lost_frame(topic: &Topic, after: StreamId, resumed_from: Option<StreamId>) -> Bytes {
-    let data = serde_json::json!({ "topic": topic, "after": after, "resumed_from": resumed_from });
-    Bytes::from(format!("event: {LOST_EVENT}\ndata: {data}\n\n"))
 }
 
 #[cfg(test)]

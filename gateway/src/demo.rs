@@ -11,8 +11,8 @@ use jsonwebtoken::{EncodingKey, Header};
 use rand::RngCore;
 use shared::{Claims, TopicPattern};
 
-use crate::auth::{self, KeyMaterial};
-use crate::config::JwtConfig;
+use crate::config::{JwtConfig, KeyMaterial, is_hmac};
+use crate::epoch::now_secs;
 
 #[derive(Debug)]
 pub struct DemoTokens {
@@ -43,13 +43,13 @@ pub fn tokens(secret: &[u8], jwt: &JwtConfig, source: SecretSource) -> Result<De
     let all = vec![TopicPattern::parse("*").expect("* is a valid pattern")];
     let base = Claims {
         sub: Some("demo".into()),
-        exp: auth::now_secs() + 24 * 3600,
-        iat: Some(auth::now_secs()),
+        exp: now_secs() + 24 * 3600,
+        iat: Some(now_secs()),
         iss: jwt.issuer.clone(),
         aud: jwt.audience.clone().map(serde_json::Value::String),
         ..Claims::default()
     };
-    let alg = jwt.algorithms.iter().copied().find(|a| auth::is_hmac(*a)).unwrap_or(jsonwebtoken::Algorithm::HS256);
+    let alg = jwt.algorithms.iter().copied().find(|a| is_hmac(*a)).unwrap_or(jsonwebtoken::Algorithm::HS256);
     let (header, key) = (Header::new(alg), EncodingKey::from_secret(secret));
     Ok(DemoTokens {
         subscribe: jsonwebtoken::encode(&header, &Claims { subscribe: all.clone(), ..base.clone() }, &key)?,

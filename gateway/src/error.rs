@@ -8,6 +8,7 @@ use shared::Topic;
 
 use crate::auth::AuthError;
 use crate::bus::BusError;
+use crate::cause::cause_chain;
 use crate::connection::StartError;
 use crate::control::RefreshRefusal;
 use crate::limits::LimitError;
@@ -73,18 +74,6 @@ impl ApiError {
             Self::Bus(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
     }
-}
-
-/// Writes `err` and its sources on one line, for the log entry of a server-side failure.
-pub(crate) fn cause_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl From<AuthError> for ApiError {

@@ -3,22 +3,18 @@
 //! deadline, exit 0 or 1. Written on plain tokio I/O because an HTTP client crate would be a heavy
 //! dependency for one request whose answer we only need the status line of.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The probe is a configuration value (`config/probe.rs`); running it is this module's.
+pub use crate::config::Probe;
+
 /// Longest status line read; `HTTP/1.1 200 OK` is 15 bytes.
 const MAX_STATUS_LINE: usize = 256;
-
-/// One health probe of a local server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Probe {
-    pub addr: SocketAddr,
-    pub timeout: Duration,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -41,17 +37,6 @@ pub enum ProbeError {
 }
 
 impl Probe {
-    /// The probe of a server configured to listen on `listen`. A wildcard address (`0.0.0.0`,
-    /// `[::]`) is reached over loopback of the same family: the probe runs in the server's own
-    /// container, and loopback is the one address that is always there.
-    pub fn for_listen_addr(listen: SocketAddr, timeout: Duration) -> Self {
-        let mut addr = listen;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(if addr.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() });
-        }
-        Self { addr, timeout }
-    }
-
     /// `Ok` when the server answers `GET /healthz` with 200 within the timeout.
     pub async fn check(&self) -> Result<(), ProbeError> {
         let (addr, timeout) = (self.addr, self.timeout);

@@ -24,9 +24,10 @@ use std::time::Duration;
 use shared::{Claims, Topic, TopicPattern};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{AuthError, now_millis};
+use crate::auth::AuthError;
 use crate::bus::tickets::{Stored, Taken};
 use crate::bus::{Bus, BusError};
+use crate::epoch::now_millis;
 use crate::stats::Stats;
 use format::Ticket;
 
@@ -165,7 +166,7 @@ impl Tickets {
                     *self.deployment.write().unwrap_or_else(|e| e.into_inner()) = stored;
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %crate::error::cause_chain(&e), "cannot refresh the deployment's ticket tag"),
+                Err(e) => tracing::warn!(error = %crate::cause::cause_chain(&e), "cannot refresh the deployment's ticket tag"),
             }
         }
     }
@@ -184,7 +185,7 @@ mod tests {
 
     fn claims(exp_in: u64) -> Claims {
         let subscribe = vec![TopicPattern::parse("user.*").expect("pattern")];
-        Claims { sub: Some("alice".into()), exp: crate::auth::now_secs() + exp_in, subscribe, ..Claims::default() }
+        Claims { sub: Some("alice".into()), exp: crate::epoch::now_secs() + exp_in, subscribe, ..Claims::default() }
     }
 
     fn refusal(r: Result<Claims, TicketError>) -> AuthError {
@@ -222,7 +223,7 @@ mod tests {
         let t = tickets(Duration::from_secs(300)).await;
         let issued = t.issue(&claims(20), None).await.expect("issued");
         assert!(issued.expires_in <= 20, "{}", issued.expires_in);
-        let expiring = Claims { exp: crate::auth::now_secs(), ..claims(0) };
+        let expiring = Claims { exp: crate::epoch::now_secs(), ..claims(0) };
         assert_eq!(refusal(t.issue(&expiring, None).await.map(|_| Claims::default())), AuthError::Expired);
     }
 

@@ -6,6 +6,7 @@ use base64::Engine;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
+use shared::event::LOST_EVENT;
 
 /// A latency histogram in microseconds, 1 µs to 10 min, 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
@@ -200,7 +201,7 @@ impl Report {
         if self.reconnects > 0 {
             let r = &self.resume_ms;
             out.push_str(&format!(
-                "resumed             {} streams; resume time p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {} gateway.lost\n",
+                "resumed             {} streams; resume time p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {} {LOST_EVENT}\n",
                 self.reconnects, r.p50, r.p99, r.max, self.lost_signals
             ));
         }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use shared::event::LOST_EVENT;
 use tokio_util::sync::CancellationToken;
 
 use crate::frames::Scanner;
@@ -194,7 +195,7 @@ impl Stream {
         let Checks { tracker, scanner, gap, last_event } = checks;
         for bytes in segments {
             scanner.feed(bytes, &mut |e| {
-                if e.event == b"gateway.lost" {
+                if e.event == LOST_EVENT.as_bytes() {
                     self.live.lost_signals.fetch_add(1, Ordering::Relaxed);
                     return;
                 }

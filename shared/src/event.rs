@@ -13,6 +13,19 @@ pub const MAX_EVENT_NAME_LEN: usize = 100;
 /// Event names starting with this prefix are reserved for signals the gateway itself sends.
 pub const RESERVED_EVENT_PREFIX: &str = "gateway.";
 
+// The signals in that namespace. Clients (and the load tester) match on these names, so they
+// are part of the wire format and never change.
+
+/// Tells a client that events were trimmed from history before it could resume; its data names
+/// the topic and the id after which events are missing. Sent without an id, so the client's
+/// `Last-Event-ID` does not move.
+pub const LOST_EVENT: &str = "gateway.lost";
+/// The last event of a stream an administrator revoked: why, and until when the revocation stands.
+pub const REVOKED_EVENT: &str = "gateway.revoked";
+/// Sent before a stream's token expires: where to present a fresh token to keep the stream, and
+/// how long the current one has left.
+pub const REFRESH_EVENT: &str = "gateway.refresh";
+
 /// Why a topic, event name or id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {

@@ -114,6 +114,16 @@ impl KeyLayout {
     }
 }
 
+// The names the gateway's own jobs use, apart from the per-topic keys above.
+impl KeyLayout {
+    /// The name a node claims (`SET NX`, the bus's `claim`) to publish tick `slot` of the built-in
+    /// clock on `topic`, so that with several nodes on one bus exactly one publishes each tick;
+    /// on Redis it is the key `{prefix}:claim:clock:{T}:{slot}`, expiring after two ticks.
+    pub fn clock_claim(topic: &Topic, slot: u128) -> String {
+        format!("clock:{{{topic}}}:{slot}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +147,12 @@ mod tests {
         assert_eq!(k.topic_of_stream("sse:stream:{$other}"), None, "only the known internal topics");
         assert_eq!(k.alias(&Topic::mercure(), "urn:uuid:1"), "sse:alias:{$mercure}:urn:uuid:1");
         assert!(Topic::parse("$mercure").is_err(), "clients cannot name the internal topic");
+    }
+
+    #[test]
+    fn the_clock_claims_one_name_per_topic_and_tick() {
+        let clock = Topic::parse("clock").expect("topic");
+        assert_eq!(KeyLayout::clock_claim(&clock, 42), "clock:{clock}:42");
+        assert_ne!(KeyLayout::clock_claim(&clock, 42), KeyLayout::clock_claim(&clock, 43));
     }
 }

@@ -79,6 +79,28 @@ pub fn retry_frame(ms: u64) -> Bytes {
     Bytes::from(format!("retry: {ms}\n\n"))
 }
 
+/// A named event without an id: the gateway's own signals ([`crate::event::LOST_EVENT`],
+/// [`crate::event::REVOKED_EVENT`], [`crate::event::REFRESH_EVENT`]), which must not move the
+/// client's `Last-Event-ID`. `name` holds no CR, LF or NUL (a constant); `data` is split like any
+/// payload.
+pub fn signal_frame(name: &str, data: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(name.len() + data.len() + 16);
+    put_field(&mut buf, "event", name);
+    put_data(&mut buf, data);
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
+/// The `id:` line and the blank line that end an event whose other fields were sent already
+/// ([`EncodedEvent::fields_without_id`]): how a stream following several topics gives each shared
+/// event its own cursor. `id` holds no CR, LF or NUL (a cursor).
+pub fn id_and_end(id: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(id.len() + 6);
+    put_field(&mut buf, "id", id);
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
 /// A comment line, ignored by clients; the gateway's heartbeat.
 pub const HEARTBEAT: &[u8] = b":\n";
 

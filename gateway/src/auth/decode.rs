@@ -4,7 +4,7 @@
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, Validation};
 
-use super::AuthError;
+use super::error::AuthError;
 
 /// The checks of a token whose claims are judged elsewhere (Mercure's, whose drafts allow a float
 /// or absent `exp` and have their own audience and issuer rules): the signature and algorithm

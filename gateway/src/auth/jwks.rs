@@ -27,9 +27,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use self::key::{JwksKey, Refusal};
-use super::AuthError;
+use super::error::AuthError;
+use crate::cause::cause_chain;
 use crate::config::JwksConfig;
-use crate::error::cause_chain;
 use crate::stats::Stats;
 
 /// The keys of every configured URL, and when each is due for a fetch.

@@ -21,7 +21,7 @@ use shared::{Event, StreamId, Topic};
 use super::fanout::Fanout;
 use super::tickets::TicketTable;
 use super::{Bus, BusError, Delivery, NewEvent, Replay};
-use crate::auth::now_millis;
+use crate::epoch::now_millis;
 
 #[derive(Debug)]
 struct TopicLog {

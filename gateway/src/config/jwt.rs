@@ -7,8 +7,9 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use reqwest::Url;
 
-use super::{Args, ConfigError, invalid};
-use crate::auth::{self, KeyMaterial};
+use super::args::Args;
+use super::error::{ConfigError, invalid};
+use super::key::{ASYMMETRIC, KeyMaterial};
 
 /// Most JWKS URLs: each is fetched on every refresh, so a long list multiplies the load an
 /// unknown `kid` puts on identity providers.
@@ -120,7 +121,7 @@ fn algorithms(names: &[String], key: Option<&KeyMaterial>, jwks: bool) -> Result
     if names.is_empty() {
         let mut all: Vec<Algorithm> = key.map(KeyMaterial::default_algorithm).into_iter().collect();
         if jwks {
-            all.extend(auth::ASYMMETRIC.iter().filter(|a| !all.contains(a)).collect::<Vec<_>>());
+            all.extend(ASYMMETRIC.iter().filter(|a| !all.contains(a)).collect::<Vec<_>>());
         }
         return Ok(all);
     }
@@ -128,7 +129,7 @@ fn algorithms(names: &[String], key: Option<&KeyMaterial>, jwks: bool) -> Result
     for name in names.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         let alg: Algorithm = name.parse().map_err(|_| invalid(var, format!("unknown algorithm {name:?}")))?;
         let for_key = key.is_some_and(|k| k.accepts(alg));
-        let for_jwks = jwks && auth::ASYMMETRIC.contains(&alg);
+        let for_jwks = jwks && ASYMMETRIC.contains(&alg);
         if !for_key && !for_jwks {
             let reason = match key {
                 Some(k) if jwks => {
@@ -149,7 +150,7 @@ fn algorithms(names: &[String], key: Option<&KeyMaterial>, jwks: bool) -> Result
     if let Some(k) = key.filter(|k| !parsed.iter().any(|a| k.accepts(*a))) {
         return Err(invalid(var, format!("none fits the configured key ({})", k.kind())));
     }
-    if jwks && !parsed.iter().any(|a| auth::ASYMMETRIC.contains(a)) {
+    if jwks && !parsed.iter().any(|a| ASYMMETRIC.contains(a)) {
         return Err(invalid(var, "none can verify JWKS keys (RS*, PS*, ES256, ES384, EdDSA)"));
     }
     Ok(parsed)

@@ -3,9 +3,9 @@
 
 use url::Url;
 
-use super::{Args, ConfigError, invalid};
-use crate::mercure::claims::AccessTokenPolicy;
-use crate::mercure::version::{MercureSetting, Protocol};
+use super::args::Args;
+use super::error::{ConfigError, invalid};
+use super::mercure_version::{MercureSetting, Protocol, UnknownSetting};
 
 /// The hub's path, the same on every Mercure hub (the drafts' well-known URI).
 pub const HUB_PATH: &str = "/.well-known/mercure";
@@ -28,9 +28,17 @@ pub struct MercureConfig {
     pub access: Option<AccessTokenPolicy>,
 }
 
+/// Who a 1.0 hub trusts: its resource identifier (the audience tokens must name), the issuers
+/// whose tokens it accepts, and its own URL (relative URL patterns resolve on it).
+#[derive(Debug, Clone)]
+pub struct AccessTokenPolicy {
+    pub resource: String,
+    pub issuers: Vec<String>,
+    pub hub_url: Url,
+}
+
 pub(super) fn mercure_config(a: &Args) -> Result<Option<MercureConfig>, ConfigError> {
-    let setting: MercureSetting =
-        a.mercure.parse().map_err(|e: crate::mercure::version::UnknownSetting| invalid("GATEWAY_MERCURE", e.to_string()))?;
+    let setting: MercureSetting = a.mercure.parse().map_err(|e: UnknownSetting| invalid("GATEWAY_MERCURE", e.to_string()))?;
     let Some(protocol) = setting.protocol() else {
         for (var, set) in [
             ("GATEWAY_MERCURE_ANONYMOUS", a.mercure_anonymous),

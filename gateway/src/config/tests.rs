@@ -1,5 +1,7 @@
 //! Parsing and validation of the configuration: every bad value names its variable.
 
+use clap::{CommandFactory, FromArgMatches};
+
 use super::*;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
@@ -179,7 +181,7 @@ fn jwks_urls_are_comma_separated_validated_and_work_alone_or_beside_a_static_key
     assert_eq!(urls, ["https://idp.example/jwks", "https://other.example/keys"], "trimmed, deduplicated, in order");
     assert_eq!((jwks.min_refresh, jwks.timeout), (Duration::from_secs(30), Duration::from_secs(5)));
     assert!(jwt.key.is_none());
-    assert_eq!(jwt.algorithms, crate::auth::ASYMMETRIC, "every public-key algorithm; each key narrows them");
+    assert_eq!(jwt.algorithms, ASYMMETRIC, "every public-key algorithm; each key narrows them");
 
     for bad in ["idp.example/jwks", "ftp://idp.example/jwks", "https://user:pw@idp.example/jwks", "http://"] {
         let mut a = Args::defaults();
@@ -214,7 +216,7 @@ fn jwks_urls_are_comma_separated_validated_and_work_alone_or_beside_a_static_key
     let jwt = Config::from_args(a).expect("valid").jwt.expect("keys");
     assert!(matches!(jwt.key, Some(KeyMaterial::Secret(_))) && jwt.jwks.is_some());
     assert_eq!(jwt.algorithms[0], jsonwebtoken::Algorithm::HS256);
-    assert_eq!(jwt.algorithms.len(), 1 + crate::auth::ASYMMETRIC.len());
+    assert_eq!(jwt.algorithms.len(), 1 + ASYMMETRIC.len());
     let mut a = jwks_args();
     a.jwt_secret = Some(SECRET.into());
     a.jwt_algorithms = vec!["HS512".into(), "ES256".into()];

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
 
-use super::{Connection, Positions, RefreshOffer};
+use super::positions::Positions;
+use super::settings::RefreshOffer;
 use crate::bus::fanout::Subscription;
 use crate::control::Registration;
 use crate::stats::Stats;
@@ -43,28 +44,4 @@ pub struct Parts {
     pub last_write: Instant,
     pub shutdown_retry_ms: u64,
     pub open: OpenStream,
-}
-
-impl Connection {
-    /// Whether everything due is sent: the history replayed, no frame waiting, the stream not
-    /// over. Live events may still wait in the fan-out queue; the lean path takes those over.
-    pub fn is_caught_up(&self) -> bool {
-        self.replay.is_none() && self.pending.is_empty() && !self.done
-    }
-
-    /// The stream's state, for the lean path to hold from here on. Call only when
-    /// [`Self::is_caught_up`].
-    pub fn into_parts(self) -> Parts {
-        Parts {
-            positions: self.positions,
-            sub: self.sub,
-            control: self.control,
-            offered: self.refresh.as_ref().is_some_and(|r| r.offered),
-            refresh: self.refresh.map(|r| r.offer),
-            expires_at: self.expires_at,
-            last_write: self.last_write,
-            shutdown_retry_ms: self.shutdown_retry_ms,
-            open: self.open,
-        }
-    }
 }

@@ -2,16 +2,14 @@
 //! what the control plane says (revoked: a last `gateway.revoked`; extended by a fresh token: a
 //! new end and a new offer before it).
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
-use tokio::sync::futures::OwnedNotified;
 use tokio::time::Instant;
 
-use super::{Connection, REFRESH_EVENT, REVOKED_EVENT};
-use crate::control::{Registration, StreamEntry};
+use super::Connection;
+use super::signals::{refresh_frame, revoked_frame};
+use crate::control::Registration;
 
 impl Connection {
     /// Sets the expiry timer: to the refresh point while a refresh is due, else the token's end.
@@ -67,26 +65,4 @@ impl Connection {
         self.done = true;
         true
     }
-}
-
-/// Resolves when the control plane changed the stream; never without a registration.
-pub(super) async fn changed(wake: &mut Option<Pin<Box<OwnedNotified>>>) {
-    match wake {
-        Some(w) => w.as_mut().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The last frame of a revoked stream: why, and until when the revocation stands.
-pub(crate) fn revoked_frame(entry: &StreamEntry) -> Option<Bytes> {
-    let (target, until_ms) = entry.revoked_by()?;
-    let until = (until_ms > crate::auth::now_millis()).then_some(until_ms / 1000);
-    let data = serde_json::json!({ "reason": target.kind(), "until": until });
-    Some(Bytes::from(format!("event: {REVOKED_EVENT}\ndata: {data}\n\n")))
-}
-
-/// The refresh offer: where to post a fresh token, and how long the current one has left.
-pub(crate) fn refresh_frame(url: &str, expires_in: u64) -> Bytes {
-    let data = serde_json::json!({ "url": url, "expires_in": expires_in });
-    Bytes::from(format!("event: {REFRESH_EVENT}\ndata: {data}\n\n"))
 }

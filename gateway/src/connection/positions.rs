@@ -10,10 +10,10 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use shared::cursor;
 use shared::{StreamId, Topic};
+use shared::{cursor, sse};
 
-use super::Render;
+use super::settings::Render;
 use crate::bus::Delivery;
 use crate::stats::Stats;
 
@@ -72,7 +72,7 @@ impl Positions {
         if self.topics.len() == 1 {
             Some(Frame::Shared)
         } else {
-            Some(Frame::WithCursor { fields: d.frame.fields_without_id(), id: Bytes::from(format!("id: {}\n\n", self.cursor())) })
+            Some(Frame::WithCursor { fields: d.frame.fields_without_id(), id: sse::id_and_end(&self.cursor()) })
         }
     }
 

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use shared::event::{REFRESH_EVENT, REVOKED_EVENT};
 use shared::sse::{Item, Parser};
+use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::bus::NewEvent;
@@ -136,7 +138,7 @@ async fn controlled(h: &Harness, lifetime: u64, window: u64) -> (Connection, Arc
     tokio::spawn(Arc::clone(&control).run(rx, h.shutdown.clone()));
     let claims = shared::Claims {
         sub: Some("alice".into()),
-        exp: crate::auth::now_secs() + lifetime,
+        exp: crate::epoch::now_secs() + lifetime,
         subscribe: vec![shared::TopicPattern::parse("*").expect("pattern")],
         ..shared::Claims::default()
     };
@@ -178,7 +180,7 @@ async fn a_refresh_is_offered_a_window_before_expiry_and_a_fresh_token_moves_the
 
     let fresh = shared::Claims {
         sub: Some("alice".into()),
-        exp: crate::auth::now_secs() + 1000,
+        exp: crate::epoch::now_secs() + 1000,
         subscribe: vec![shared::TopicPattern::parse("t").expect("pattern")],
         ..shared::Claims::default()
     };

@@ -17,19 +17,19 @@ mod registry;
 mod revocations;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use shared::{Claims, Topic};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::now_millis;
 use crate::bus::BusError;
+use crate::epoch::now_millis;
 use crate::stats::Stats;
 pub use link::{Incoming, Link, LocalLink};
 pub use message::{Answer, Message, RefreshRefusal};
-pub use registry::{Registration, Registry, StreamEntry, is_stream_id};
+pub use registry::{Registry, StreamEntry, is_stream_id};
 pub use revocations::{Revocations, Target};
 
 /// How long an ask waits for the nodes' answers.
@@ -258,7 +258,7 @@ impl Control {
                 },
             };
             if let Err(e) = result {
-                tracing::warn!(error = %crate::error::cause_chain(&e), "control channel step failed; the next reload catches up");
+                tracing::warn!(error = %crate::cause::cause_chain(&e), "control channel step failed; the next reload catches up");
             }
         }
     }
@@ -330,6 +330,31 @@ struct Forget<'a> {
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
         self.asks.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.ask);
+    }
+}
+
+/// A stream's place in the registry; leaves it when dropped (with the connection).
+#[derive(Debug)]
+pub struct Registration {
+    entry: Arc<StreamEntry>,
+    control: Weak<Control>,
+}
+
+impl Registration {
+    fn new(entry: Arc<StreamEntry>, control: Weak<Control>) -> Self {
+        Self { entry, control }
+    }
+
+    pub fn entry(&self) -> &Arc<StreamEntry> {
+        &self.entry
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(control) = self.control.upgrade() {
+            control.unregister(self.entry.id());
+        }
     }
 }
 

@@ -10,12 +10,13 @@ use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shared::{Claims, Topic};
 use tokio::sync::Notify;
 
+use super::message::RefreshRefusal;
 use super::revocations::Target;
 
 /// One held stream.
@@ -87,8 +88,8 @@ impl StreamEntry {
 
     /// Extends the stream to `claims.exp` if the new token may hold it: the same subject, every
     /// topic granted, and a later expiry.
-    pub(super) fn extend(&self, claims: &Claims) -> Result<u64, super::RefreshRefusal> {
-        use super::RefreshRefusal as R;
+    pub(super) fn extend(&self, claims: &Claims) -> Result<u64, RefreshRefusal> {
+        use RefreshRefusal as R;
         if claims.sub != self.sub {
             return Err(R::Subject);
         }
@@ -188,29 +189,4 @@ fn new_stream_id(node: &str) -> String {
 /// Whether `id` has the form [`new_stream_id`] gives (48 lowercase hex digits).
 pub fn is_stream_id(id: &str) -> bool {
     id.len() == 48 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// A stream's place in the registry; leaves it when dropped (with the connection).
-#[derive(Debug)]
-pub struct Registration {
-    entry: Arc<StreamEntry>,
-    control: Weak<super::Control>,
-}
-
-impl Registration {
-    pub(super) fn new(entry: Arc<StreamEntry>, control: Weak<super::Control>) -> Self {
-        Self { entry, control }
-    }
-
-    pub fn entry(&self) -> &Arc<StreamEntry> {
-        &self.entry
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        if let Some(control) = self.control.upgrade() {
-            control.unregister(self.entry.id());
-        }
-    }
 }

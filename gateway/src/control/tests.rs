@@ -27,7 +27,7 @@ fn node() -> (Arc<Control>, CancellationToken) {
 }
 
 fn later() -> u64 {
-    crate::auth::now_secs() + 3600
+    crate::epoch::now_secs() + 3600
 }
 
 #[tokio::test]

@@ -17,37 +17,47 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::stream::Held;
+/// A stream a flusher writes: what it gathered while dirty.
+pub trait Flush: Send + Sync + 'static {
+    /// Writes what the stream gathered (see `stream.rs`).
+    fn flush_dirty(&self);
+}
 
 /// How long a dirty stream's frames may wait to be written together.
 pub const FLUSH_TICK: Duration = Duration::from_millis(4);
 
-#[derive(Debug, Default)]
-struct Shard {
-    dirty: Mutex<Vec<Arc<Held>>>,
+#[derive(Debug)]
+struct Shard<T> {
+    dirty: Mutex<Vec<Arc<T>>>,
     wake: Notify,
 }
 
+impl<T> Default for Shard<T> {
+    fn default() -> Self {
+        Self { dirty: Mutex::default(), wake: Notify::default() }
+    }
+}
+
 #[derive(Debug)]
-pub struct Flushers {
-    shards: Box<[Shard]>,
+pub(crate) struct Flushers<T> {
+    shards: Box<[Shard<T>]>,
     next: AtomicUsize,
 }
 
-impl Flushers {
+impl<T: Flush> Flushers<T> {
     /// One shard per worker thread the runtime can run at once.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 64);
         Self { shards: (0..n).map(|_| Shard::default()).collect(), next: AtomicUsize::new(0) }
     }
 
     /// The shard of a new stream (round robin).
-    pub fn pick(&self) -> usize {
+    pub(crate) fn pick(&self) -> usize {
         self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len()
     }
 
     /// Puts `held` on its shard's list (it just became dirty, so it is not on it yet).
-    pub fn mark(&self, shard: usize, held: Arc<Held>) {
+    pub(crate) fn mark(&self, shard: usize, held: Arc<T>) {
         let shard = &self.shards[shard];
         let first = {
             let mut dirty = shard.dirty.lock().unwrap_or_else(|e| e.into_inner());
@@ -61,7 +71,7 @@ impl Flushers {
 
     /// The flusher tasks, one per shard, until `stop` fires (streams that end then are flushed by
     /// their own tasks).
-    pub fn run(self: &Arc<Self>, stop: &CancellationToken) -> Vec<impl Future<Output = ()> + Send + 'static> {
+    pub(crate) fn run(self: &Arc<Self>, stop: &CancellationToken) -> Vec<impl Future<Output = ()> + Send + 'static> {
         (0..self.shards.len()).map(|i| Arc::clone(self).run_shard(i, stop.clone())).collect()
     }
 

@@ -11,18 +11,33 @@
 //! At shutdown the task takes every stream's heartbeat entry and ends the stream with a last
 //! jittered `retry:`; a stream that starts after that sees the shutdown itself (see
 //! [`Schedule::add`]).
+//!
+//! What a stream does when an entry comes due is the stream's own business (`due.rs`, through
+//! [`Timed`]): the schedule only keeps the times, so that it does not depend on the stream type
+//! that depends on it.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, Weak};
 
-use shared::sse;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::stream::{End, Held, State};
-use crate::connection::refresh_frame;
+/// A stream the schedule keeps times for.
+pub trait Timed: Send + Sync + 'static {
+    /// When its heartbeat entry and its deadline entry (with the deadline's generation) first
+    /// come due.
+    fn first_due(&self) -> (Instant, (Instant, u32));
+    /// Its heartbeat entry came due at `now`: the time of the next one, or `None` once the stream
+    /// is over.
+    fn heartbeat_due(&self, now: Instant) -> Option<Instant>;
+    /// Its deadline entry of `generation` came due at `now`: the time it is due again, or `None`
+    /// once it is done with (the stream ended, or a newer deadline replaced it).
+    fn deadline_due(&self, generation: u32, now: Instant) -> Option<Instant>;
+    /// Ends the stream for shutdown.
+    fn close_for_shutdown(&self);
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -31,24 +46,24 @@ enum Kind {
 }
 
 #[derive(Debug)]
-struct Entry {
+struct Entry<T> {
     at: Instant,
     kind: Kind,
-    stream: Weak<Held>,
+    stream: Weak<T>,
 }
 
-impl PartialEq for Entry {
+impl<T> PartialEq for Entry<T> {
     fn eq(&self, other: &Self) -> bool {
         self.at == other.at
     }
 }
-impl Eq for Entry {}
-impl PartialOrd for Entry {
+impl<T> Eq for Entry<T> {}
+impl<T> PartialOrd for Entry<T> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Entry {
+impl<T> Ord for Entry<T> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.at.cmp(&other.at)
     }
@@ -57,39 +72,40 @@ impl Ord for Entry {
 /// Entries handled per pass: a node holding a million streams does not stall its other work.
 const BATCH: usize = 4096;
 
-#[derive(Debug, Default)]
-pub struct Schedule {
-    heap: Mutex<BinaryHeap<Reverse<Entry>>>,
+#[derive(Debug)]
+pub(crate) struct Schedule<T> {
+    heap: Mutex<BinaryHeap<Reverse<Entry<T>>>>,
     /// Fires when an entry earlier than all others goes in.
     sooner: Notify,
 }
 
-impl Schedule {
+impl<T> Default for Schedule<T> {
+    fn default() -> Self {
+        Self { heap: Mutex::default(), sooner: Notify::default() }
+    }
+}
+
+impl<T: Timed> Schedule<T> {
     /// Puts a new held stream's entries in, then ends it at once if shutdown began (the shutdown
     /// pass may have run before its entries went in).
-    pub fn add(&self, held: &Arc<Held>, shutdown: &CancellationToken) {
-        let (heartbeat_at, deadline) = {
-            let st = held.state();
-            (st.last_write + held.node.heartbeat, deadline(&st))
-        };
+    pub(crate) fn add(&self, held: &Arc<T>, shutdown: &CancellationToken) {
+        let (heartbeat_at, deadline) = held.first_due();
         let weak = Arc::downgrade(held);
         self.push([
             Entry { at: heartbeat_at, kind: Kind::Heartbeat, stream: weak.clone() },
             Entry { at: deadline.0, kind: Kind::Deadline(deadline.1), stream: weak },
         ]);
         if shutdown.is_cancelled() {
-            close_for_shutdown(held);
+            held.close_for_shutdown();
         }
     }
 
-    /// Schedules the stream's deadline again (a fresh token extended it).
-    pub fn reschedule(&self, held: &Arc<Held>, st: &mut State) {
-        st.deadline_gen = st.deadline_gen.wrapping_add(1);
-        let (at, generation) = deadline(st);
+    /// Schedules the stream's new deadline `(at, generation)` (a fresh token extended it).
+    pub(crate) fn reschedule(&self, held: &Arc<T>, (at, generation): (Instant, u32)) {
         self.push([Entry { at, kind: Kind::Deadline(generation), stream: Arc::downgrade(held) }]);
     }
 
-    fn push(&self, entries: impl IntoIterator<Item = Entry>) {
+    fn push(&self, entries: impl IntoIterator<Item = Entry<T>>) {
         let mut heap = self.heap.lock().unwrap_or_else(|e| e.into_inner());
         let before = heap.peek().map(|Reverse(e)| e.at);
         heap.extend(entries.into_iter().map(Reverse));
@@ -99,7 +115,7 @@ impl Schedule {
     }
 
     /// Runs until `stop` fires, then ends every held stream for shutdown.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+    pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
         let sleep = tokio::time::sleep(std::time::Duration::from_secs(3600));
         tokio::pin!(sleep);
         let mut due = Vec::new();
@@ -118,7 +134,7 @@ impl Schedule {
                     due.extend(heap.pop().map(|Reverse(e)| e));
                 }
             }
-            let again: Vec<Entry> = due.drain(..).filter_map(|e| on_due(e, now)).collect();
+            let again: Vec<Entry<T>> = due.drain(..).filter_map(|e| on_due(e, now)).collect();
             self.push(again);
             // Let the node's other tasks run between batches.
             tokio::task::yield_now().await;
@@ -126,67 +142,18 @@ impl Schedule {
         let entries = std::mem::take(&mut *self.heap.lock().unwrap_or_else(|e| e.into_inner()));
         for Reverse(e) in entries {
             if let (Kind::Heartbeat, Some(held)) = (e.kind, e.stream.upgrade()) {
-                close_for_shutdown(&held);
+                held.close_for_shutdown();
             }
         }
     }
-}
-
-/// The stream's next deadline: the refresh offer while one is due, else the token's end.
-fn deadline(st: &State) -> (Instant, u32) {
-    let at = match &st.refresh {
-        Some(offer) if !st.offered => st.expires_at.checked_sub(offer.window).unwrap_or(st.expires_at),
-        _ => st.expires_at,
-    };
-    (at, st.deadline_gen)
 }
 
 /// Handles a due entry; gives it back with its next time, or `None` when it is done.
-fn on_due(e: Entry, now: Instant) -> Option<Entry> {
+fn on_due<T: Timed>(e: Entry<T>, now: Instant) -> Option<Entry<T>> {
     let held = e.stream.upgrade()?;
-    let mut st = held.state();
-    if st.end.is_some() {
-        return None;
-    }
     let at = match e.kind {
-        Kind::Heartbeat => {
-            let due = st.last_write + held.node.heartbeat;
-            if now < due {
-                due
-            } else {
-                // A stream writing its backlog is not idle: its task is busy with the socket.
-                if !Held::is_behind(&st) {
-                    held.heartbeat(&mut st);
-                }
-                now + held.node.heartbeat
-            }
-        }
-        Kind::Deadline(generation) if generation != st.deadline_gen => return None,
-        Kind::Deadline(_) => {
-            if now >= st.expires_at {
-                tracing::debug!("token expired, closing stream");
-                held.end(&mut st, End::Expired, None);
-                return None;
-            }
-            let (at, _) = deadline(&st);
-            if now < at {
-                at
-            } else {
-                st.offered = true;
-                let left = st.expires_at.saturating_duration_since(now).as_secs();
-                let id = st.keep.as_ref().and_then(|k| k.control.as_ref()).map_or("", |c| c.entry().id());
-                let frame = refresh_frame(&st.refresh.as_ref().map_or(String::new(), |r| r.url(id)), left);
-                held.send_own(&mut st, &frame);
-                st.expires_at
-            }
-        }
+        Kind::Heartbeat => held.heartbeat_due(now)?,
+        Kind::Deadline(generation) => held.deadline_due(generation, now)?,
     };
-    drop(st);
     Some(Entry { at, kind: e.kind, stream: e.stream })
-}
-
-fn close_for_shutdown(held: &Arc<Held>) {
-    let mut st = held.state();
-    let retry = sse::retry_frame(st.shutdown_retry_ms);
-    held.end(&mut st, End::Shutdown, Some(&retry));
 }

@@ -35,7 +35,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::Node;
+use super::flusher::Flush;
+use super::node::Node;
 use crate::bus::Delivery;
 use crate::bus::fanout::{DirectSink, Membership, Queued};
 use crate::connection::{Frame, OpenStream, Positions, RefreshOffer};
@@ -125,7 +126,7 @@ pub struct Held {
     /// Which of the node's flushers writes it when dirty.
     shard: usize,
     pub(super) socket: TcpStream,
-    pub(super) node: Arc<Node>,
+    pub(super) node: Arc<Node<Held>>,
     /// Wakes the stream's task: a backlog to write, an end, or the control plane (shared with the
     /// stream's registration, which notifies it on a revocation or a refresh).
     pub(super) wake: Arc<Notify>,
@@ -133,7 +134,7 @@ pub struct Held {
 }
 
 impl Held {
-    pub fn new(socket: TcpStream, node: Arc<Node>, wake: Arc<Notify>, state: State) -> Arc<Self> {
+    pub fn new(socket: TcpStream, node: Arc<Node<Held>>, wake: Arc<Notify>, state: State) -> Arc<Self> {
         node.stats.lean_streams.fetch_add(1, Ordering::Relaxed);
         let shard = node.flushers.pick();
         Arc::new_cyclic(|me| Self { me: me.clone(), shard, socket, node, wake, state: Mutex::new(state) })
@@ -281,22 +282,6 @@ impl Held {
         Ok(written)
     }
 
-    /// Writes what a dirty stream gathered (its flusher's call): all of it if the socket takes
-    /// it; what it does not take goes to the stream's own task.
-    pub fn flush_dirty(&self) {
-        let mut st = self.state();
-        while st.mode == Mode::Dirty {
-            match self.write_backlog(&mut st) {
-                Ok(0) => {
-                    st.mode = Mode::Behind;
-                    self.wake.notify_one();
-                }
-                Ok(_) => {}
-                Err(_) => self.end(&mut st, End::ClientGone, None),
-            }
-        }
-    }
-
     /// Drops `n` written bytes from the front of the backlog.
     pub fn written(&self, st: &mut State, mut n: usize) {
         if n == 0 {
@@ -371,6 +356,24 @@ impl DirectSink for Held {
 
     fn rewind(&self, topic: &Topic, to: StreamId) {
         self.state().positions.rewind(topic, to);
+    }
+}
+
+impl Flush for Held {
+    /// Writes what a dirty stream gathered (its flusher's call): all of it if the socket takes
+    /// it; what it does not take goes to the stream's own task.
+    fn flush_dirty(&self) {
+        let mut st = self.state();
+        while st.mode == Mode::Dirty {
+            match self.write_backlog(&mut st) {
+                Ok(0) => {
+                    st.mode = Mode::Behind;
+                    self.wake.notify_one();
+                }
+                Ok(_) => {}
+                Err(_) => self.end(&mut st, End::ClientGone, None),
+            }
+        }
     }
 }
 

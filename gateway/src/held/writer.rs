@@ -12,6 +12,7 @@ use std::task::Poll;
 
 use tokio::net::TcpStream;
 
+use super::due;
 use super::stream::{End, Held};
 use crate::connection::revoked_frame;
 
@@ -99,7 +100,7 @@ fn on_wake(held: &Arc<Held>) {
         st.exp = exp;
         st.expires_at = tokio::time::Instant::now() + entry.expires_in();
         st.offered = false;
-        held.node.schedule.reschedule(held, &mut st);
+        held.node.schedule.reschedule(held, due::new_deadline(&mut st));
     }
 }
 

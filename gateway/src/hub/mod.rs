@@ -21,6 +21,7 @@ mod announce;
 mod error;
 mod publish;
 mod render;
+mod settings;
 mod subscribe;
 mod token;
 
@@ -30,16 +31,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 
+pub use self::settings::Hub;
 use crate::config::{HUB_PATH, MercureConfig};
 use crate::mercure::update::{UpdateLimits, UpdateRules};
 use crate::state::AppState;
-
-/// The hub's settings as the handlers use them.
-#[derive(Debug)]
-pub struct Hub {
-    pub config: MercureConfig,
-    pub rules: UpdateRules,
-}
 
 /// The hub's routes, or none when `GATEWAY_MERCURE=off`.
 pub fn router(config: Option<&MercureConfig>, max_body: usize) -> Router<AppState> {

@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use shared::Topic;
 use tracing::Instrument;
 
-use super::Hub;
 use super::error::HubError;
+use super::settings::Hub;
 use super::token::{self, Purpose};
 use crate::bus::NewEvent;
 use crate::error::ApiError;

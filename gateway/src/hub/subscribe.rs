@@ -23,10 +23,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use shared::{Cursor, StreamId, Topic};
 
-use super::Hub;
 use super::announce::{self, Matcher};
 use super::error::HubError;
 use super::render::MercureRender;
+use super::settings::Hub;
 use super::token::{self, Purpose};
 use crate::connection::{Connection, ConnectionSettings};
 use crate::error::ApiError;
@@ -82,7 +82,7 @@ pub async fn subscribe(
     // Registered before the stream starts, under the lock revocations take (see `control/`).
     let exp = match grant.as_ref().and_then(|g| g.exp) {
         Some(exp) => exp.ceil() as u64,
-        None => crate::auth::now_secs() + NO_EXPIRY.as_secs(),
+        None => crate::epoch::now_secs() + NO_EXPIRY.as_secs(),
     };
     let registration = state
         .control

@@ -16,8 +16,8 @@ use std::time::SystemTime;
 use axum::http::HeaderMap;
 use shared::Claims;
 
-use super::Hub;
 use super::error::HubError;
+use super::settings::Hub;
 use crate::auth::{self, AuthError};
 use crate::error::ApiError;
 use crate::mercure::claims::{self, BearerError, MercureGrant};

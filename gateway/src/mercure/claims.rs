@@ -182,14 +182,8 @@ pub fn legacy_grant(claims: &Value, now: SystemTime) -> Result<MercureGrant, Gra
     Ok(MercureGrant { publish: list("publish")?, subscribe: list("subscribe")?, payloads, exp, subject, token_id })
 }
 
-/// Who a 1.0 hub trusts: its resource identifier (the audience tokens must name), the issuers
-/// whose tokens it accepts, and its own URL (relative URL patterns resolve on it).
-#[derive(Debug, Clone)]
-pub struct AccessTokenPolicy {
-    pub resource: String,
-    pub issuers: Vec<String>,
-    pub hub_url: Url,
-}
+/// Who a 1.0 hub trusts: a configuration value (`config/mercure.rs`).
+pub use crate::config::AccessTokenPolicy;
 
 /// Checks the JOSE header's `typ`: `at+jwt`, or `application/at+jwt`, case-insensitively, so that
 /// a token minted for something else (an OpenID Connect ID token) is not accepted as access.

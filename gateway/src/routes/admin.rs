@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use shared::Topic;
 
-use super::authenticate;
+use super::request::authenticate;
 use crate::config::MAX_REVOCATION;
 use crate::control::{Tally, Target};
 use crate::error::ApiError;

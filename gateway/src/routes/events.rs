@@ -7,9 +7,9 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
-use shared::{Cursor, Topic};
+use shared::Cursor;
 
-use super::Query;
+use super::request::{Query, parse_topics};
 use crate::auth;
 use crate::connection::{Connection, ConnectionSettings, RefreshOffer};
 use crate::control::Target;
@@ -65,29 +65,6 @@ async fn events(
     tracing::debug!(subject = claims.sub.as_deref().unwrap_or(""), "stream opened");
     // The permit goes with the stream: it is returned when the stream is dropped.
     Ok(event_stream::response(conn, permit, lean))
-}
-
-/// Validates the `topic` parameters: at least one, at most `max`, each a valid name; duplicates
-/// are folded.
-pub(super) fn parse_topics(raw: &[String], max: usize) -> Result<Vec<Topic>, ApiError> {
-    if raw.is_empty() {
-        return Err(ApiError::bad_request("invalid_topic", "give at least one topic: /events?topic=NAME"));
-    }
-    let mut topics: Vec<Topic> = Vec::with_capacity(raw.len());
-    for name in raw {
-        let topic = Topic::parse(name).map_err(|e| ApiError::bad_request("invalid_topic", format!("topic {:?}: {e}", truncate(name))))?;
-        if !topics.contains(&topic) {
-            topics.push(topic);
-        }
-    }
-    if topics.len() > max {
-        return Err(ApiError::bad_request("too_many_topics", format!("{} topics given, at most {max} per connection", topics.len())));
-    }
-    Ok(topics)
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
 }
 
 /// The resumption position: the `Last-Event-ID` header (what `EventSource` sends when it

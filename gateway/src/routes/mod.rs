@@ -7,12 +7,12 @@ mod health;
 mod metrics;
 mod publish;
 mod refresh;
+mod request;
 mod tickets;
 
 use axum::Router;
 use axum::extract::MatchedPath;
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
-use shared::Claims;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
@@ -70,49 +70,4 @@ fn cors(origins: &[String]) -> CorsLayer {
         // Credentials (the auth cookie) only for origins named one by one.
         layer.allow_origin(list).allow_credentials(true)
     }
-}
-
-/// Query parameters, decoded; `topic` may repeat.
-#[derive(Debug, Default)]
-struct Query {
-    topics: Vec<String>,
-    access_token: Option<String>,
-    ticket: Option<String>,
-    last_event_id: Option<String>,
-}
-
-impl Query {
-    fn parse(raw: Option<&str>) -> Self {
-        let mut q = Self::default();
-        for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-            match &*k {
-                "topic" => q.topics.push(v.into_owned()),
-                "access_token" => q.access_token = Some(v.into_owned()),
-                "ticket" => q.ticket = Some(v.into_owned()),
-                "lastEventId" => q.last_event_id = Some(v.into_owned()),
-                _ => {}
-            }
-        }
-        q
-    }
-}
-
-/// Authenticates a request: finds the token and verifies it (which may wait for a JWKS refresh).
-async fn authenticate(
-    state: &AppState,
-    headers: &axum::http::HeaderMap,
-    query_token: Option<&str>,
-    use_cookie: bool,
-) -> Result<Claims, ApiError> {
-    let refused = |e: crate::auth::AuthError| {
-        tracing::debug!(reason = e.code(), "token refused");
-        state.stats.auth_failures.get_or_create(&[("reason", e.code())]).inc();
-        ApiError::from(e)
-    };
-    let token = state.auth.token(headers, query_token, use_cookie).map_err(refused)?;
-    let claims = state.auth.verify(token).await.map_err(refused)?;
-    if state.control.refusing(&claims).is_some() {
-        return Err(refused(crate::auth::AuthError::Revoked));
-    }
-    Ok(claims)
 }

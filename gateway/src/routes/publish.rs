@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use shared::publish::{self, Body, Publication};
 use tracing::{Instrument, Span};
 
-use super::{Query, authenticate};
+use super::request::{Query, authenticate};
 use crate::body_limit::refuse_announced_oversize;
 use crate::bus::NewEvent;
 use crate::error::ApiError;

@@ -12,7 +12,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::authenticate;
+use super::request::authenticate;
 use crate::control::RefreshOutcome;
 use crate::error::ApiError;
 use crate::state::AppState;

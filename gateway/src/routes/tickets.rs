@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 use shared::{Claims, Topic};
 
-use super::{Query, authenticate};
+use super::request::{Query, authenticate, parse_topics};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -71,7 +71,7 @@ fn narrowing(state: &AppState, claims: &Claims, body: &[u8]) -> Result<Option<Ve
     if names.is_empty() {
         return Err(ApiError::bad_request("invalid_topic", "topics is empty: leave it out for every topic the token grants"));
     }
-    let topics = super::events::parse_topics(&names, state.config.max_topics)?;
+    let topics = parse_topics(&names, state.config.max_topics)?;
     if let Some(topic) = topics.iter().find(|t| !claims.may_subscribe(t)) {
         return Err(ApiError::Forbidden { action: "subscribe", topic: topic.clone() });
     }

@@ -181,3 +181,36 @@ fn retry_frames_set_the_delay_without_an_event() {
     assert_eq!(parse_every_split(&retry_frame(3000)), vec![Item::Retry(3000)]);
     assert_eq!(parse_every_split(HEARTBEAT), vec![Item::Comment(String::new())]);
 }
+
+#[test]
+fn a_signal_is_a_named_event_without_an_id() {
+    let frame = signal_frame(crate::event::LOST_EVENT, r#"{"after":"1-0"}"#);
+    assert_eq!(&frame[..], b"event: gateway.lost\ndata: {\"after\":\"1-0\"}\n\n");
+    let mut p = Parser::new();
+    let items = p.feed(&frame);
+    assert_eq!(
+        items,
+        vec![Item::Event(ParsedEvent { event: "gateway.lost".into(), data: r#"{"after":"1-0"}"#.into(), last_event_id: String::new() })]
+    );
+}
+
+#[test]
+fn a_signal_cannot_inject_a_field_through_its_data() {
+    let frame = signal_frame(crate::event::REVOKED_EVENT, "a\r\nid: forged\nb");
+    assert_eq!(&frame[..], b"event: gateway.revoked\ndata: a\ndata: id: forged\ndata: b\n\n");
+    let mut p = Parser::new();
+    p.feed(&frame);
+    assert_eq!(p.last_event_id(), "", "the id stays where it was");
+}
+
+#[test]
+fn an_id_line_ends_the_shared_fields_of_an_event() {
+    let encoded = EncodedEvent::new(&event(Some(StreamId::new(5, 0)), None, "x"));
+    let mut bytes = encoded.fields_without_id().to_vec();
+    bytes.extend_from_slice(&id_and_end("t:5-0"));
+    assert_eq!(&bytes[..], b"data: x\nid: t:5-0\n\n");
+    let mut p = Parser::new();
+    let parsed = events(p.feed(&bytes));
+    assert_eq!(parsed.len(), 1);
+    assert_eq!((parsed[0].data.as_str(), p.last_event_id()), ("x", "t:5-0"));
+}

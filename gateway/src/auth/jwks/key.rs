@@ -8,7 +8,9 @@
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use crate::auth::{AuthError, Checks, decode, is_hmac};
+use crate::auth::decode::{Checks, decode};
+use crate::auth::error::AuthError;
+use crate::config::is_hmac;
 
 /// A key from a JWKS with the validation it is used with: its own algorithms only.
 pub struct JwksKey {
@@ -104,7 +106,7 @@ mod tests {
 
     use super::*;
 
-    const ALL: [Algorithm; 9] = crate::auth::ASYMMETRIC;
+    const ALL: [Algorithm; 9] = crate::config::ASYMMETRIC;
 
     fn rsa(extra: Value) -> Jwk {
         // A public exponent and a modulus: not a real key pair, enough to parse.

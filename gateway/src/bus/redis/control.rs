@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::scripts;
 use super::upstream::unavailable;
-use crate::auth::now_millis;
 use crate::bus::BusError;
 use crate::control::{Incoming, Link};
+use crate::epoch::now_millis;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 
@@ -180,7 +180,7 @@ impl Reader {
                     Ok(streams) => streams.into_iter().flat_map(|(_, entries)| entries),
                     Err(e) => {
                         if !failing {
-                            tracing::warn!(error = %crate::error::cause_chain(&e), "reading the control channel failed; retrying");
+                            tracing::warn!(error = %crate::cause::cause_chain(&e), "reading the control channel failed; retrying");
                         }
                         failing = true;
                         tokio::select! {
