@@ -142,3 +142,82 @@ fn every_variable_in_help_has_its_row_in_the_configuration_page_and_no_row_is_st
 
     assert!(problems.is_empty(), "{} does not match gateway --help:\n  {}", path.display(), problems.join("\n  "));
 }
+
+/// The pages whose links are checked: the README, `docs/`, and the pages they link to and from.
+const PAGES: &[&str] = &[
+    "README.md",
+    "BENCHMARKS.md",
+    "RELIABILITY.md",
+    "docs/api.md",
+    "docs/architecture.md",
+    "docs/configuration.md",
+    "docs/development.md",
+    "docs/mercure.md",
+    "docs/operations.md",
+    "docs/redis.md",
+    "helm/sse-gateway/README.md",
+    "loadtest/README.md",
+    "fuzz/README.md",
+];
+
+/// A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces to hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '_' || *c == '-' || *c == ' ')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a page's headings (outside code blocks), and its text outside code blocks.
+fn read_page(path: &Path) -> (Vec<String>, String) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (mut anchors, mut prose, mut in_code) = (Vec::new(), String::new(), false);
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            continue;
+        }
+        let level = line.chars().take_while(|c| *c == '#').count();
+        if (1..=6).contains(&level) && line[level..].starts_with(' ') {
+            anchors.push(anchor(&line[level..]));
+        }
+        prose.push_str(line);
+        prose.push('\n');
+    }
+    (anchors, prose)
+}
+
+#[test]
+fn every_relative_link_of_the_docs_names_a_file_and_a_heading_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for page in PAGES {
+        let path = root.join(page);
+        let (own, prose) = read_page(&path);
+        for link in prose.split("](").skip(1).filter_map(|rest| rest.split_once(')').map(|(link, _)| link)) {
+            if link.contains("://") || link.starts_with("mailto:") || link.contains(' ') {
+                continue;
+            }
+            checked += 1;
+            let (file, fragment) = link.split_once('#').unwrap_or((link, ""));
+            let target = if file.is_empty() { path.clone() } else { path.parent().expect("a page has a directory").join(file) };
+            if !target.exists() {
+                problems.push(format!("{page}: {link}: no such file"));
+            } else if !fragment.is_empty() && target.extension().is_some_and(|e| e == "md") {
+                let anchors = if file.is_empty() { own.clone() } else { read_page(&target).0 };
+                if !anchors.iter().any(|a| a == fragment) {
+                    problems.push(format!("{page}: {link}: no such heading"));
+                }
+            }
+        }
+    }
+    assert!(checked >= 50, "only {checked} links found: the parsing is broken");
+    assert!(problems.is_empty(), "broken links:\n  {}", problems.join("\n  "));
+}
