@@ -6,7 +6,7 @@
 #   docker build -t sse-gateway .
 #   docker run --rm -p 8080:8080 sse-gateway        # demo mode: prints a URL and tokens
 #
-# Every setting is an environment variable (README.md, "Configuration").
+# Every setting is an environment variable (docs/configuration.md).
 
 # The toolchain CI tests with; the workspace's rust-version (1.88) is the oldest it supports.
 ARG RUST_VERSION=1.95
@@ -38,7 +38,7 @@ EXPOSE 8080 9090
 # loopback) and exits 0 or 1.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["/usr/local/bin/gateway", "healthcheck", "--timeout", "2s"]
-# SIGTERM starts the graceful drain (README.md, "Operations"); give it GATEWAY_SHUTDOWN_GRACE
+# SIGTERM starts the graceful drain (docs/operations.md, "Running a node"); give it GATEWAY_SHUTDOWN_GRACE
 # (10 s by default) plus a margin before the runtime sends SIGKILL.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/gateway"]

@@ -4,7 +4,7 @@
 //! span is created. Functions, so that tests and tools can set up the same thing with their own
 //! exporter.
 //!
-//! Spans (see the README, "Traces"): `request` per HTTP request (the route template, never the
+//! Spans (see docs/operations.md, "Traces"): `request` per HTTP request (the route template, never the
 //! query string, which may hold a token); `publish` around a publish's append to the bus; and
 //! `deliver`, once per event per node, when the node hands the event to its connections. A
 //! publish's [`TraceContext`] travels with its events (in Redis, as fields of the stream entry),

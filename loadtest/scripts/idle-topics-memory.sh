@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What idle topics cost Redis, before and after streams expire (README "Keys and their
+# What idle topics cost Redis, before and after streams expire (docs/redis.md, "Keys and their
 # lifetimes"). Runs the gateway's own publish script (`PUBLISH` in
 # gateway/src/bus/redis/scripts.rs) against a redis-server of its own on a free loopback port:
 # "before" is the script at BEFORE_REV (streams without an expiry), "after" the one in the work

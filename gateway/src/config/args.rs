@@ -40,7 +40,7 @@ pub struct Args {
     /// JWKS URLs of identity providers, comma-separated (https://, or http:// for a provider
     /// on the same host or network). Keys are picked by the token's `kid`; HMAC (`oct`) and
     /// `none` keys are never taken from a JWKS. Works beside GATEWAY_JWT_SECRET or
-    /// GATEWAY_JWT_PUBLIC_KEY (see the README for which key verifies which token).
+    /// GATEWAY_JWT_PUBLIC_KEY (see docs/api.md for which key verifies which token).
     #[arg(long, env = "GATEWAY_JWT_JWKS_URL", value_delimiter = ',')]
     pub jwt_jwks_url: Vec<String>,
 

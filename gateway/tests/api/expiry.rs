@@ -183,7 +183,7 @@ async fn a_recent_position_on_a_missing_stream_gets_no_lost_signal(shape: Shape)
     assert_eq!(got, ["b2", "q1"], "no lost signal, then what came next");
 }
 
-/// What the README asks of a service that `XADD`s itself: trim and set the expiry in the same
+/// What docs/redis.md asks of a service that `XADD`s itself: trim and set the expiry in the same
 /// atomic step as the append, from the id it got.
 const RAW_PUBLISH: &str = r#"
 local id = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[1], '*', 'data', ARGV[2])
@@ -211,7 +211,7 @@ async fn a_raw_xadd_with_the_documented_expiry_is_judged_by_the_same_rule(shape:
     d.wait_gone(&key).await;
     let mut s = node.subscribe(&["raw"], Some(&first)).await;
     assert_eq!(lost_info(&s.next_event().await), (first, Value::Null));
-    // A plain XADD with no expiry: delivered, and left as it is (README: only the appender can
+    // A plain XADD with no expiry: delivered, and left as it is (docs/redis.md: only the appender can
     // set an expiry safely).
     let _: String = d.redis.xadd(&key, false, None::<()>, "*", vec![("data", "r3")]).await.expect("xadd");
     assert_eq!(live.next_event().await.data, "r3");

@@ -8,6 +8,7 @@ mod clients;
 mod conformance;
 mod control_support;
 mod cutter;
+mod docs;
 mod e2e;
 mod errors;
 mod expiry;
