@@ -18,9 +18,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use shared::{Event, StreamId, Topic};
 
+use super::error::BusError;
+use super::event::{Delivery, NewEvent};
 use super::fanout::Fanout;
-use super::tickets::TicketTable;
-use super::{Bus, BusError, Delivery, NewEvent, Replay};
+use super::seam::{Bus, Replay};
+use super::shrink::shrink_idle;
+use super::tickets::{Stored, Taken, TicketStore, TicketTable};
 use crate::auth::now_millis;
 
 #[derive(Debug)]
@@ -50,7 +53,7 @@ pub struct MemoryBus {
     max_len: usize,
     max_age: Duration,
     /// Stream tickets (`bus/tickets.rs`).
-    pub(super) tickets: TicketTable,
+    tickets: TicketTable,
 }
 
 impl MemoryBus {
@@ -88,7 +91,7 @@ impl MemoryBus {
             }
         });
         state.floor = dropped_floor;
-        super::shrink_idle(&mut state.logs);
+        shrink_idle(&mut state.logs);
     }
 
     /// How many topics hold history (for tests and [`Bus::held_topics`]).
@@ -114,7 +117,7 @@ fn prune_aliases(log: &mut TopicLog) {
     if log.aliases.len() > 2 * log.events.len() + 16 {
         let floor = log.floor;
         log.aliases.retain(|_, id| *id > floor);
-        super::shrink_idle(&mut log.aliases);
+        shrink_idle(&mut log.aliases);
     }
 }
 
@@ -197,6 +200,22 @@ impl Bus for MemoryBus {
 
     fn held_topics(&self) -> Option<usize> {
         Some(self.topic_count())
+    }
+}
+
+#[async_trait]
+impl TicketStore for MemoryBus {
+    async fn deployment(&self, candidate: &str, _ttl: Duration) -> Result<String, BusError> {
+        Ok(candidate.to_owned())
+    }
+
+    async fn put_ticket(&self, key: &str, entry: String, ttl: Duration) -> Result<Stored, BusError> {
+        let now = std::time::Instant::now();
+        Ok(self.tickets.put_at(key, entry, now + ttl, now))
+    }
+
+    async fn take_ticket(&self, key: &str) -> Result<Taken, BusError> {
+        Ok(self.tickets.take_at(key, std::time::Instant::now()))
     }
 }
 
