@@ -27,6 +27,7 @@ mod metrics;
 mod personal;
 mod processes;
 mod redis;
+mod redis_malformed;
 mod redis_support;
 mod refresh;
 mod resume;
