@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use shared::{Event, StreamId, Topic};
+use tokio_util::sync::CancellationToken;
 
 use super::error::BusError;
 use super::event::{Delivery, NewEvent};
@@ -92,6 +93,25 @@ impl MemoryBus {
         });
         state.floor = dropped_floor;
         shrink_idle(&mut state.logs);
+    }
+
+    /// How often [`MemoryBus::run_sweeps`] sweeps for a history of `max_age`: four times per max
+    /// age, so an idle topic leaves memory at most a quarter of its age late, but at most once a
+    /// second (a short max age would sweep in a loop) and at least every 30 s (the tickets too).
+    pub(crate) fn sweep_interval(max_age: Duration) -> Duration {
+        (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+    }
+
+    /// Sweeps every `every` until `stop` fires: the bus's periodic job, spawned on the shutdown
+    /// tracker like the clock.
+    pub(crate) async fn run_sweeps(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => self.sweep(),
+            }
+        }
     }
 
     /// How many topics hold history (for tests and [`Bus::held_topics`]).

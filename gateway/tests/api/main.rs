@@ -33,6 +33,7 @@ mod refresh;
 mod resume;
 mod revocation;
 mod shutdown;
+mod shutdown_redis;
 mod slow;
 mod streaming;
 mod surface;
