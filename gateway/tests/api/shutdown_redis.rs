@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use super::helpers::*;
 use super::redis_support::*;
 
 #[tokio::test]
