@@ -1,4 +1,4 @@
-//! The one place that owns shutdown and its order ([`Shutdown::run`]):
+//! The one place that owns shutdown and its order (`Shutdown::run`):
 //! 1. readiness goes false and every stream gets a last jittered `retry:` and ends (an open SSE
 //!    stream would otherwise hold the server's graceful shutdown forever): [`Shutdown::begin`]
 //!    fires the token every stream and task selects on;

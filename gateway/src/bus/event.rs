@@ -21,7 +21,7 @@ pub struct NewEvent {
     /// The publishing span's context (traces on), for the deliveries to join its trace.
     pub trace: Option<TraceContext>,
     /// A name the publisher gave the event (a Mercure update id): while the event is in history,
-    /// [`Bus::find_alias`] turns it back into the event's id, so a client resuming from that
+    /// [`Bus::find_alias`](super::Bus::find_alias) turns it back into the event's id, so a client resuming from that
     /// name finds its place on any node.
     pub alias: Option<String>,
 }

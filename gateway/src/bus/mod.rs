@@ -1,11 +1,11 @@
 //! The event bus seam: where events are stored (history, ids) and where live events come from.
 //!
 //! Data flow: a publisher hands [`NewEvent`]s to [`Bus::publish`]; the bus assigns each a
-//! [`StreamId`], keeps it in the topic's history and hands it, encoded once, to this node's
+//! [`StreamId`](shared::StreamId), keeps it in the topic's history and hands it, encoded once, to this node's
 //! [`fanout::Fanout`], which pushes it to every local connection following the topic. A
 //! connection that resumes reads the history after its position with [`Bus::read`].
 //!
-//! With traces on, each event carries the [`TraceContext`] of the span that published it, so that
+//! With traces on, each event carries the [`TraceContext`](crate::telemetry::TraceContext) of the span that published it, so that
 //! the node fan-outs that deliver it (one `deliver` span per event per node) join its trace.
 //!
 //! The embedded [`memory::MemoryBus`] is the single-node implementation; a Redis implementation

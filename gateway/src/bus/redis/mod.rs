@@ -13,7 +13,7 @@
 //!
 //! Each node learns of new stream entries by keyspace notifications (`notify-keyspace-events`
 //! must include `K` and `t`; the gateway sets it at start if it may) and reads them with `XREAD`
-//! from the last id it delivered: see `upstream.rs`. Which links it listens on, for each Redis
+//! from the last id it delivered: see `upstream/`. Which links it listens on, for each Redis
 //! shape (standalone, Sentinel, Cluster), is `subscriber.rs` (`shards.rs` for a Cluster); how every
 //! link is built and kept alive, `link.rs`.
 

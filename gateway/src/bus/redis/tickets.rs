@@ -27,7 +27,7 @@ use crate::bus::tickets::{Stored, Taken, TicketStore};
 /// told `ticket_unknown`, not `ticket_used`; and a node stopping between them would leave no
 /// trace of the use at all. The tombstone keeps the entry's expiry (`KEEPTTL`): after it the
 /// ticket's own expiry time answers `ticket_expired` before Redis is asked.
-pub const REDEEM: &str = r#"
+const REDEEM: &str = r#"
 local entry = redis.call('GET', KEYS[1])
 if not entry then return {'unknown'} end
 if entry == '' then return {'used'} end
@@ -44,7 +44,7 @@ return {'taken', entry}
 /// its own copy again, which is every running node's copy; a node started in between may store a
 /// new tag, which the others then adopt at their next refresh. Atomic, so two nodes starting
 /// together agree.
-pub const DEPLOYMENT: &str = r#"
+const DEPLOYMENT: &str = r#"
 local tag = redis.call('GET', KEYS[1])
 if not tag then
   tag = ARGV[1]
