@@ -20,9 +20,9 @@ use shared::{StreamId, Topic};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::super::link::{from_fred, malformed};
-use super::super::scripts;
 use super::{READ_KEYS, Upstream};
+use crate::bus::redis::link::{from_fred, malformed};
+use crate::bus::redis::scripts;
 use crate::bus::{BusError, Delivery};
 use crate::error::cause_chain;
 
@@ -33,7 +33,7 @@ const RETRY: Duration = Duration::from_millis(200);
 
 impl Upstream {
     /// Reads pending streams after their last delivered id and delivers what it finds, in order.
-    pub(in super::super) async fn run_reader(self: Arc<Self>, stop: CancellationToken) {
+    pub(in crate::bus::redis) async fn run_reader(self: Arc<Self>, stop: CancellationToken) {
         loop {
             let next_due = self.state().release_due(Instant::now());
             tokio::select! {
