@@ -203,22 +203,13 @@ impl App {
     }
 
     /// Serves until `signal` resolves (or `Shutdown::begin` is called), then drains within the
-    /// configured grace; see `shutdown.rs` for the order.
+    /// configured grace: `Shutdown::run` owns the order.
     pub async fn run(mut self, signal: impl Future<Output = ()> + Send + 'static) {
         let state = self.state.clone();
         let shutdown = state.shutdown.clone();
-        let grace = state.config.shutdown_grace;
         if let Some(control_rx) = self.control_rx.take() {
             self.spawn_background(control_rx);
         }
-        let on_signal = shutdown.clone();
-        shutdown.tracker().spawn(async move {
-            let stop = on_signal.token();
-            tokio::select! {
-                _ = signal => on_signal.begin(),
-                _ = stop.cancelled() => {}
-            }
-        });
         tracing::info!(addr = %self.addr, "listening");
         let token = shutdown.token();
         if let Some((admin, addr)) = self.admin {
@@ -242,23 +233,15 @@ impl App {
         for task in node.background() {
             shutdown.tracker().spawn(task);
         }
-        let server = server::serve(self.listener, routes::router(state), timeouts, node, token.clone());
-        let forced = async {
-            token.cancelled().await;
-            tokio::time::sleep(grace).await;
+        let grace = state.config.shutdown_grace;
+        let server = server::serve(self.listener, routes::router(state), timeouts, node, token);
+        let backend = self.backend;
+        let quit = async move {
+            if let Backend::Redis(redis) = &backend {
+                redis.quit().await;
+            }
         };
-        tokio::select! {
-            () = server => {}
-            _ = forced => tracing::warn!(grace = ?grace, "shutdown grace elapsed; dropping the connections left"),
-        }
-        shutdown.tracker().close();
-        if tokio::time::timeout(Duration::from_secs(1), shutdown.tracker().wait()).await.is_err() {
-            tracing::warn!("background tasks did not finish in time");
-        }
-        if let Backend::Redis(redis) = &self.backend {
-            redis.quit().await;
-        }
-        tracing::info!("stopped");
+        shutdown.run(signal, server, grace, quit).await;
     }
 
     fn spawn_background(&self, control_rx: mpsc::Receiver<Incoming>) {
@@ -274,18 +257,9 @@ impl App {
         if let Backend::Redis(_) = &self.backend {
             shutdown.tracker().spawn(Arc::clone(&self.state.tickets).run(shutdown.token()));
         }
-        let Backend::Memory(memory) = &self.backend else { return };
-        let bus = Arc::clone(memory);
-        let stop = shutdown.token();
-        let every = (config.history_max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
-        shutdown.tracker().spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => bus.sweep(),
-                }
-            }
-        });
+        if let Backend::Memory(memory) = &self.backend {
+            let every = MemoryBus::sweep_interval(config.history_max_age);
+            shutdown.tracker().spawn(Arc::clone(memory).run_sweeps(every, shutdown.token()));
+        }
     }
 }

@@ -45,7 +45,7 @@ pub enum ApiError {
     Limit(#[from] LimitError),
     #[error("this node holds its maximum of {0} unexpired tickets; retry (another node may take it)")]
     TicketsFull(usize),
-    #[error("the event bus is unavailable")]
+    #[error("{}", bus_message(.0))]
     Bus(#[from] BusError),
 }
 
@@ -71,8 +71,18 @@ impl ApiError {
             Self::Limit(LimitError::Node(_)) => (StatusCode::SERVICE_UNAVAILABLE, "at_capacity"),
             Self::Limit(LimitError::Subject(_)) => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections"),
             Self::TicketsFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "at_capacity"),
-            Self::Bus(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Bus(BusError::Malformed(_)) => (StatusCode::BAD_GATEWAY, "bad_store_reply"),
+            Self::Bus(BusError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         }
+    }
+}
+
+/// What a client is told of a bus failure: its kind, never its cause (logged instead).
+fn bus_message(e: &BusError) -> &'static str {
+    match e {
+        BusError::Unavailable(_) => "the event bus is unavailable",
+        // Asking again gets the same answer: no `Retry-After`.
+        BusError::Malformed(_) => "the event store answered with what the gateway cannot read",
     }
 }
 
@@ -129,11 +139,44 @@ impl IntoResponse for ApiError {
                     headers.insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            Self::ShuttingDown | Self::Bus(_) | Self::Limit(_) | Self::KeysUnavailable | Self::TicketsFull(_) => {
+            Self::ShuttingDown | Self::Bus(BusError::Unavailable(_)) | Self::Limit(_) | Self::KeysUnavailable | Self::TicketsFull(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::to_bytes;
+
+    use super::*;
+
+    async fn answer(e: ApiError) -> (StatusCode, Option<HeaderValue>, serde_json::Value) {
+        let response = e.into_response();
+        let (status, retry) = (response.status(), response.headers().get(header::RETRY_AFTER).cloned());
+        let body = to_bytes(response.into_body(), 4096).await.expect("body");
+        (status, retry, serde_json::from_slice(&body).expect("json"))
+    }
+
+    #[tokio::test]
+    async fn a_malformed_store_reply_is_502_bad_store_reply_and_its_cause_is_never_echoed() {
+        let cause = "WRONGTYPE Operation against a key holding the wrong kind of value";
+        let (status, retry, body) = answer(ApiError::Bus(BusError::Malformed(cause.into()))).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(body["error"], "bad_store_reply");
+        assert!(!body.to_string().contains("WRONGTYPE"), "the cause stays in the log: {body}");
+        assert_eq!(retry, None, "asking again gets the same answer");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_store_is_still_503_unavailable_with_retry_after() {
+        let (status, retry, body) = answer(ApiError::Bus(BusError::Unavailable("connection refused".into()))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"], "unavailable");
+        assert_eq!(body["message"], "the event bus is unavailable");
+        assert_eq!(retry, Some(HeaderValue::from_static("5")));
     }
 }

@@ -95,6 +95,7 @@ mod tests {
     async fn server(reply: Option<&'static str>) -> (SocketAddr, tokio::task::JoinHandle<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
+        // Not on a tracker: the test awaits its handle, and the runtime ends with the test.
         let handle = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.expect("accept");
             let mut req = vec![0u8; 1024];

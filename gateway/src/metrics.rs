@@ -37,6 +37,7 @@ impl Metrics {
             stats.redis_latency.clone(),
         );
         registry.register("redis_errors", "Failed Redis round trips, by operation", stats.redis_errors.clone());
+        registry.register("redis_malformed", "Redis replies and stream entries this node could not read", stats.redis_malformed.clone());
         registry.register_with_unit(
             "publish_to_deliver",
             "From an event's id time to this node handing it to its connections",

@@ -59,6 +59,9 @@ pub struct Stats {
     /// Redis round trips by operation, and those that failed.
     pub redis_latency: HistogramFamily,
     pub redis_errors: Family<Label, Counter>,
+    /// What Redis sent that this node could not read, by kind: `entry` (a stream entry, skipped),
+    /// `reply` (a reply or a key of another type: its topic is set aside for a while).
+    pub redis_malformed: Family<Label, Counter>,
     /// From an event's id time (the clock of whoever assigned it) to this node handing it to its
     /// connections.
     pub publish_to_deliver: Histogram,
@@ -97,6 +100,7 @@ impl Default for Stats {
             tickets: Family::default(),
             redis_latency: Family::new_with_constructor(latency_histogram),
             redis_errors: Family::default(),
+            redis_malformed: Family::default(),
             publish_to_deliver: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
         }
     }

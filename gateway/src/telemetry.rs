@@ -57,7 +57,8 @@ impl Telemetry {
     /// step of shutdown, after the app has stopped (so that its own shutdown spans are in it).
     pub async fn shutdown(self) {
         let Some(provider) = self.provider else { return };
-        // The batch processor's shutdown blocks until its export thread is done.
+        // The batch processor's shutdown blocks until its export thread is done. Not tracked: it is
+        // awaited right here, the last step of shutdown, after the tracker has drained.
         match tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_TIMEOUT)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "spans not flushed at exit"),

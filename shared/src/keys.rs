@@ -124,6 +124,17 @@ impl KeyLayout {
     }
 }
 
+/// Keyspace notifications: how nodes notice entries appended by any writer (a raw `XADD` too).
+impl KeyLayout {
+    /// The keyspace notification channel of topic `topic`'s stream in database `db`
+    /// (`__keyspace@{db}__:{prefix}:stream:{T}`): Redis publishes the name of every command that
+    /// changes the stream there (`xadd`, `del`, `expired`, …) when `notify-keyspace-events` includes
+    /// `K` and `t` (or `A`). In a Cluster it is published only by the shard that holds the stream.
+    pub fn keyspace(&self, db: u8, topic: &Topic) -> String {
+        format!("__keyspace@{db}__:{}", self.stream(topic))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +165,13 @@ mod tests {
         let clock = Topic::parse("clock").expect("topic");
         assert_eq!(KeyLayout::clock_claim(&clock, 42), "clock:{clock}:42");
         assert_ne!(KeyLayout::clock_claim(&clock, 42), KeyLayout::clock_claim(&clock, 43));
+    }
+
+    #[test]
+    fn the_keyspace_channel_names_the_stream_key_in_its_database() {
+        let k = KeyLayout::new(DEFAULT_PREFIX);
+        let t = Topic::parse("orders.eu").expect("topic");
+        assert_eq!(k.keyspace(0, &t), "__keyspace@0__:sse:stream:{orders.eu}");
+        assert_eq!(k.keyspace(3, &t), format!("__keyspace@3__:{}", k.stream(&t)));
     }
 }

@@ -21,7 +21,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
-use super::Delivery;
+use super::event::Delivery;
+use super::shrink::shrink_idle;
 use crate::stats::Stats;
 use crate::telemetry;
 
@@ -242,7 +243,7 @@ impl Fanout {
                 }
             }
             if removed {
-                super::shrink_idle(&mut table);
+                shrink_idle(&mut table);
             }
         }
         if removed {

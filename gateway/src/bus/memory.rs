@@ -17,10 +17,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use shared::{Event, StreamId, Topic};
+use tokio_util::sync::CancellationToken;
 
+use super::error::BusError;
+use super::event::{Delivery, NewEvent};
 use super::fanout::Fanout;
-use super::tickets::TicketTable;
-use super::{Bus, BusError, Delivery, NewEvent, Replay};
+use super::seam::{Bus, Replay};
+use super::shrink::shrink_idle;
+use super::tickets::{Stored, Taken, TicketStore, TicketTable};
 use crate::epoch::now_millis;
 
 #[derive(Debug)]
@@ -50,7 +54,7 @@ pub struct MemoryBus {
     max_len: usize,
     max_age: Duration,
     /// Stream tickets (`bus/tickets.rs`).
-    pub(super) tickets: TicketTable,
+    tickets: TicketTable,
 }
 
 impl MemoryBus {
@@ -88,7 +92,26 @@ impl MemoryBus {
             }
         });
         state.floor = dropped_floor;
-        super::shrink_idle(&mut state.logs);
+        shrink_idle(&mut state.logs);
+    }
+
+    /// How often [`MemoryBus::run_sweeps`] sweeps for a history of `max_age`: four times per max
+    /// age, so an idle topic leaves memory at most a quarter of its age late, but at most once a
+    /// second (a short max age would sweep in a loop) and at least every 30 s (the tickets too).
+    pub(crate) fn sweep_interval(max_age: Duration) -> Duration {
+        (max_age / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+    }
+
+    /// Sweeps every `every` until `stop` fires: the bus's periodic job, spawned on the shutdown
+    /// tracker like the clock.
+    pub(crate) async fn run_sweeps(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => self.sweep(),
+            }
+        }
     }
 
     /// How many topics hold history (for tests and [`Bus::held_topics`]).
@@ -114,7 +137,7 @@ fn prune_aliases(log: &mut TopicLog) {
     if log.aliases.len() > 2 * log.events.len() + 16 {
         let floor = log.floor;
         log.aliases.retain(|_, id| *id > floor);
-        super::shrink_idle(&mut log.aliases);
+        shrink_idle(&mut log.aliases);
     }
 }
 
@@ -197,6 +220,22 @@ impl Bus for MemoryBus {
 
     fn held_topics(&self) -> Option<usize> {
         Some(self.topic_count())
+    }
+}
+
+#[async_trait]
+impl TicketStore for MemoryBus {
+    async fn deployment(&self, candidate: &str, _ttl: Duration) -> Result<String, BusError> {
+        Ok(candidate.to_owned())
+    }
+
+    async fn put_ticket(&self, key: &str, entry: String, ttl: Duration) -> Result<Stored, BusError> {
+        let now = std::time::Instant::now();
+        Ok(self.tickets.put_at(key, entry, now + ttl, now))
+    }
+
+    async fn take_ticket(&self, key: &str) -> Result<Taken, BusError> {
+        Ok(self.tickets.take_at(key, std::time::Instant::now()))
     }
 }
 

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::BusError;
-use super::memory::MemoryBus;
+use super::error::BusError;
+use super::shrink::shrink_idle;
 
 /// What presenting a ticket's key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +103,7 @@ impl TicketTable {
     pub fn sweep_at(&self, now: Instant) {
         let mut slots = self.slots();
         slots.retain(|_, slot| slot.until > now);
-        super::shrink_idle(&mut slots);
+        shrink_idle(&mut slots);
     }
 
     pub fn sweep(&self) {
@@ -133,22 +133,6 @@ impl TicketTable {
             Some(slot) => slot.entry.take().map_or(Taken::Used, Taken::Entry),
             None => Taken::Unknown,
         }
-    }
-}
-
-#[async_trait]
-impl TicketStore for MemoryBus {
-    async fn deployment(&self, candidate: &str, _ttl: Duration) -> Result<String, BusError> {
-        Ok(candidate.to_owned())
-    }
-
-    async fn put_ticket(&self, key: &str, entry: String, ttl: Duration) -> Result<Stored, BusError> {
-        let now = Instant::now();
-        Ok(self.tickets.put_at(key, entry, now + ttl, now))
-    }
-
-    async fn take_ticket(&self, key: &str) -> Result<Taken, BusError> {
-        Ok(self.tickets.take_at(key, Instant::now()))
     }
 }
 

@@ -135,6 +135,7 @@ async fn controlled(h: &Harness, lifetime: u64, window: u64) -> (Connection, Arc
     use crate::control::{Control, INCOMING_QUEUE, LocalLink, node_name};
     let (tx, rx) = tokio::sync::mpsc::channel(INCOMING_QUEUE);
     let control = Control::new(node_name(), Arc::new(LocalLink::new(tx)), Duration::ZERO, Arc::clone(&h.stats));
+    // Not on a tracker: a test's task ends with its shutdown token or with the test's runtime.
     tokio::spawn(Arc::clone(&control).run(rx, h.shutdown.clone()));
     let claims = shared::Claims {
         sub: Some("alice".into()),

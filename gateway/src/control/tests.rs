@@ -22,6 +22,7 @@ fn node() -> (Arc<Control>, CancellationToken) {
     let (tx, rx) = mpsc::channel(INCOMING_QUEUE);
     let control = Control::new(node_name(), Arc::new(LocalLink::new(tx)), Duration::ZERO, Arc::default());
     let stop = CancellationToken::new();
+    // Not on a tracker: a test's task ends with `stop` or with the test's runtime.
     tokio::spawn(Arc::clone(&control).run(rx, stop.clone()));
     (control, stop)
 }

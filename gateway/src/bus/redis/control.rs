@@ -1,9 +1,9 @@
 //! The control plane's Redis link (see `control/`): one stream every node reads, a hash of the
 //! standing revocations, and a sorted set of live nodes.
 //!
-//! Why a stream and not pub/sub: a node that loses its connection reads on from the last entry it
+//! Why a stream and not pub/sub: a node that loses its link reads on from the last entry it
 //! saw when it comes back, so a revocation announced meanwhile still reaches it (the hash covers
-//! the rest, for a node away longer than the stream is kept). Each node reads it on a connection
+//! the rest, for a node away longer than the stream is kept). Each node reads it on a link
 //! of its own with a blocking `XREAD`, which answers as soon as an entry is added; the same loop
 //! marks the node alive every [`PRESENCE_EVERY`].
 
@@ -18,8 +18,8 @@ use shared::keys::KeyLayout;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::link::{self, from_fred, malformed};
 use super::scripts;
-use super::upstream::unavailable;
 use crate::bus::BusError;
 use crate::control::{Incoming, Link};
 use crate::epoch::now_millis;
@@ -70,7 +70,7 @@ pub struct RedisLink {
 }
 
 impl RedisLink {
-    /// Starts reading the control stream (from its current end) on a connection of its own, on
+    /// Starts reading the control stream (from its current end) on a link of its own, on
     /// the shutdown tracker; what it reads goes to `tx`.
     pub async fn start(
         client: &Client,
@@ -80,12 +80,12 @@ impl RedisLink {
         stats: std::sync::Arc<Stats>,
         shutdown: &Shutdown,
     ) -> Result<Self, BusError> {
-        // Its own connection, where a command sent while a read waits interrupts the wait instead
+        // Its own link, where a command sent while a read waits interrupts the wait instead
         // of queueing behind it, so that shutdown does not wait out a `BLOCK`.
         let mut config = client.client_config();
         config.blocking = Blocking::Interrupt;
-        let reader = super::builder(config).build().map_err(unavailable)?;
-        reader.init().await.map_err(unavailable)?;
+        let reader = link::builder(config).build().map_err(from_fred)?;
+        reader.init().await.map_err(from_fred)?;
         let link = Self { client: client.clone(), keys, node: node.to_owned(), stats };
         let start = link.last_id().await?;
         link.mark_alive().await?;
@@ -97,7 +97,7 @@ impl RedisLink {
 
     /// The id of the newest message, or `0-0`: where a starting node begins to read.
     async fn last_id(&self) -> Result<String, BusError> {
-        let last: Value = self.client.xrevrange(self.keys.control(), "+", "-", Some(1)).await.map_err(unavailable)?;
+        let last: Value = self.client.xrevrange(self.keys.control(), "+", "-", Some(1)).await.map_err(from_fred)?;
         let Value::Array(entries) = last else { return Ok("0-0".into()) };
         Ok(entries.first().and_then(entry_id).unwrap_or_else(|| "0-0".into()))
     }
@@ -111,7 +111,7 @@ impl RedisLink {
             let _: Value = self.client.zremrangebyscore(&key, f64::NEG_INFINITY, lapsed).await?;
             self.client.pexpire::<Value, _>(&key, NODES_KEPT.as_millis() as i64, None).await
         };
-        self.stats.redis("presence", calls).await.map(drop).map_err(unavailable)
+        self.stats.redis("presence", calls).await.map(drop).map_err(from_fred)
     }
 
     /// Takes this node off the live set (at shutdown), so asks stop waiting for it at once.
@@ -125,24 +125,24 @@ impl Link for RedisLink {
     async fn broadcast(&self, message: &str) -> Result<(), BusError> {
         let args = vec![message.to_owned(), KEEP_MESSAGES.to_string(), KEEP_FOR.as_millis().to_string()];
         let call = self.client.eval::<Value, _, _, _>(BROADCAST, vec![self.keys.control()], args);
-        self.stats.redis("control", call).await.map(drop).map_err(unavailable)
+        self.stats.redis("control", call).await.map(drop).map_err(from_fred)
     }
 
     async fn store_revocation(&self, key: &str, until_ms: u64) -> Result<(), BusError> {
         let args = vec![key.to_owned(), until_ms.to_string(), now_millis().to_string()];
         let call = self.client.eval::<Value, _, _, _>(STORE_REVOCATION, vec![self.keys.revoked()], args);
-        self.stats.redis("revoke", call).await.map(drop).map_err(unavailable)
+        self.stats.redis("revoke", call).await.map(drop).map_err(from_fred)
     }
 
     async fn revocations(&self) -> Result<Vec<(String, u64)>, BusError> {
         let all: std::collections::HashMap<String, String> =
-            self.stats.redis("revocations", self.client.hgetall(self.keys.revoked())).await.map_err(unavailable)?;
+            self.stats.redis("revocations", self.client.hgetall(self.keys.revoked())).await.map_err(from_fred)?;
         Ok(all.into_iter().filter_map(|(k, v)| Some((k, v.parse().ok()?))).collect())
     }
 
     async fn nodes(&self) -> Result<usize, BusError> {
         let since = now_millis().saturating_sub(PRESENCE_LAPSE.as_millis() as u64) as f64;
-        let n: u64 = self.stats.redis("nodes", self.client.zcount(self.keys.nodes(), since, f64::INFINITY)).await.map_err(unavailable)?;
+        let n: u64 = self.stats.redis("nodes", self.client.zcount(self.keys.nodes(), since, f64::INFINITY)).await.map_err(from_fred)?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 }
@@ -175,20 +175,19 @@ impl Reader {
                 _ = stop.cancelled() => break,
                 r = read => r,
             };
-            let entries =
-                match reply.map_err(unavailable).and_then(|r| scripts::xread_reply(r).map_err(|e| BusError::Unavailable(e.into()))) {
-                    Ok(streams) => streams.into_iter().flat_map(|(_, entries)| entries),
-                    Err(e) => {
-                        if !failing {
-                            tracing::warn!(error = %crate::cause::cause_chain(&e), "reading the control channel failed; retrying");
-                        }
-                        failing = true;
-                        tokio::select! {
-                            _ = stop.cancelled() => break,
-                            _ = tokio::time::sleep(RETRY) => continue,
-                        }
+            let entries = match reply.map_err(from_fred).and_then(|r| scripts::xread_reply(r).map_err(malformed)) {
+                Ok(streams) => streams.into_iter().flat_map(|(_, entries)| entries),
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %crate::cause::cause_chain(&e), "reading the control channel failed; retrying");
                     }
-                };
+                    failing = true;
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(RETRY) => continue,
+                    }
+                }
+            };
             if failing {
                 // Back: what was announced while away is read on from `after`; what was trimmed
                 // meanwhile is in the stored revocations.

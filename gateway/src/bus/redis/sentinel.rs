@@ -2,10 +2,10 @@
 //!
 //! After a failover the old master keeps accepting writes until Sentinel converts it into a
 //! replica (on its next poll, up to ~10 s later), and that conversion throws those writes away.
-//! Connections are not dropped by the failover itself, so a node would keep publishing to, and
+//! Links are not dropped by the failover itself, so a node would keep publishing to, and
 //! listening on, a server that is about to forget. Sentinels announce the switch on their
-//! `+switch-master` channel: the node listens there and moves both its connections to the new
-//! master at once (a reconnect asks Sentinel for the master; `upstream.rs` then re-arms and
+//! `+switch-master` channel: the node listens there and moves both its links to the new
+//! master at once (a reconnect asks Sentinel for the master; `pump.rs` then re-arms and `upstream/`
 //! catches up from the last delivered ids).
 
 use std::time::Duration;
@@ -15,25 +15,28 @@ use std::sync::Arc;
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::types::Builder;
-use fred::types::config::{Config as FredConfig, ReconnectPolicy, Server, ServerConfig};
+use fred::types::config::{Config as FredConfig, Server, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
-use super::subscriptions::Subscriptions;
+use super::link;
+use super::subscriber::SubscriberLinks;
 use crate::shutdown::Shutdown;
 
 /// Starts one watcher per known Sentinel (any of them announcing the switch is enough).
-pub fn spawn_watchers(config: &FredConfig, client: &Client, subscriptions: &Arc<Subscriptions>, shutdown: &Shutdown) {
+pub(super) fn spawn_watchers(config: &FredConfig, client: &Client, subscriber: &Arc<SubscriberLinks>, shutdown: &Shutdown) {
     let ServerConfig::Sentinel { hosts, service_name, .. } = &config.server else { return };
     for host in hosts {
-        let task = watch(host.clone(), service_name.clone(), client.clone(), Arc::clone(subscriptions), shutdown.token());
+        let task = watch(host.clone(), service_name.clone(), client.clone(), Arc::clone(subscriber), shutdown.token());
         shutdown.tracker().spawn(task);
     }
 }
 
-async fn watch(sentinel: Server, service: String, client: Client, subscriptions: Arc<Subscriptions>, stop: CancellationToken) {
+async fn watch(sentinel: Server, service: String, client: Client, subscriber: Arc<SubscriberLinks>, stop: CancellationToken) {
     let config = FredConfig { server: ServerConfig::new_centralized(sentinel.host.to_string(), sentinel.port), ..FredConfig::default() };
     let mut builder = Builder::from_config(config);
-    builder.set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    // Not `link::builder`: a watcher talks to a Sentinel, not to a data server, so only the
+    // reconnect policy is the links' own.
+    builder.set_policy(link::reconnect_policy());
     let watcher = match builder.build_subscriber_client() {
         Ok(w) => w,
         Err(e) => return tracing::warn!(error = %e, "cannot watch a Sentinel for failovers"),
@@ -67,7 +70,7 @@ async fn watch(sentinel: Server, service: String, client: Client, subscriptions:
                     if let Err(e) = client.force_reconnection().await {
                         tracing::warn!(error = %e, "reconnecting the command connection failed; it will retry");
                     }
-                    subscriptions.reconnect().await;
+                    subscriber.reconnect().await;
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

@@ -24,12 +24,29 @@ use shared::{StreamId, Topic};
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
+use super::link::{from_fred, malformed};
 use super::scripts;
 use crate::bus::BusError;
 use crate::stats::Stats;
 
-/// What a waiting caller gets: the tail, or the read's error as text (one error, many callers).
-type Answer = Result<StreamId, String>;
+/// What a waiting caller gets: the tail, or the read's error (one error, many callers).
+type Answer = Result<StreamId, Failed>;
+
+/// A failed tail read, for every caller it served: which [`BusError`] it was, and its text.
+#[derive(Debug, Clone)]
+enum Failed {
+    Unavailable(String),
+    Malformed(String),
+}
+
+impl From<BusError> for Failed {
+    fn from(e: BusError) -> Self {
+        match e {
+            BusError::Malformed(cause) => Self::Malformed(crate::cause::cause_chain(&*cause)),
+            BusError::Unavailable(cause) => Self::Unavailable(crate::cause::cause_chain(&*cause)),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub(super) struct Tails {
@@ -73,7 +90,8 @@ impl Tails {
         }
         match rx.await {
             Ok(Ok(tail)) => Ok(tail),
-            Ok(Err(e)) => Err(BusError::Unavailable(e.into())),
+            Ok(Err(Failed::Unavailable(e))) => Err(BusError::Unavailable(e.into())),
+            Ok(Err(Failed::Malformed(e))) => Err(BusError::Malformed(e.into())),
             Err(_) => Err(BusError::Unavailable("the tail reader stopped".into())),
         }
     }
@@ -104,7 +122,7 @@ impl Tails {
     async fn read_now(&self, topic: &Topic) -> Answer {
         let args = vec![String::new(), "0".to_owned(), self.max_age.as_millis().to_string()];
         let reply: Value =
-            self.stats.redis("read", self.client.eval(scripts::READ, self.keys.stream(topic), args)).await.map_err(|e| e.to_string())?;
-        scripts::read_reply(reply).map(|r| r.tail).map_err(|e| e.to_string())
+            self.stats.redis("read", self.client.eval(scripts::READ, self.keys.stream(topic), args)).await.map_err(from_fred)?;
+        Ok(scripts::read_reply(reply).map_err(malformed)?.tail)
     }
 }

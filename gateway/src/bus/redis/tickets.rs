@@ -13,8 +13,9 @@ use async_trait::async_trait;
 use fred::interfaces::{KeysInterface, LuaInterface};
 use fred::types::{Expiration, SetOptions, Value};
 
-use super::RedisBus;
-use super::upstream::unavailable;
+use super::bus::RedisBus;
+use super::link::{from_fred, malformed};
+use super::scripts::ReplyError;
 use crate::bus::BusError;
 use crate::bus::tickets::{Stored, Taken, TicketStore};
 
@@ -26,7 +27,7 @@ use crate::bus::tickets::{Stored, Taken, TicketStore};
 /// told `ticket_unknown`, not `ticket_used`; and a node stopping between them would leave no
 /// trace of the use at all. The tombstone keeps the entry's expiry (`KEEPTTL`): after it the
 /// ticket's own expiry time answers `ticket_expired` before Redis is asked.
-pub const REDEEM: &str = r#"
+const REDEEM: &str = r#"
 local entry = redis.call('GET', KEYS[1])
 if not entry then return {'unknown'} end
 if entry == '' then return {'used'} end
@@ -43,7 +44,7 @@ return {'taken', entry}
 /// its own copy again, which is every running node's copy; a node started in between may store a
 /// new tag, which the others then adopt at their next refresh. Atomic, so two nodes starting
 /// together agree.
-pub const DEPLOYMENT: &str = r#"
+const DEPLOYMENT: &str = r#"
 local tag = redis.call('GET', KEYS[1])
 if not tag then
   tag = ARGV[1]
@@ -59,7 +60,7 @@ fn millis(d: Duration) -> i64 {
 
 /// Reads the reply of [`REDEEM`].
 fn taken(reply: Value) -> Result<Taken, BusError> {
-    let malformed = || BusError::Unavailable("the redeem script returned an unexpected reply".into());
+    let malformed = || malformed(ReplyError("the redeem script's answer"));
     let Value::Array(parts) = reply else { return Err(malformed()) };
     let mut parts = parts.into_iter().map(|v| v.into_string());
     match (parts.next().flatten().as_deref(), parts.next().flatten()) {
@@ -75,8 +76,8 @@ impl TicketStore for RedisBus {
     async fn deployment(&self, candidate: &str, ttl: Duration) -> Result<String, BusError> {
         let key = self.keys.deployment().to_owned();
         let args = vec![candidate.to_owned(), millis(ttl).to_string()];
-        let tag: Option<String> = self.stats.redis("deployment", self.client.eval(DEPLOYMENT, key, args)).await.map_err(unavailable)?;
-        tag.ok_or_else(|| BusError::Unavailable("the deployment script returned no tag".into()))
+        let tag: Option<String> = self.stats.redis("deployment", self.client.eval(DEPLOYMENT, key, args)).await.map_err(from_fred)?;
+        tag.ok_or_else(|| malformed(ReplyError("the deployment script's tag")))
     }
 
     async fn put_ticket(&self, key: &str, entry: String, ttl: Duration) -> Result<Stored, BusError> {
@@ -87,7 +88,7 @@ impl TicketStore for RedisBus {
             .stats
             .redis("ticket_issue", self.client.set(key, entry, Some(Expiration::PX(millis(ttl))), Some(SetOptions::NX), false))
             .await
-            .map_err(unavailable)?;
+            .map_err(from_fred)?;
         match set {
             Some(_) => Ok(Stored::Kept),
             None => Err(BusError::Unavailable("a ticket with this digest already exists".into())),
@@ -97,7 +98,7 @@ impl TicketStore for RedisBus {
     async fn take_ticket(&self, key: &str) -> Result<Taken, BusError> {
         let key = self.keys.ticket(key);
         let reply: Value =
-            self.stats.redis("ticket_redeem", self.client.eval(REDEEM, key, Vec::<String>::new())).await.map_err(unavailable)?;
+            self.stats.redis("ticket_redeem", self.client.eval(REDEEM, key, Vec::<String>::new())).await.map_err(from_fred)?;
         taken(reply)
     }
 }
