@@ -106,6 +106,7 @@ impl TicketTable {
         super::shrink_idle(&mut slots);
     }
 
+    #[expect(clippy::disallowed_methods, reason = "the embedded bus's ticket TTL is wall-clock, as Redis's own TTL is for the Redis bus")]
     pub fn sweep(&self) {
         self.sweep_at(Instant::now());
     }
@@ -142,17 +143,20 @@ impl TicketStore for MemoryBus {
         Ok(candidate.to_owned())
     }
 
+    #[expect(clippy::disallowed_methods, reason = "the embedded bus's ticket TTL is wall-clock, as Redis's own TTL is for the Redis bus")]
     async fn put_ticket(&self, key: &str, entry: String, ttl: Duration) -> Result<Stored, BusError> {
         let now = Instant::now();
         Ok(self.tickets.put_at(key, entry, now + ttl, now))
     }
 
+    #[expect(clippy::disallowed_methods, reason = "the embedded bus's ticket TTL is wall-clock, as Redis's own TTL is for the Redis bus")]
     async fn take_ticket(&self, key: &str) -> Result<Taken, BusError> {
         Ok(self.tickets.take_at(key, Instant::now()))
     }
 }
 
 #[cfg(test)]
+#[expect(clippy::disallowed_methods, reason = "any origin will do: the table is handed `now` explicitly")]
 mod tests {
     use super::*;
 

@@ -45,7 +45,7 @@ fn round_trip(mut input: Input<'_>) {
 
     // In a stream: a heartbeat, a reconnection delay, then a live-only event (no `id:`), which
     // leaves the Last-Event-ID where the first event put it.
-    let live = Event { id: None, retry: None, ..event.clone() };
+    let live = Event { id: None, retry: None, ..event };
     let mut stream = frame.to_vec();
     stream.extend_from_slice(HEARTBEAT);
     stream.extend_from_slice(&retry_frame(1000));

@@ -7,7 +7,7 @@ use shared::{Event, EventName, StreamId, Topic};
 use crate::telemetry::TraceContext;
 
 /// Appends events to one topic's stream and trims it, in one atomic step, at most once per call.
-/// KEYS[1]: the stream; KEYS[2]: this call's receipt; KEYS[3…]: the alias keys of the events that
+/// `KEYS[1]`: the stream; `KEYS[2]`: this call's receipt; `KEYS[3…]`: the alias keys of the events that
 /// have one, in order. ARGV: max length (0 = none), max age in ms (0 = none), the receipt's
 /// lifetime in ms, then for each event the number of field/value pairs, the pairs (`data`,
 /// `event`, `retry`, `via`, and with traces on `traceparent`, `tracestate`: see [`entry`]), and
@@ -62,10 +62,10 @@ return ids
 "#;
 
 /// Reads what decides whether entries after a position are gone (see [`ReadReply::lost_after`])
-/// and, when ARGV[1] is not empty, up to ARGV[2] entries after ARGV[1], atomically, so that "were
-/// events lost?" and "what comes next" describe the same moment. ARGV[3]: the max age in ms (0 or
+/// and, when `ARGV[1]` is not empty, up to `ARGV[2]` entries after `ARGV[1]`, atomically, so that "were
+/// events lost?" and "what comes next" describe the same moment. `ARGV[3]`: the max age in ms (0 or
 /// absent: none). Returns {tail, max_deleted, first_entry, trimmed (0/1), held (1 if the stream
-/// holds an entry with id ARGV[1]), expired_before, entries}. Needs Redis 7.0.
+/// holds an entry with id `ARGV[1]`), expired_before, entries}. Needs Redis 7.0.
 ///
 /// A stream expires the max age after its last id (see [`PUBLISH`]), so when it is missing, or
 /// was born again after expiring, any earlier life of it held only ids older than its birth (now,
@@ -107,11 +107,11 @@ return head
 "#;
 
 /// Where a node should continue reading a stream after it reconnected, given what it delivered.
-/// KEYS[1]: the stream. ARGV[1]: the node's position (the newest id it read); ARGV[2..]: ids it
+/// `KEYS[1]`: the stream. `ARGV[1]`: the node's position (the newest id it read); `ARGV[2..]`: ids it
 /// delivered recently, oldest first. Returns the position if the server holds it; else the newest
 /// of the recent ids the server holds; else, when the server holds nothing at or before the
 /// position, the position (history was trimmed past it, or starts after it); else the newest
-/// entry at or before the oldest recent id. Anything other than ARGV[1] means the server's
+/// entry at or before the oldest recent id. Anything other than `ARGV[1]` means the server's
 /// history diverged from what the node delivered (a failover lost the newest writes): the node
 /// rewinds there and delivers what it has not delivered yet.
 pub const RESUME_POINT: &str = r#"
