@@ -2,7 +2,7 @@
 //! the payload and names; and the incremental parser reads any bytes the same however they are
 //! chunked, and the same as a plain whole-input reading of the spec.
 
-use super::Input;
+use super::input::Input;
 use crate::cursor;
 use crate::event::{Event, EventName, MAX_EVENT_NAME_LEN, RESERVED_EVENT_PREFIX, StreamId, Topic};
 use crate::sse::{EncodedEvent, HEARTBEAT, Item, ParsedEvent, Parser, retry_frame};
