@@ -8,7 +8,7 @@
 #
 # Every setting is an environment variable (docs/configuration.md).
 
-# The toolchain CI tests with; the workspace's rust-version (1.88) is the oldest it supports.
+# The toolchain CI builds and tests with (rust-toolchain.toml), which is also the workspace's rust-version.
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS builder

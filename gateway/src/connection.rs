@@ -2,13 +2,13 @@
 //!
 //! A connection first registers with the node's fan-out (so nothing published from then on is
 //! missed), then replays the history of its resumed topics after their positions, merged in id
-//! order ([`replay`]), then sends live events, dropping any it already replayed by comparing ids.
+//! order (`replay`), then sends live events, dropping any it already replayed by comparing ids.
 //! It keeps one position per topic; the `id:` it sends is the event's own stream id when it
 //! follows one topic (so the frame bytes are shared by every connection) and the multi-topic
 //! cursor otherwise.
 //!
 //! The stream ends itself on shutdown (after a last jittered `retry:`), when the token expires
-//! (unless a fresh one extended it: see [`lifetime`]), when an administrator revokes it (after a
+//! (unless a fresh one extended it: see `lifetime`), when an administrator revokes it (after a
 //! last `gateway.revoked`), when the client is too slow, or when the bus fails; the client then
 //! resumes from its `Last-Event-ID` on any node.
 //!

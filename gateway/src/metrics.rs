@@ -63,19 +63,19 @@ struct Counters {
     fanout: Arc<Fanout>,
 }
 
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+fn counter(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
     let c = ConstCounter::new(value);
     c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
 }
 
-fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+fn gauge(encoder: &mut DescriptorEncoder<'_>, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
     let g = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
     g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
 /// A counter with one label, one series per `(value, count)`.
 fn labelled(
-    encoder: &mut DescriptorEncoder,
+    encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,
     label: &'static str,
@@ -90,7 +90,7 @@ fn labelled(
 }
 
 impl Collector for Counters {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = &*self.stats;
         let get = |c: &AtomicU64| Stats::get(c);
         gauge(&mut encoder, "sockets_open", "Open client sockets, whatever they carry", get(&s.sockets_open))?;

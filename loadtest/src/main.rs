@@ -9,6 +9,7 @@
 //! every stream is open; `report.rs` merges and prints.
 
 mod chaos;
+mod cli;
 mod frames;
 mod memory;
 mod mercure;
@@ -16,6 +17,7 @@ mod payload;
 mod publisher;
 mod report;
 mod scenario;
+mod setup;
 mod stream;
 mod streams;
 mod subscribers;
@@ -27,7 +29,7 @@ mod workers;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = scenario::Cli::parse();
+    let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

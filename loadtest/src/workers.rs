@@ -13,8 +13,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::oneshot;
 
+use crate::cli::Cli;
 use crate::report::Report;
-use crate::scenario::{Cli, Setup};
+use crate::setup::Setup;
 use crate::streams::Live;
 use crate::subscribers;
 

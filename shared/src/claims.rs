@@ -28,6 +28,8 @@ pub const SUBJECT_PLACEHOLDER: &str = "{sub}";
 pub struct TopicPattern(String);
 
 impl TopicPattern {
+    /// Validates a pattern from a token's claim: non-empty, bounded like a topic, and with every
+    /// literal part a valid topic piece, so a grant cannot name what no topic can be.
     pub fn parse(s: &str) -> Result<Self, ValidationError> {
         if s.is_empty() {
             return Err(ValidationError::EmptyTopic);
@@ -43,6 +45,7 @@ impl TopicPattern {
         Ok(Self(s.to_owned()))
     }
 
+    /// The pattern as the token wrote it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -103,12 +106,16 @@ pub struct Claims {
     pub sub: Option<String>,
     /// Expiry, seconds since the epoch. Required: the gateway closes a stream when it passes.
     pub exp: u64,
+    /// Not before, seconds since the epoch; checked by the JWT library.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
+    /// Issued at, seconds since the epoch; for the token's reader, the gateway does not check it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// The issuer, checked against the configured one when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// The audience: a string or an array of them, as RFC 7519 allows, hence a raw JSON value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<serde_json::Value>,
     /// Topic patterns this token may follow with `GET /events`.
@@ -129,10 +136,14 @@ pub struct Claims {
 /// Why a token's subject cannot fill the `{sub}` of its grants.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubjectError {
+    /// A grant holds `{sub}` but the token names no subject to fill it with.
     #[error("the token grants personal topics ({{sub}}) but has no sub")]
     Missing,
+    /// The subject is not one topic segment ([`valid_subject`]), so it could reach into another
+    /// subject's topics.
     #[error("the token's sub is not one topic segment (letters, digits, '_', '-', '@')")]
     Invalid,
+    /// The grant with the subject filled in breaks the pattern rules (too long, say).
     #[error("a grant with the token's sub filled in is not a valid pattern")]
     Pattern(#[source] ValidationError),
 }
@@ -166,10 +177,12 @@ impl Claims {
         Ok(self)
     }
 
+    /// Whether one of the `subscribe` grants covers `topic`.
     pub fn may_subscribe(&self, topic: &Topic) -> bool {
         self.subscribe.iter().any(|p| p.matches(topic))
     }
 
+    /// Whether one of the `publish` grants covers `topic`.
     pub fn may_publish(&self, topic: &Topic) -> bool {
         self.publish.iter().any(|p| p.matches(topic))
     }

@@ -19,14 +19,20 @@ use crate::event::{StreamId, Topic};
 /// hundreds of topics (an entry is at most ~40 bytes).
 pub const MAX_CURSOR_LEN: usize = 16 * 1024;
 
+/// Why a `Last-Event-ID` is neither a stream id nor a cursor; the gateway answers 400 rather
+/// than guess a position, since a wrong guess silently loses or repeats events.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CursorError {
+    /// Longer than [`MAX_CURSOR_LEN`]: refused before any parsing work.
     #[error("cursor is longer than {MAX_CURSOR_LEN} bytes")]
     TooLong,
+    /// The entry at this index (from 0) is not `<key>.<ms>-<seq>` in base 36.
     #[error("cursor entry {0} is malformed: expected <key>.<ms>-<seq> in base 36")]
     Entry(usize),
+    /// Two entries for one topic key: which position would win is ambiguous.
     #[error("cursor names the same topic twice")]
     Duplicate,
+    /// No `.`, so it had to be a plain stream id, and it is not one.
     #[error("not a stream id or a cursor")]
     Unparseable,
 }
@@ -41,6 +47,7 @@ pub enum Cursor {
 }
 
 impl Cursor {
+    /// Parses a `Last-Event-ID`: a plain stream id, or a multi-topic cursor (module docs).
     pub fn parse(s: &str) -> Result<Self, CursorError> {
         if s.len() > MAX_CURSOR_LEN {
             return Err(CursorError::TooLong);

@@ -29,20 +29,28 @@ pub const REFRESH_EVENT: &str = "gateway.refresh";
 /// Why a topic, event name or id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
+    /// An empty topic name.
     #[error("topic must not be empty")]
     EmptyTopic,
+    /// A topic longer than [`MAX_TOPIC_LEN`].
     #[error("topic is longer than {MAX_TOPIC_LEN} bytes")]
     TopicTooLong,
+    /// A character outside the topic alphabet (the first one found).
     #[error("topic contains {0:?}; allowed are ASCII letters, digits and . _ - : / @")]
     TopicCharacter(char),
+    /// An empty event name.
     #[error("event name must not be empty")]
     EmptyEventName,
+    /// An event name longer than [`MAX_EVENT_NAME_LEN`].
     #[error("event name is longer than {MAX_EVENT_NAME_LEN} bytes")]
     EventNameTooLong,
+    /// CR, LF or NUL in an event name: it would inject SSE fields.
     #[error("event name must not contain CR, LF or NUL")]
     EventNameControl,
+    /// A publisher's event name in the [`RESERVED_EVENT_PREFIX`] namespace.
     #[error("event names starting with \"gateway.\" are reserved")]
     EventNameReserved,
+    /// Not `<ms>-<seq>` (or `<ms>`); holds the input, cut to 64 bytes.
     #[error("invalid stream id {0:?}: expected <milliseconds>-<sequence>")]
     StreamId(String),
 }
@@ -93,6 +101,7 @@ impl Topic {
         self.0 == MERCURE_TOPIC
     }
 
+    /// The topic's name, as it appears in keys, URLs and the publish body.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -152,6 +161,7 @@ impl EventName {
         Ok(Self(s.to_owned()))
     }
 
+    /// The name, as the `event:` field carries it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -177,13 +187,17 @@ impl<'de> Deserialize<'de> for EventName {
 /// bus a deployment runs, and a raw stream id from Redis is a valid `Last-Event-ID`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct StreamId {
+    /// Milliseconds since the epoch when the entry was added (Redis's or the embedded bus's clock).
     pub ms: u64,
+    /// The entry's place among those added in the same millisecond.
     pub seq: u64,
 }
 
 impl StreamId {
+    /// `0-0`, before every entry: reading after it reads a topic's whole history.
     pub const ZERO: StreamId = StreamId { ms: 0, seq: 0 };
 
+    /// The id `<ms>-<seq>`.
     pub const fn new(ms: u64, seq: u64) -> Self {
         Self { ms, seq }
     }
@@ -244,6 +258,7 @@ impl<'de> Deserialize<'de> for StreamId {
 /// One event of one topic, as a bus stores and delivers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// The topic the event was published to.
     pub topic: Topic,
     /// Position in the topic's history; `None` for live-only events (they have no history and
     /// so no `id:` line, which leaves the client's `Last-Event-ID` where it was).

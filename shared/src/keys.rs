@@ -44,6 +44,8 @@ pub struct KeyLayout {
 }
 
 impl KeyLayout {
+    /// The layout under `prefix` (`GATEWAY_REDIS_PREFIX`): deployments sharing one Redis keep
+    /// apart by prefix. The fixed parts are formatted once here, not per key.
     pub fn new(prefix: &str) -> Self {
         Self {
             stream_prefix: format!("{prefix}:stream:{{"),
@@ -56,10 +58,12 @@ impl KeyLayout {
         }
     }
 
+    /// The stream of `topic`: its history and ids.
     pub fn stream(&self, topic: &Topic) -> String {
         format!("{}{topic}}}", self.stream_prefix)
     }
 
+    /// The pub/sub channel of `topic`'s live-only events (same hash tag as its stream).
     pub fn live(&self, topic: &Topic) -> String {
         format!("{}{topic}}}", self.live_prefix)
     }

@@ -3,6 +3,10 @@
 //! resumption cursor and the publish body; and how a tool picks loopback ports for the servers it starts. The gateway, the load tester and the tests all depend on this crate so that
 //! they cannot disagree about the wire format.
 
+// Every public item is documented: this is the one crate with a deliberate API, read by the
+// gateway, the load tester, the tests and publishers' own tools.
+#![warn(missing_docs)]
+
 pub mod claims;
 pub mod cursor;
 pub mod event;

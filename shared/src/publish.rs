@@ -17,9 +17,13 @@ pub const MAX_RETRY_MS: u64 = 86_400_000;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
+    /// The topic's name, validated into a [`Topic`] by [`PublishRequest::validate`].
     pub topic: String,
+    /// The payload: a string is sent as is, any other JSON value serialized.
     pub data: Value,
+    /// The `event:` name, if any; a publisher may not use the reserved `gateway.` names.
     pub event: Option<String>,
+    /// The `retry:` a client should wait before reconnecting, in milliseconds.
     pub retry: Option<u64>,
 }
 
@@ -36,32 +40,61 @@ pub struct Body {
 /// A validated event to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publication {
+    /// The topic it goes to.
     pub topic: Topic,
+    /// The `event:` field; `None` means the default `message`.
     pub name: Option<EventName>,
     /// The payload as it goes on the wire: a JSON string as is, any other value serialized.
     pub data: String,
+    /// The `retry:` field, at most [`MAX_RETRY_MS`].
     pub retry: Option<u64>,
 }
 
 /// Why a body was refused. Every variant is the publisher's fault (a 400 with [`PublishError::code`]).
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
+    /// The body does not parse as JSON.
     #[error("the body is not JSON: {0}")]
     NotJson(#[source] serde_json::Error),
+    /// JSON, but an event misses a field, has an unknown one, or one of the wrong type.
     #[error("{0}")]
     Shape(#[source] serde_json::Error),
+    /// JSON, but neither an object nor an array.
     #[error("expected an event object or an array of them")]
     NotAnEvent,
+    /// An empty array: nothing to publish, most likely a publisher's bug.
     #[error("the batch has no events")]
     EmptyBatch,
+    /// More events in one array than the gateway accepts in one request.
     #[error("{len} events in the batch, at most {max}")]
-    BatchTooLarge { len: usize, max: usize },
+    BatchTooLarge {
+        /// How many events the array held.
+        len: usize,
+        /// The most a batch may hold.
+        max: usize,
+    },
+    /// An invalid topic name.
     #[error("{at}topic: {source}")]
-    Topic { at: String, source: ValidationError },
+    Topic {
+        /// Which event of a batch (`[i].`), empty for a single event.
+        at: String,
+        /// What is wrong with the topic.
+        source: ValidationError,
+    },
+    /// An invalid or reserved event name.
     #[error("{at}event: {source}")]
-    EventName { at: String, source: ValidationError },
+    EventName {
+        /// Which event of a batch (`[i].`), empty for a single event.
+        at: String,
+        /// What is wrong with the name.
+        source: ValidationError,
+    },
+    /// A `retry` over [`MAX_RETRY_MS`].
     #[error("{at}retry: at most {MAX_RETRY_MS} ms")]
-    Retry { at: String },
+    Retry {
+        /// Which event of a batch (`[i].`), empty for a single event.
+        at: String,
+    },
 }
 
 impl PublishError {

@@ -18,6 +18,8 @@ pub struct EncodedEvent {
 }
 
 impl EncodedEvent {
+    /// Encodes `event` once: `id:`, `event:`, `retry:`, then its data split into `data:` lines
+    /// at every CR, LF and CRLF, so no payload can inject a field or end the event early.
     pub fn new(event: &Event) -> Self {
         let mut buf = BytesMut::with_capacity(event.data.len() + 64);
         if let Some(id) = event.id {
@@ -109,6 +111,7 @@ pub const HEARTBEAT: &[u8] = b":\n";
 pub struct ParsedEvent {
     /// The event type; `message` when the stream gave none.
     pub event: String,
+    /// The `data:` lines joined by LF, as the spec's data buffer holds them.
     pub data: String,
     /// The last event ID string at dispatch (it persists across events until a new `id:` sets it).
     pub last_event_id: String,
@@ -117,6 +120,7 @@ pub struct ParsedEvent {
 /// What the parser produced from a chunk of input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
+    /// A complete event (a blank line ended it, and it had data).
     Event(ParsedEvent),
     /// A comment line (text after the colon); heartbeats are empty comments.
     Comment(String),
@@ -141,6 +145,7 @@ pub struct Parser {
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl Parser {
+    /// A parser at the start of a stream (a leading BOM is still to be skipped).
     pub fn new() -> Self {
         Self::default()
     }

@@ -59,6 +59,10 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "publish-to-deliver latency and lateness are real elapsed time, as the histogram reports it"
+    )]
     pub fn new(event: &Event, trace: Option<TraceContext>) -> Self {
         Self {
             topic: event.topic.clone(),

@@ -301,9 +301,9 @@ mod tests {
         let s2 = fanout.subscribe(std::slice::from_ref(&a), CancellationToken::new());
         let mut topics = fanout.active_topics();
         topics.sort();
-        assert_eq!(topics, vec![a.clone(), b.clone()]);
+        assert_eq!(topics, vec![a.clone(), b]);
         drop(s1);
-        assert_eq!(fanout.active_topics(), vec![a.clone()]);
+        assert_eq!(fanout.active_topics(), vec![a]);
         drop(s2);
         assert!(fanout.active_topics().is_empty());
     }

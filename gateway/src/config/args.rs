@@ -196,6 +196,8 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_MERCURE_ISSUERS")]
     pub mercure_issuers: Option<String>,
 
+    // The doc comment is --help's text, where brackets mean "optional", not a doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// Redis URL: redis://[user:pass@]host:port[/db], redis-cluster://host:port[?node=host:port…]
     /// or redis-sentinel://host:port[/db]?sentinelServiceName=NAME. Unset: the embedded,
     /// single-node bus.

@@ -186,7 +186,7 @@ fn new_stream_id(node: &str) -> String {
     format!("{node}{:032x}", rand::random::<u128>())
 }
 
-/// Whether `id` has the form [`new_stream_id`] gives (48 lowercase hex digits).
+/// Whether `id` has the form `new_stream_id` gives (48 lowercase hex digits).
 pub fn is_stream_id(id: &str) -> bool {
     id.len() == 48 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

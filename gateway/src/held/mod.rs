@@ -7,7 +7,7 @@
 //!    (auth, limits, CORS, traces), and anything else is handed to hyper with the bytes read so far.
 //! 2. The stream's `200` head is written, then the stream's first frames (its `retry:`, any
 //!    replayed history) by the same task, through the ordinary `Connection`.
-//! 3. Once caught up, the stream is taken apart into a [`stream::Held`]: the fan-out writes each
+//! 3. Once caught up, the stream is taken apart into a `stream::Held`: the fan-out writes each
 //!    event to its socket directly (`stream.rs`), or, when events come close together, leaves it
 //!    for a node-wide flusher that writes them together (`flusher.rs`); a backlog exists only
 //!    while the socket is full or a flush is due; heartbeats and token deadlines come from one

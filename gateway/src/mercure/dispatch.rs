@@ -1,7 +1,7 @@
 //! A Mercure update as it travels on the bus, and as every node decodes it once.
 //!
 //! Updates are stored as native events of the internal topic `$mercure` (see
-//! `shared::Topic::mercure`), their data a small JSON document ([`Stored`]). Storing them as
+//! `shared::Topic::mercure`), their data a small JSON document (`Stored`). Storing them as
 //! events is what gives Mercure the native guarantees for free: ids from one Redis stream (so one
 //! order for every node), history, resumption on any node, cluster and failover handling.
 //!

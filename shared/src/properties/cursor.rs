@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::Input;
+use super::input::Input;
 use crate::cursor::{Cursor, CursorError, MAX_CURSOR_LEN, encode, encode_single, topic_key};
 use crate::event::{StreamId, Topic};
 

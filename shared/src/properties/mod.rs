@@ -7,6 +7,7 @@
 //! with the `fuzzing` feature.
 
 mod cursor;
+mod input;
 mod publish;
 mod sse;
 mod topic;
@@ -37,53 +38,6 @@ pub fn publish(data: &[u8]) {
     publish::check(data)
 }
 
-/// Structured values read off the fuzzer's bytes. Missing bytes read as zeros, so every input
-/// means something; text fields end at `0xFF`, a byte that never occurs in UTF-8.
-struct Input<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Input<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Self { rest: data }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.rest.is_empty()
-    }
-
-    fn byte(&mut self) -> u8 {
-        let (first, rest) = self.rest.split_first().map_or((0, &[][..]), |(b, r)| (*b, r));
-        self.rest = rest;
-        first
-    }
-
-    fn u64(&mut self) -> u64 {
-        let n = self.rest.len().min(8);
-        let mut le = [0u8; 8];
-        le[..n].copy_from_slice(&self.rest[..n]);
-        self.rest = &self.rest[n..];
-        u64::from_le_bytes(le)
-    }
-
-    /// Bytes up to the next `0xFF` (consumed, not returned) or the end.
-    fn field(&mut self) -> &'a [u8] {
-        let end = self.rest.iter().position(|&b| b == 0xFF).unwrap_or(self.rest.len());
-        let field = &self.rest[..end];
-        self.rest = self.rest.get(end + 1..).unwrap_or_default();
-        field
-    }
-
-    /// A field as text (invalid UTF-8 replaced, as a server reading bytes would).
-    fn text(&mut self) -> String {
-        String::from_utf8_lossy(self.field()).into_owned()
-    }
-
-    fn rest(self) -> &'a [u8] {
-        self.rest
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -108,15 +62,5 @@ mod tests {
             }
             assert!(inputs > 0, "{target}: empty corpus in {}", dir.display());
         }
-    }
-
-    #[test]
-    fn input_reads_fields_and_pads_with_zeros() {
-        let mut input = Input::new(b"\x01\x02ab\xFFc");
-        assert_eq!(input.byte(), 1);
-        assert_eq!(input.field(), b"\x02ab");
-        assert_eq!(input.text(), "c");
-        assert!(input.is_empty());
-        assert_eq!((input.byte(), input.u64(), input.field()), (0, 0, &b""[..]));
     }
 }

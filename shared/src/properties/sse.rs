@@ -2,7 +2,7 @@
 //! the payload and names; and the incremental parser reads any bytes the same however they are
 //! chunked, and the same as a plain whole-input reading of the spec.
 
-use super::Input;
+use super::input::Input;
 use crate::cursor;
 use crate::event::{Event, EventName, MAX_EVENT_NAME_LEN, RESERVED_EVENT_PREFIX, StreamId, Topic};
 use crate::sse::{EncodedEvent, HEARTBEAT, Item, ParsedEvent, Parser, retry_frame};
@@ -45,7 +45,7 @@ fn round_trip(mut input: Input<'_>) {
 
     // In a stream: a heartbeat, a reconnection delay, then a live-only event (no `id:`), which
     // leaves the Last-Event-ID where the first event put it.
-    let live = Event { id: None, retry: None, ..event.clone() };
+    let live = Event { id: None, retry: None, ..event };
     let mut stream = frame.to_vec();
     stream.extend_from_slice(HEARTBEAT);
     stream.extend_from_slice(&retry_frame(1000));

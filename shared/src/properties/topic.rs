@@ -2,7 +2,7 @@
 //! pattern matching agrees with a plain dynamic-programming glob, and the Redis key layout
 //! gives every topic its own keys and reads them back.
 
-use super::Input;
+use super::input::Input;
 use crate::claims::TopicPattern;
 use crate::event::{MAX_TOPIC_LEN, Topic};
 use crate::keys::{DEFAULT_PREFIX, KeyLayout};
