@@ -6,11 +6,6 @@
 //! going to an in-memory exporter through the gateway's own telemetry set-up. Tests run in
 //! parallel and share that exporter: each one looks only at the spans of its own topics.
 
-#[path = "api/helpers.rs"]
-mod helpers;
-#[path = "api/redis_support.rs"]
-mod redis_support;
-
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -23,8 +18,8 @@ use serde_json::json;
 use shared::Topic;
 use shared::keys::KeyLayout;
 
-use helpers::*;
-use redis_support::*;
+use support::app::*;
+use support::redis::*;
 
 struct Traces {
     exporter: InMemorySpanExporter,

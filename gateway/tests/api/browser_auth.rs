@@ -9,9 +9,9 @@ use axum::http::header;
 use serde_json::json;
 use shared::Claims;
 
-use super::browser::*;
-use super::helpers::*;
-use super::processes::*;
+use support::app::*;
+use support::browser::*;
+use support::processes::*;
 
 /// A stand-in identity provider: `GET /token` answers a fresh, hour-long token of `sub` for
 /// `topic`, readable from the page's origin (the balancer's). Stops when dropped.
@@ -82,7 +82,7 @@ async fn the_demo_page_refreshes_its_token_in_band_past_its_expiry_and_a_revocat
     // The token lives less than the refresh window: the stream offers a refresh at once, and the
     // page presents a token from the issuer.
     until(&mut page, &t, "refreshed its token", |v| v.state == "open" && v.refreshes >= 1).await;
-    super::control_support::past(exp).await;
+    support::control::past(exp).await;
     t.publish_on(1, topic, "after the first token").await;
     let view = page.wait_for(1, &t).await;
     assert_eq!((view.events[0].data.as_str(), view.state.as_str()), ("after the first token", "open"));

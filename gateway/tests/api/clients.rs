@@ -15,9 +15,9 @@ use reqwest_eventsource::{Event, EventSource, retry::Constant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::e2e::*;
-use super::helpers::*;
-use super::processes::*;
+use support::app::*;
+use support::e2e::*;
+use support::processes::*;
 
 /// Longest a client may take to show what it is waiting for: the `eventsource` package waits
 /// for the gateway's `retry:` (3 s plus up to 2 s of jitter by default) before reconnecting.

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use shared::Topic;
 use shared::keys::KeyLayout;
 
-use super::helpers::*;
-use super::redis_support::*;
+use support::app::*;
+use support::redis::*;
 
 /// The history's age in these tests (the configuration's minimum is 1 s).
 const AGE: Duration = Duration::from_secs(2);

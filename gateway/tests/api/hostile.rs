@@ -21,9 +21,9 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::helpers::*;
-use super::processes::*;
-use super::redis_support::*;
+use support::app::*;
+use support::processes::*;
+use support::redis::*;
 
 /// `GATEWAY_HEADER_TIMEOUT` for the hostile cases: short, so that the slowloris cases end
 /// quickly. The flood runs with the default (10 s): a second is too short for 10,000 request

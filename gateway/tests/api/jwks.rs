@@ -8,9 +8,9 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-use super::helpers::*;
-use super::jwks_support::*;
-use super::processes::{Node, Scratch, read_log};
+use support::app::*;
+use support::jwks::*;
+use support::processes::{Node, Scratch, read_log};
 
 /// An hour: no refresh but the first one an unknown `kid` triggers happens during a test.
 const HOUR: Duration = Duration::from_secs(3600);

@@ -17,9 +17,9 @@ use gateway::stats::Stats;
 use serde_json::{Value, json};
 use shared::sse::Item;
 
-use super::helpers::*;
-use super::mercure_support::{HUB, legacy_token, publish_update, spawn_hub};
-use super::wire_support::{RawStream, Wire};
+use support::app::*;
+use support::mercure::{HUB, legacy_token, publish_update, spawn_hub};
+use support::wire::{RawStream, Wire};
 
 /// Streams held at once by the idle-streams test: thousands, and still well within a minute on a
 /// debug build sharing two cores with other tests.

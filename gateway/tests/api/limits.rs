@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::helpers::*;
+use support::app::*;
 
 /// Opens a stream on "t" with a token for `subject`.
 async fn open(app: &TestApp, subject: &str) -> reqwest::Response {

@@ -6,8 +6,8 @@ use fred::interfaces::{PubsubInterface, StreamsInterface};
 use shared::Topic;
 use shared::keys::KeyLayout;
 
-use super::helpers::*;
-use super::redis_support::*;
+use support::app::*;
+use support::redis::*;
 
 #[tokio::test]
 async fn metrics_count_streams_events_resumptions_and_refused_tokens() {

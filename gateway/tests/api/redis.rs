@@ -9,8 +9,8 @@ use shared::keys::KeyLayout;
 use shared::sse::Item;
 use shared::{StreamId, Topic};
 
-use super::helpers::*;
-use super::redis_support::*;
+use support::app::*;
+use support::redis::*;
 
 on_every_shape!(
     http_publishes_on_one_node_reach_every_client_on_every_node_once_in_order,

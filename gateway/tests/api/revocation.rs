@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::control_support::*;
-use super::cutter::Cutter;
-use super::helpers::*;
-use super::redis_support::*;
+use support::app::*;
+use support::control::*;
+use support::cutter::Cutter;
+use support::redis::*;
 
 async fn three_nodes(redis: &TestRedis) -> Vec<TestApp> {
     let prefix = unique_prefix();

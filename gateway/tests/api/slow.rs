@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::helpers::*;
+use support::app::*;
 
 /// A raw client with a small receive buffer that sends the request and never reads a byte.
 async fn stalled_client(app: &TestApp, topic: &str) -> TcpStream {

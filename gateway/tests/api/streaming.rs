@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use shared::sse::Item;
 
-use super::helpers::*;
+use support::app::*;
 
 #[tokio::test]
 async fn a_stream_opens_with_sse_headers_and_a_retry_field() {

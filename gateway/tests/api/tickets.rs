@@ -14,8 +14,8 @@ use gateway::stats::Stats;
 use serde_json::{Value, json};
 use shared::Claims;
 
-use super::helpers::*;
-use super::redis_support::*;
+use support::app::*;
+use support::redis::*;
 
 on_every_shape!(a_ticket_issued_on_one_node_opens_a_stream_on_another_once_and_only_once);
 

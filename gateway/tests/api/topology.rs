@@ -9,9 +9,9 @@ use std::time::Duration;
 use shared::sse::ParsedEvent;
 use tokio::process::Command;
 
-use super::helpers::*;
-use super::processes::*;
-use super::redis_support::free_port;
+use support::app::*;
+use support::processes::*;
+use support::redis::free_port;
 
 /// (data, id) of each event.
 fn data_and_ids(events: &[ParsedEvent]) -> Vec<(String, String)> {

@@ -24,14 +24,14 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::helpers::*;
+use crate::app::*;
 
-pub const RSA_PRIVATE: &[u8] = include_bytes!("fixtures/rsa_private.pem");
-pub const EC_PRIVATE: &[u8] = include_bytes!("fixtures/ec_private.pem");
-pub const ED_PRIVATE: &[u8] = include_bytes!("fixtures/ed_private.pem");
+pub const RSA_PRIVATE: &[u8] = include_bytes!("../fixtures/rsa_private.pem");
+pub const EC_PRIVATE: &[u8] = include_bytes!("../fixtures/ec_private.pem");
+pub const ED_PRIVATE: &[u8] = include_bytes!("../fixtures/ed_private.pem");
 
 /// A signing key of the test and the `kid` it is published under.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct TestKey {
     pub kid: &'static str,
     pub alg: Algorithm,
@@ -102,7 +102,7 @@ pub fn unsigned(kid: &str) -> String {
 }
 
 /// What the identity provider answers.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum Answer {
     /// A key set, with a `Cache-Control` header if given.
     Keys(Vec<Value>, Option<&'static str>),
@@ -116,12 +116,14 @@ pub enum Answer {
     Status(u16),
 }
 
+#[derive(Debug)]
 struct Idp {
     answer: Mutex<Answer>,
     fetches: AtomicUsize,
 }
 
 /// The identity provider's server; stopped when dropped.
+#[derive(Debug)]
 pub struct TestIdp {
     pub url: String,
     idp: Arc<Idp>,

@@ -13,17 +13,29 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use super::helpers::*;
-use super::redis_support::*;
+use crate::app::*;
+use crate::redis::*;
 
 /// The SSE proxy settings the compose stack's nginx includes.
-pub const SSE_PROXY_CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nginx/sse-proxy.conf");
+pub const SSE_PROXY_CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../deploy/nginx/sse-proxy.conf");
 /// The compose stack's nginx server and upstream.
-pub const COMPOSE_NGINX_CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nginx/gateway.conf");
+pub const COMPOSE_NGINX_CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../deploy/nginx/gateway.conf");
 /// Startup of a process (a node connecting to Redis, nginx) may take longer than one request.
 pub const START: Duration = Duration::from_secs(30);
 
+/// The gateway binary Cargo built for the test that runs: beside the test binary's own `deps/`
+/// directory (a library cannot name it with `CARGO_BIN_EXE_gateway`, which only the gateway's own
+/// test targets are given).
+pub fn gateway_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe.parent().and_then(Path::parent).expect("the test binary is in target/<profile>/deps");
+    let gateway = dir.join(format!("gateway{}", std::env::consts::EXE_SUFFIX));
+    assert!(gateway.exists(), "{} is missing: the gateway's tests build it (`cargo test -p gateway`)", gateway.display());
+    gateway
+}
+
 /// A scratch directory for configs and logs, removed at the end.
+#[derive(Debug)]
 pub struct Scratch(pub PathBuf);
 
 impl Scratch {
@@ -45,6 +57,7 @@ pub fn read_log(path: &Path) -> String {
 }
 
 /// A gateway process. Killed (SIGKILL) when dropped.
+#[derive(Debug)]
 pub struct Node {
     pub addr: SocketAddr,
     /// `GATEWAY_METRICS_ADDR`, as in the compose stack: metrics are not on the client-facing port.
@@ -99,7 +112,7 @@ impl Node {
     fn spawn<'a>(dir: &Path, index: usize, (addr, admin): (SocketAddr, SocketAddr), env: impl Iterator<Item = (&'a str, &'a str)>) -> Self {
         let log = dir.join(format!("gateway-{index}.log"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        let child = Command::new(gateway_binary())
             .env_clear()
             .env("GATEWAY_LISTEN_ADDR", addr.to_string())
             .env("GATEWAY_METRICS_ADDR", admin.to_string())
@@ -208,6 +221,7 @@ http {{
 
 /// nginx as the compose stack runs it, on loopback: the same upstream settings as
 /// `deploy/nginx/gateway.conf`, and `deploy/nginx/sse-proxy.conf` included as it is.
+#[derive(Debug)]
 pub struct Balancer {
     pub addr: SocketAddr,
     _child: Child,
@@ -253,6 +267,7 @@ impl Balancer {
 }
 
 /// Redis, three nodes and nginx, as `docker compose up` starts them.
+#[derive(Debug)]
 pub struct Topology {
     pub client: reqwest::Client,
     pub nodes: Vec<Node>,
