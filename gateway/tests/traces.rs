@@ -7,7 +7,6 @@
 //! parallel and share that exporter: each one looks only at the spans of its own topics.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use fred::interfaces::StreamsInterface;
 use gateway::telemetry::{self, Logs, Telemetry};
@@ -64,14 +63,7 @@ async fn span(name: &str, key: &str, value: &str) -> SpanData {
 
 /// Waits until a span matching `pred` is exported, and returns it.
 async fn span_where(what: &str, pred: impl Fn(&SpanData) -> bool) -> SpanData {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(s) = finished().into_iter().find(&pred) {
-            return s;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(what, WAIT, async || finished().into_iter().find(&pred)).await
 }
 
 /// A topic no other test uses.

@@ -14,17 +14,15 @@ use std::time::{Duration, Instant};
 use support::app::*;
 use support::browser::*;
 use support::processes::*;
+use support::wait::Lazily;
 
 /// The demo URL node 1 printed at start ("Demo page: …"), with its tokens.
 async fn printed_demo_url(t: &Topology) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(line) = read_log(&t.nodes[0].log).lines().find(|l| l.contains("Demo page:")) {
-            return line.split_whitespace().last().expect("the demo URL").to_owned();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no demo banner:\n{}", t.logs());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let line = eventually(Lazily(|| format!("the demo banner:\n{}", t.logs())), WAIT, async || {
+        read_log(&t.nodes[0].log).lines().find(|l| l.contains("Demo page:")).map(str::to_owned)
+    })
+    .await;
+    line.split_whitespace().last().expect("the demo URL").to_owned()
 }
 
 /// The nodes still running.
@@ -56,11 +54,7 @@ async fn the_demo_page_in_chromium_shows_events_and_resumes_every_missed_event_o
         form_urlencoded::parse(url.split_once('#').expect("a fragment").1.as_bytes()).into_owned().collect();
     let tokens = [fragment["access_token"].as_str(), fragment["publish_token"].as_str()];
     let mut page = Page::open(&url, &t.dir.0).await;
-    let deadline = Instant::now() + PAGE_WAIT;
-    while page.view().await.state != "open" {
-        assert!(Instant::now() < deadline, "the page's EventSource did not open\nbrowser:\n{}\n{}", page.0.stderr(), t.logs());
-        tokio::time::sleep(POLL).await;
-    }
+    page.wait_open(&t).await;
 
     // Live: published on each node in turn, each shown by the page.
     let mut published = Vec::new();
@@ -116,11 +110,7 @@ async fn a_page_following_three_topics_shows_each_topics_events_once_in_order_ac
     let bearer = token(&topics, &[]);
     let url = t.url(&format!("/#{query}access_token={bearer}"));
     let mut page = Page::open(&url, &t.dir.0).await;
-    let deadline = Instant::now() + PAGE_WAIT;
-    while page.view().await.state != "open" {
-        assert!(Instant::now() < deadline, "the page's EventSource did not open\nbrowser:\n{}\n{}", page.0.stderr(), t.logs());
-        tokio::time::sleep(POLL).await;
-    }
+    page.wait_open(&t).await;
 
     // Interleaved across topics and nodes.
     let mut published: HashMap<&str, Vec<String>> = HashMap::new();

@@ -3,8 +3,6 @@
 //! one stream past the first token's expiry, and an administrator's revocation ends the stream
 //! with `gateway.revoked` (and the page does not come back).
 
-use std::time::Instant;
-
 use axum::http::header;
 use serde_json::json;
 use shared::Claims;
@@ -12,6 +10,7 @@ use shared::Claims;
 use support::app::*;
 use support::browser::*;
 use support::processes::*;
+use support::wait::Lazily;
 
 /// A stand-in identity provider: `GET /token` answers a fresh, hour-long token of `sub` for
 /// `topic`, readable from the page's origin (the balancer's). Stops when dropped.
@@ -48,22 +47,13 @@ impl Drop for TokenIssuer {
 
 /// Reads the page until `done` holds for what it shows.
 async fn until(page: &mut Page, t: &Topology, what: &str, done: impl Fn(&PageView) -> bool) -> PageView {
-    let deadline = Instant::now() + PAGE_WAIT;
-    loop {
+    let stderr = page.0.stderr_path().to_owned();
+    let what = Lazily(|| format!("the page: it {what}\nbrowser:\n{}\n{}", read_log(&stderr), t.logs()));
+    eventually(what, PAGE_WAIT, async || {
         let view = page.view().await;
-        if done(&view) {
-            return view;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the page never {what} (state {}, {:?})\nbrowser:\n{}\n{}",
-            view.state,
-            view.events,
-            page.0.stderr(),
-            t.logs()
-        );
-        tokio::time::sleep(POLL).await;
-    }
+        if done(&view) { Ok(view) } else { Err(format!("state {}, {:?}", view.state, view.events)) }
+    })
+    .await
 }
 
 #[tokio::test]

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use support::app::*;
 use support::processes::*;
 use support::redis::*;
+use support::wait::Lazily;
 
 /// `GATEWAY_HEADER_TIMEOUT` for the hostile cases: short, so that the slowloris cases end
 /// quickly. The flood runs with the default (10 s): a second is too short for 10,000 request
@@ -119,30 +120,27 @@ impl Target {
     /// still settling (two reads in a row agree): a socket the client closed, or a connection
     /// just opened, is counted by the node a moment later. Fails after 30 s with what it saw.
     async fn footprint_with(&self, sockets: u64, streams: u64) -> Footprint {
-        let start = Instant::now();
         let mut last = self.footprint().await;
-        loop {
+        eventually(format!("{sockets} sockets and {streams} streams, settled"), Duration::from_secs(30), async || {
+            // Settled: the same over this gap.
             tokio::time::sleep(Duration::from_millis(50)).await;
             let now = self.footprint().await;
-            if now == last && (now.sockets, now.streams) == (sockets, streams) {
-                return now;
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "waited for {sockets} sockets and {streams} streams, settled: {now:?}");
+            let settled = now == last && (now.sockets, now.streams) == (sockets, streams);
             last = now;
-        }
+            if settled { Ok(now) } else { Err(format!("{now:?}")) }
+        })
+        .await
     }
 
     /// Waits until the footprint is `baseline` again; fails with both after 30 s.
     async fn settles_to(&self, baseline: Footprint, after: &str) -> Duration {
         let start = Instant::now();
-        loop {
+        eventually(format!("the baseline {baseline:?} after {after}"), Duration::from_secs(30), async || {
             let now = self.footprint().await;
-            if now == baseline {
-                return start.elapsed();
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "after {after}: {now:?}, expected the baseline {baseline:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            if now == baseline { Ok(()) } else { Err(format!("{now:?}")) }
+        })
+        .await;
+        start.elapsed()
     }
 
     fn log(&self) -> String {
@@ -642,17 +640,17 @@ async fn clients_that_never_read_are_cut(t: &Target) {
     };
     let before = cut_so_far().await;
     let start = Instant::now();
-    loop {
+    eventually(Lazily(|| format!("20 stalled streams to be cut\n{}", t.log())), Duration::from_secs(30), async || {
         let cut = cut_so_far().await - before;
         if cut >= 20.0 {
-            break;
+            return Ok(());
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "only {cut} of 20 stalled streams cut\n{}", t.log());
         let batch: Vec<Value> = (0..16).map(|_| json!({ "topic": "flood", "data": payload })).collect();
         let r = t.client.post(t.url("/publish")).bearer_auth(&publish).json(&batch).send().await.expect("publish");
         assert_eq!(r.status(), 200);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Err(format!("only {cut} of 20 cut"))
+    })
+    .await;
     println!("never-reading clients: 20 stalled streams cut within {:?}", start.elapsed());
 }
 
@@ -705,27 +703,18 @@ async fn flood(t: &Target, baseline: Footprint) -> (Duration, Duration) {
     }))
     .await;
     let retries = retries.into_inner();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    let now = eventually(Lazily(|| format!("{FLOOD} streams open\n{}", t.log())), Duration::from_secs(120), async || {
         let now = t.footprint().await;
-        if now.streams == baseline.streams + FLOOD as u64 {
-            assert_eq!(now.upstream, baseline.upstream + 100, "one upstream subscription per topic");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{} of {FLOOD} streams open\n{}", now.streams, t.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if now.streams == baseline.streams + FLOOD as u64 { Ok(now) } else { Err(format!("{} open", now.streams)) }
+    })
+    .await;
+    assert_eq!(now.upstream, baseline.upstream + 100, "one upstream subscription per topic");
     let opened = start.elapsed();
     if retries > 0 {
         println!("flood: {retries} handshakes were lost and tried again");
     }
     let dropped_at = Instant::now();
     drop(sockets);
-    loop {
-        if t.footprint().await.streams == baseline.streams {
-            return (opened, dropped_at.elapsed());
-        }
-        assert!(dropped_at.elapsed() < Duration::from_secs(60), "the dropped streams are still open");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the dropped streams to close", Duration::from_secs(60), async || t.footprint().await.streams == baseline.streams).await;
+    (opened, dropped_at.elapsed())
 }

@@ -37,15 +37,11 @@ fn streams(app: &TestApp) -> (u64, u64) {
 
 /// Polls until `done` holds; fails after `within` with `what` and the last `streams` seen.
 async fn until(app: &TestApp, within: Duration, what: &str, done: impl Fn((u64, u64)) -> bool) {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
+    eventually(what, within, async || {
         let now = streams(app);
-        if done(now) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "waited {within:?} for {what}; (open, lean) streams: {now:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if done(now) { Ok(()) } else { Err(format!("(open, lean) streams: {now:?}")) }
+    })
+    .await;
 }
 
 /// A `GET /events?topic=…` head with a token for that topic and `extra` header lines (each

@@ -319,28 +319,20 @@ async fn streams_starting_together_share_their_tail_reads() {
 /// publishers running beside the test got that far. Fails after 30 s, saying how many it holds
 /// (a node that never publishes again after a fault).
 async fn until_stream_holds(port: u16, key: &str, n: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    eventually(format!("{n} entries in {key} on port {port}"), Duration::from_secs(30), async || {
         // While the server restarts, redis-cli answers nothing: 0.
         let len: usize = redis_cli(port, &["XLEN", key]).await.first().and_then(|l| l.parse().ok()).unwrap_or(0);
-        if len >= n {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "waited 30 s for {n} entries in {key} on port {port}; it holds {len}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if len >= n { Ok(()) } else { Err(format!("it holds {len}")) }
+    })
+    .await;
 }
 
 async fn wait_for_status(node: &TestApp, path: &str, status: u16) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(format!("{path} to answer {status}"), WAIT, async || {
         let got = node.client.get(node.url(path)).send().await.expect("request").status();
-        if got == status {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{path} stayed {got}, expected {status}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if got == status { Ok(()) } else { Err(format!("{path} answered {got}")) }
+    })
+    .await;
 }
 
 /// Three nodes on a standalone Redis this harness can stop and restart; `None` (the test is

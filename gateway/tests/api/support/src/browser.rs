@@ -15,8 +15,6 @@ use crate::wait::{Lazily, eventually};
 /// Longest a page may take to show what it is waiting for. Chromium reconnects after the
 /// gateway's `retry:` (3 s plus up to 2 s of jitter by default).
 pub const PAGE_WAIT: Duration = Duration::from_secs(20);
-/// How often the page is read while waiting: the resolution of the measured resume time.
-pub const POLL: Duration = Duration::from_millis(50);
 
 /// One item of the page's event list.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -116,6 +114,13 @@ impl Page {
     }
 
     /// Reads the page until it shows an event beyond the first `n`; returns when it did.
+    /// Reads the page until its `EventSource` is open.
+    pub async fn wait_open(&mut self, t: &Topology) {
+        let stderr = self.0.stderr_path().to_owned();
+        let what = Lazily(|| format!("the page's EventSource to open\nbrowser:\n{}\n{}", read_log(&stderr), t.logs()));
+        eventually(what, PAGE_WAIT, async || self.view().await.state == "open").await;
+    }
+
     pub async fn first_beyond(&mut self, n: usize, t: &Topology) -> Instant {
         let stderr = self.0.stderr_path().to_owned();
         let what = Lazily(|| format!("the page to resume\nbrowser:\n{}\n{}", read_log(&stderr), t.logs()));

@@ -211,12 +211,3 @@ pub fn jwt_config(urls: &[&str], with_secret: bool, min_refresh: Duration, timeo
         leeway: Duration::from_secs(5),
     }
 }
-
-/// Polls `check` until it holds; fails after `WAIT` naming what it waited for.
-pub async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "waited {WAIT:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}

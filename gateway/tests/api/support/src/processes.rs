@@ -15,6 +15,7 @@ use tokio::process::{Child, Command};
 
 use crate::app::*;
 use crate::redis::*;
+use crate::wait::Lazily;
 
 /// The SSE proxy settings the compose stack's nginx includes.
 pub const SSE_PROXY_CONF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../deploy/nginx/sse-proxy.conf");
@@ -134,19 +135,17 @@ impl Node {
     }
 
     pub async fn wait_ready(&mut self, client: &reqwest::Client) {
-        let deadline = tokio::time::Instant::now() + START;
-        loop {
-            if let Ok(r) = client.get(self.url("/readyz")).send().await
-                && r.status() == 200
-            {
-                return;
+        let (addr, log) = (self.addr, self.log.clone());
+        eventually(Lazily(|| format!("gateway {addr} to be ready:\n{}", read_log(&log))), START, async || {
+            if client.get(self.url("/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+                return true;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().expect("wait")) {
                 panic!("gateway {} exited ({status}):\n{}", self.addr, read_log(&self.log));
             }
-            assert!(tokio::time::Instant::now() < deadline, "gateway {} not ready in {START:?}:\n{}", self.addr, read_log(&self.log));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            false
+        })
+        .await;
     }
 
     /// The node's metrics now, from its admin address.
@@ -250,19 +249,18 @@ impl Balancer {
             .kill_on_drop(true)
             .spawn()
             .expect("nginx starts");
-        let deadline = tokio::time::Instant::now() + START;
-        loop {
-            if let Ok(r) = client.get(format!("http://{addr}/healthz")).send().await
-                && r.status() == 200
-            {
-                return Self { addr, _child: child };
+        let error_log = dir.join("error.log");
+        eventually(Lazily(|| format!("nginx to serve:\n{}", read_log(&error_log))), START, async || {
+            if client.get(format!("http://{addr}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+                return true;
             }
             if let Some(status) = child.try_wait().expect("wait") {
-                panic!("nginx exited ({status}):\n{}", read_log(&dir.join("error.log")));
+                panic!("nginx exited ({status}):\n{}", read_log(&error_log));
             }
-            assert!(tokio::time::Instant::now() < deadline, "nginx not serving in {START:?}:\n{}", read_log(&dir.join("error.log")));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            false
+        })
+        .await;
+        Self { addr, _child: child }
     }
 }
 
@@ -369,8 +367,7 @@ impl Topology {
 
     /// The node holding the one open stream, from the nodes' metrics.
     pub async fn stream_holder(&self) -> usize {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        eventually("one node holding one stream", WAIT, async || {
             let mut open = Vec::new();
             for (i, node) in self.nodes.iter().enumerate().filter(|(_, n)| n.child.is_some()) {
                 open.push((i, node.streams_open(&self.client).await));
@@ -379,11 +376,12 @@ impl Topology {
             if let [(holder, streams)] = holders[..]
                 && streams == 1.0
             {
-                return holder;
+                Ok(holder)
+            } else {
+                Err(format!("(node, streams): {open:?}"))
             }
-            assert!(tokio::time::Instant::now() < deadline, "expected one node holding one stream, found {open:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Each node's process as the kernel sees it (`R`, `S`: alive; `Z`: exited), or `stopped` by

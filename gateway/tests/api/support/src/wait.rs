@@ -11,7 +11,7 @@ use tokio::time::Instant;
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// How often [`eventually`] looks again: short, so a wait ends soon after its condition holds.
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(10);
 
 /// What one look at a condition found: done (with what it yields), or not yet (with what was
 /// seen instead, for the failure message).

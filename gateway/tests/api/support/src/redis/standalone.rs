@@ -82,7 +82,7 @@ impl TestRedis {
             .spawn()?;
         self.child = Some(child);
         let port = self.port;
-        eventually(format_args!("redis-server to answer PING on port {port}"), WAIT, async || ping(port).await).await;
+        eventually(format!("redis-server to answer PING on port {port}"), WAIT, async || ping(port).await).await;
         Ok(())
     }
 
