@@ -20,6 +20,8 @@ mod mercure_v1;
 mod metrics;
 mod personal;
 mod redis;
+mod redis_outage;
+mod redis_shapes;
 mod refresh;
 mod resume;
 mod revocation;

@@ -14,8 +14,10 @@ mod tls;
 
 pub use crate::on_every_shape;
 pub use cluster::TestCluster;
-pub use nodes::{redis_client, redis_client_at, spawn_node, spawn_node_at, spawn_node_with};
-pub use process::{free_port, redis_cli};
+pub use nodes::{
+    Nodes, redis_client, redis_client_at, spawn_node, spawn_node_at, spawn_node_with, stream_key, three_nodes, three_nodes_with,
+};
+pub use process::{free_port, redis_cli, until_stream_holds};
 pub use sentinel::TestSentinel;
 pub use shape::{Shape, Store};
 pub use standalone::{TestRedis, unique_prefix};

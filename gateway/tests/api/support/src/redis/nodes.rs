@@ -1,10 +1,15 @@
-//! Gateway nodes on a test Redis, and plain Redis clients beside them.
+//! Gateway nodes on a test Redis (one, or three sharing one Redis of either shape), and plain
+//! Redis clients beside them.
 
 use std::time::Duration;
 
-use crate::app::{TestApp, spawn_with};
+use shared::Topic;
+use shared::keys::KeyLayout;
 
-use super::standalone::TestRedis;
+use crate::app::{SseClient, TestApp, spawn_with};
+
+use super::shape::{Shape, Store};
+use super::standalone::{TestRedis, unique_prefix};
 
 /// A gateway node on `redis` with key prefix `prefix`.
 pub async fn spawn_node(redis: &TestRedis, prefix: &str) -> TestApp {
@@ -38,4 +43,57 @@ pub async fn redis_client_at(url: &str) -> fred::clients::Client {
     let client = fred::types::Builder::from_config(fred::types::config::Config::from_url(url).expect("url")).build().expect("client");
     client.init().await.expect("connect to redis");
     client
+}
+
+/// Three gateway nodes sharing one Redis (of either shape) under a key prefix of their own.
+#[derive(Debug)]
+pub struct Nodes {
+    pub store: Store,
+    pub prefix: String,
+    pub nodes: Vec<TestApp>,
+}
+
+pub async fn three_nodes(shape: Shape) -> Nodes {
+    three_nodes_with(shape, |_| {}).await
+}
+
+pub async fn three_nodes_with(shape: Shape, configure: impl Fn(&mut gateway::Config) + Copy) -> Nodes {
+    let store = Store::start(shape).await;
+    let prefix = unique_prefix();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(spawn_node_at(store.url(), &prefix, configure).await);
+    }
+    Nodes { store, prefix, nodes }
+}
+
+/// The stream key of `topic` under `prefix`, as the gateway lays it out.
+pub fn stream_key(prefix: &str, topic: &str) -> String {
+    KeyLayout::new(prefix).stream(&Topic::parse(topic).expect("topic"))
+}
+
+impl Nodes {
+    pub fn stream_key(&self, topic: &str) -> String {
+        stream_key(&self.prefix, topic)
+    }
+
+    pub fn live_channel(&self, topic: &str) -> String {
+        KeyLayout::new(&self.prefix).live(&Topic::parse(topic).expect("topic"))
+    }
+
+    /// A plain client of the same Redis, for publishing the way other services do.
+    pub async fn redis(&self) -> fred::clients::Client {
+        redis_client_at(self.store.url()).await
+    }
+
+    /// Two clients on each node, all following `topics`.
+    pub async fn clients(&self, topics: &[&str]) -> Vec<SseClient> {
+        let mut clients = Vec::new();
+        for node in &self.nodes {
+            for _ in 0..2 {
+                clients.push(node.subscribe(topics, None).await);
+            }
+        }
+        clients
+    }
 }

@@ -8,6 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
+use crate::wait::eventually;
+
 /// A loopback port for a server the test starts: free now, outside the range client sockets take
 /// theirs from (see `shared::ports`).
 pub fn free_port() -> u16 {
@@ -46,4 +48,16 @@ pub(super) async fn ping(port: u16) -> bool {
     }
     let mut buf = [0u8; 7];
     matches!(tokio::time::timeout(Duration::from_secs(1), s.read_exact(&mut buf)).await, Ok(Ok(_))) && &buf == b"+PONG\r\n"
+}
+
+/// Waits until the stream `key` on the server at `port` holds at least `n` entries: the
+/// publishers running beside the test got that far. Fails after 30 s, saying how many it holds
+/// (a node that never publishes again after a fault).
+pub async fn until_stream_holds(port: u16, key: &str, n: usize) {
+    eventually(format!("{n} entries in {key} on port {port}"), Duration::from_secs(30), async || {
+        // While the server restarts, redis-cli answers nothing: 0.
+        let len: usize = redis_cli(port, &["XLEN", key]).await.first().and_then(|l| l.parse().ok()).unwrap_or(0);
+        if len >= n { Ok(()) } else { Err(format!("it holds {len}")) }
+    })
+    .await;
 }
