@@ -14,12 +14,12 @@ use shared::sse::Item;
 
 use support::app::*;
 
-const RSA_PRIVATE: &[u8] = include_bytes!("support/fixtures/rsa_private.pem");
-const RSA_PUBLIC: &[u8] = include_bytes!("support/fixtures/rsa_public.pem");
-const EC_PRIVATE: &[u8] = include_bytes!("support/fixtures/ec_private.pem");
-const EC_PUBLIC: &[u8] = include_bytes!("support/fixtures/ec_public.pem");
-const ED_PRIVATE: &[u8] = include_bytes!("support/fixtures/ed_private.pem");
-const ED_PUBLIC: &[u8] = include_bytes!("support/fixtures/ed_public.pem");
+const RSA_PRIVATE: &[u8] = include_bytes!("fixtures/rsa_private.pem");
+const RSA_PUBLIC: &[u8] = include_bytes!("fixtures/rsa_public.pem");
+const EC_PRIVATE: &[u8] = include_bytes!("fixtures/ec_private.pem");
+const EC_PUBLIC: &[u8] = include_bytes!("fixtures/ec_public.pem");
+const ED_PRIVATE: &[u8] = include_bytes!("fixtures/ed_private.pem");
+const ED_PUBLIC: &[u8] = include_bytes!("fixtures/ed_public.pem");
 
 /// An HS256 token over arbitrary claims, signed with the test secret.
 fn hs256(claims: &impl serde::Serialize) -> String {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use support::app::*;
 use support::browser::*;
 use support::processes::*;
+use support::topology::*;
 use support::wait::Lazily;
 
 /// The demo URL node 1 printed at start ("Demo page: …"), with its tokens.

@@ -10,6 +10,7 @@ use shared::Claims;
 use support::app::*;
 use support::browser::*;
 use support::processes::*;
+use support::topology::*;
 use support::wait::Lazily;
 
 /// A stand-in identity provider: `GET /token` answers a fresh, hour-long token of `sub` for

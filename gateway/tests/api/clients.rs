@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use support::app::*;
 use support::e2e::*;
 use support::processes::*;
+use support::topology::*;
 use support::wait::Lazily;
 
 /// Longest a client may take to show what it is waiting for: the `eventsource` package waits

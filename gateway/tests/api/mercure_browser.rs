@@ -27,7 +27,7 @@ use serde_json::json;
 
 use support::app::*;
 use support::browser::*;
-use support::processes::*;
+use support::topology::*;
 
 /// The hub, on the page's (the balancer's) origin.
 const HUB: &str = "/.well-known/mercure";

@@ -12,6 +12,7 @@ use tokio::process::Command;
 use support::app::*;
 use support::processes::*;
 use support::redis::free_port;
+use support::topology::*;
 use support::wait::Lazily;
 
 /// (data, id) of each event.

@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use crate::app::WAIT;
 use crate::e2e::{CHROMIUM, Script, require_chromium, require_package};
-use crate::processes::{START, Topology, read_log};
+use crate::processes::{START, read_log};
+use crate::topology::Topology;
 use crate::wait::{Lazily, eventually};
 
 /// Longest a page may take to show what it is waiting for. Chromium reconnects after the

@@ -26,9 +26,9 @@ use tokio::task::JoinHandle;
 
 use crate::app::*;
 
-pub const RSA_PRIVATE: &[u8] = include_bytes!("../fixtures/rsa_private.pem");
-pub const EC_PRIVATE: &[u8] = include_bytes!("../fixtures/ec_private.pem");
-pub const ED_PRIVATE: &[u8] = include_bytes!("../fixtures/ed_private.pem");
+pub const RSA_PRIVATE: &[u8] = include_bytes!("../../fixtures/rsa_private.pem");
+pub const EC_PRIVATE: &[u8] = include_bytes!("../../fixtures/ec_private.pem");
+pub const ED_PRIVATE: &[u8] = include_bytes!("../../fixtures/ed_private.pem");
 
 /// A signing key of the test and the `kid` it is published under.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,6 @@
 //! What the gateway's integration tests share, apart from the suites: the app on a free port and
 //! the calls a client makes ([`app`]), event streams read through the `shared` parser ([`sse`],
-//! and [`wire`] for raw HTTP/1.x), real Redis shapes ([`redis`]), real processes ([`processes`],
+//! and [`wire`] for raw HTTP/1.x), real Redis shapes ([`redis`]), real processes ([`processes`], [`topology`],
 //! [`e2e`], [`browser`]), stand-ins for identity providers ([`jwks`]) and the network ([`cutter`]),
 //! and one way to wait for a condition ([`wait::eventually`]).
 //!
@@ -18,5 +18,6 @@ pub mod mercure;
 pub mod processes;
 pub mod redis;
 pub mod sse;
+pub mod topology;
 pub mod wait;
 pub mod wire;
