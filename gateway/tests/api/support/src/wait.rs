@@ -75,3 +75,25 @@ pub async fn eventually<O: Outcome>(what: impl Display, within: Duration, mut ch
         tokio::time::sleep(POLL).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn eventually_returns_what_the_check_yields_once_it_holds() {
+        let mut looks = 0;
+        let got = eventually("the third look", WAIT, async || {
+            looks += 1;
+            (looks == 3).then_some(looks)
+        })
+        .await;
+        assert_eq!(got, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    #[should_panic(expected = "waited 1s for the answer; last seen: 41")]
+    async fn eventually_fails_naming_what_it_waited_for_and_what_it_last_saw() {
+        eventually("the answer", Duration::from_secs(1), async || Err::<(), _>(41)).await;
+    }
+}
