@@ -174,10 +174,7 @@ async fn reconnects_racing_a_revocation_end_refused_or_revoked() {
         }));
     }
     // The revocation goes out while the racers hold streams and keep opening more.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while count(&nodes[0], "subject=alice").await["streams"].as_u64() < Some(2) {
-        assert!(tokio::time::Instant::now() < deadline, "the racers opened no streams");
-    }
+    eventually("the racers to open streams", WAIT, async || count(&nodes[0], "subject=alice").await["streams"].as_u64() >= Some(2)).await;
     let (status, answer) = disconnect(&nodes[0], json!({ "subject": "alice" })).await;
     assert_eq!((status, answer["nodes"].as_u64()), (200, Some(3)), "{answer}");
     assert_eq!(count(&nodes[0], "subject=alice").await["streams"], 0, "no stream survived the revocation");
