@@ -6,13 +6,7 @@
 //! going to an in-memory exporter through the gateway's own telemetry set-up. Tests run in
 //! parallel and share that exporter: each one looks only at the spans of its own topics.
 
-#[path = "api/helpers.rs"]
-mod helpers;
-#[path = "api/redis_support.rs"]
-mod redis_support;
-
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use fred::interfaces::StreamsInterface;
 use gateway::telemetry::{self, Logs, Telemetry};
@@ -23,8 +17,8 @@ use serde_json::json;
 use shared::Topic;
 use shared::keys::KeyLayout;
 
-use helpers::*;
-use redis_support::*;
+use support::app::*;
+use support::redis::*;
 
 struct Traces {
     exporter: InMemorySpanExporter,
@@ -69,14 +63,7 @@ async fn span(name: &str, key: &str, value: &str) -> SpanData {
 
 /// Waits until a span matching `pred` is exported, and returns it.
 async fn span_where(what: &str, pred: impl Fn(&SpanData) -> bool) -> SpanData {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(s) = finished().into_iter().find(&pred) {
-            return s;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(what, WAIT, async || finished().into_iter().find(&pred)).await
 }
 
 /// A topic no other test uses.

@@ -45,8 +45,12 @@ fn wait_for_port(port: u16) {
 
 fn redis() -> (Proc, String) {
     let port = free_port();
+    // Its directory is the temp dir, not the working directory (the source tree): nothing is saved,
+    // but whatever a server writes must not land there.
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(std::env::temp_dir())
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("this test needs redis-server on PATH (apt-get install redis-server): {e}"));

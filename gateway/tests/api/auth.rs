@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use shared::Claims;
 use shared::sse::Item;
 
-use super::helpers::*;
+use support::app::*;
 
 const RSA_PRIVATE: &[u8] = include_bytes!("fixtures/rsa_private.pem");
 const RSA_PUBLIC: &[u8] = include_bytes!("fixtures/rsa_public.pem");

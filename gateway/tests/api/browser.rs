@@ -9,156 +9,21 @@
 //! Needs Node.js 20+, `npm ci --prefix e2e`, Chromium at /usr/bin/chromium, and nginx.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
-use super::e2e::*;
-use super::helpers::*;
-use super::processes::*;
-
-/// Longest a page may take to show what it is waiting for. Chromium reconnects after the
-/// gateway's `retry:` (3 s plus up to 2 s of jitter by default).
-pub(super) const PAGE_WAIT: Duration = Duration::from_secs(20);
-/// How often the page is read while waiting: the resolution of the measured resume time.
-pub(super) const POLL: Duration = Duration::from_millis(50);
-
-/// One item of the page's event list.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub(super) struct PageEvent {
-    pub(super) id: String,
-    pub(super) event: String,
-    pub(super) data: String,
-}
-
-/// What the page shows.
-#[derive(Debug, Deserialize)]
-pub(super) struct PageView {
-    pub(super) state: String,
-    count: usize,
-    /// Tokens the page refreshed in band.
-    pub(super) refreshes: usize,
-    pub(super) events: Vec<PageEvent>,
-}
-
-/// One HTTP request the page made, as it left the browser.
-#[derive(Debug, Deserialize)]
-pub(super) struct PageRequest {
-    pub(super) method: String,
-    pub(super) url: String,
-}
-
-/// The demo page open in Chromium.
-pub(super) struct Page(pub(super) Script);
-
-impl Page {
-    pub(super) async fn open(url: &str, log_dir: &Path) -> Self {
-        require_browser();
-        let mut script = Script::spawn("browser.mjs", &[("PAGE_URL", url), ("CHROMIUM", CHROMIUM)], log_dir);
-        let ready = script.next(START).await;
-        assert_eq!(ready["kind"], "ready", "{ready}");
-        Self(script)
-    }
-
-    pub(super) async fn view(&mut self) -> PageView {
-        self.0.send("events").await;
-        let v = self.0.next(WAIT).await;
-        assert_eq!(v["kind"], "events", "{v}");
-        serde_json::from_value(v).expect("a page view")
-    }
-
-    pub(super) async fn requests(&mut self) -> Vec<PageRequest> {
-        self.0.send("requests").await;
-        let v = self.0.next(WAIT).await;
-        assert_eq!(v["kind"], "requests", "{v}");
-        serde_json::from_value(v["requests"].clone()).expect("the page's requests")
-    }
-
-    /// Asserts that none of `tokens` travelled in a URL the page requested, and that it opened
-    /// at least `streams` event streams, each with a ticket of its own, each after the first
-    /// resuming with `lastEventId`, each ticket got from `POST /tickets`.
-    async fn assert_streams_opened_with_tickets(&mut self, tokens: &[&str], streams: usize) {
-        let requests = self.requests().await;
-        for r in &requests {
-            // What goes over the wire: a fragment never does.
-            let sent = r.url.split('#').next().unwrap_or_default();
-            assert!(!sent.contains("access_token") && !sent.contains("publish_token"), "a token parameter in {} {sent}", r.method);
-            for token in tokens {
-                let signature = token.rsplit('.').next().expect("a JWT");
-                assert!(!sent.contains(signature), "a token in the URL of {} {sent}", r.method);
-            }
-        }
-        let opened: Vec<HashMap<String, String>> = requests
-            .iter()
-            .filter(|r| r.method == "GET" && r.url.contains("/events?"))
-            .map(|r| form_urlencoded::parse(r.url.split_once('?').expect("a query").1.as_bytes()).into_owned().collect())
-            .collect();
-        assert!(opened.len() >= streams, "the page opened {} streams, expected at least {streams}: {requests:#?}", opened.len());
-        let mut tickets: Vec<&str> = opened.iter().map(|q| q.get("ticket").expect("every stream opened with a ticket").as_str()).collect();
-        assert!(opened.iter().skip(1).all(|q| q.contains_key("lastEventId")), "every later stream resumes: {opened:#?}");
-        tickets.sort_unstable();
-        tickets.dedup();
-        assert_eq!(tickets.len(), opened.len(), "a new ticket for each stream");
-        let issued = requests.iter().filter(|r| r.method == "POST" && r.url.ends_with("/tickets")).count();
-        assert!(issued >= opened.len(), "{issued} tickets asked for, {} streams opened", opened.len());
-    }
-
-    /// Reads the page until it lists `n` events (failing if it lists more, or not in time).
-    pub(super) async fn wait_for(&mut self, n: usize, t: &Topology) -> PageView {
-        let deadline = Instant::now() + PAGE_WAIT;
-        loop {
-            let view = self.view().await;
-            assert!(view.events.len() <= n, "the page shows more than the {n} events published: {:#?}", view.events);
-            if view.events.len() == n {
-                return view;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the page shows {} of {n} events after {PAGE_WAIT:?} (state {}): {:#?}\nbrowser:\n{}\n{}",
-                view.events.len(),
-                view.state,
-                view.events,
-                self.0.stderr(),
-                t.logs()
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Reads the page until it shows an event beyond the first `n`; returns when it did.
-    async fn first_beyond(&mut self, n: usize, t: &Topology) -> Instant {
-        let deadline = Instant::now() + PAGE_WAIT;
-        loop {
-            if self.view().await.events.len() > n {
-                return Instant::now();
-            }
-            assert!(Instant::now() < deadline, "the page resumed nothing in {PAGE_WAIT:?}\nbrowser:\n{}\n{}", self.0.stderr(), t.logs());
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    pub(super) async fn close(self) {
-        self.0.close().await;
-    }
-}
-
-/// Node.js, playwright-core and Chromium: checked before anything starts.
-pub(super) fn require_browser() {
-    require_package("playwright-core");
-    require_chromium();
-}
+use support::app::*;
+use support::browser::*;
+use support::processes::*;
+use support::topology::*;
+use support::wait::Lazily;
 
 /// The demo URL node 1 printed at start ("Demo page: …"), with its tokens.
 async fn printed_demo_url(t: &Topology) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(line) = read_log(&t.nodes[0].log).lines().find(|l| l.contains("Demo page:")) {
-            return line.split_whitespace().last().expect("the demo URL").to_owned();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no demo banner:\n{}", t.logs());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let line = eventually(Lazily(|| format!("the demo banner:\n{}", t.logs())), WAIT, async || {
+        read_log(&t.nodes[0].log).lines().find(|l| l.contains("Demo page:")).map(str::to_owned)
+    })
+    .await;
+    line.split_whitespace().last().expect("the demo URL").to_owned()
 }
 
 /// The nodes still running.
@@ -190,11 +55,7 @@ async fn the_demo_page_in_chromium_shows_events_and_resumes_every_missed_event_o
         form_urlencoded::parse(url.split_once('#').expect("a fragment").1.as_bytes()).into_owned().collect();
     let tokens = [fragment["access_token"].as_str(), fragment["publish_token"].as_str()];
     let mut page = Page::open(&url, &t.dir.0).await;
-    let deadline = Instant::now() + PAGE_WAIT;
-    while page.view().await.state != "open" {
-        assert!(Instant::now() < deadline, "the page's EventSource did not open\nbrowser:\n{}\n{}", page.0.stderr(), t.logs());
-        tokio::time::sleep(POLL).await;
-    }
+    page.wait_open(&t).await;
 
     // Live: published on each node in turn, each shown by the page.
     let mut published = Vec::new();
@@ -250,11 +111,7 @@ async fn a_page_following_three_topics_shows_each_topics_events_once_in_order_ac
     let bearer = token(&topics, &[]);
     let url = t.url(&format!("/#{query}access_token={bearer}"));
     let mut page = Page::open(&url, &t.dir.0).await;
-    let deadline = Instant::now() + PAGE_WAIT;
-    while page.view().await.state != "open" {
-        assert!(Instant::now() < deadline, "the page's EventSource did not open\nbrowser:\n{}\n{}", page.0.stderr(), t.logs());
-        tokio::time::sleep(POLL).await;
-    }
+    page.wait_open(&t).await;
 
     // Interleaved across topics and nodes.
     let mut published: HashMap<&str, Vec<String>> = HashMap::new();

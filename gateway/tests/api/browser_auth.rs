@@ -3,15 +3,15 @@
 //! one stream past the first token's expiry, and an administrator's revocation ends the stream
 //! with `gateway.revoked` (and the page does not come back).
 
-use std::time::Instant;
-
 use axum::http::header;
 use serde_json::json;
 use shared::Claims;
 
-use super::browser::*;
-use super::helpers::*;
-use super::processes::*;
+use support::app::*;
+use support::browser::*;
+use support::processes::*;
+use support::topology::*;
+use support::wait::Lazily;
 
 /// A stand-in identity provider: `GET /token` answers a fresh, hour-long token of `sub` for
 /// `topic`, readable from the page's origin (the balancer's). Stops when dropped.
@@ -48,22 +48,13 @@ impl Drop for TokenIssuer {
 
 /// Reads the page until `done` holds for what it shows.
 async fn until(page: &mut Page, t: &Topology, what: &str, done: impl Fn(&PageView) -> bool) -> PageView {
-    let deadline = Instant::now() + PAGE_WAIT;
-    loop {
+    let stderr = page.0.stderr_path().to_owned();
+    let what = Lazily(|| format!("the page: it {what}\nbrowser:\n{}\n{}", read_log(&stderr), t.logs()));
+    eventually(what, PAGE_WAIT, async || {
         let view = page.view().await;
-        if done(&view) {
-            return view;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the page never {what} (state {}, {:?})\nbrowser:\n{}\n{}",
-            view.state,
-            view.events,
-            page.0.stderr(),
-            t.logs()
-        );
-        tokio::time::sleep(POLL).await;
-    }
+        if done(&view) { Ok(view) } else { Err(format!("state {}, {:?}", view.state, view.events)) }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -82,7 +73,7 @@ async fn the_demo_page_refreshes_its_token_in_band_past_its_expiry_and_a_revocat
     // The token lives less than the refresh window: the stream offers a refresh at once, and the
     // page presents a token from the issuer.
     until(&mut page, &t, "refreshed its token", |v| v.state == "open" && v.refreshes >= 1).await;
-    super::control_support::past(exp).await;
+    support::control::past(exp).await;
     t.publish_on(1, topic, "after the first token").await;
     let view = page.wait_for(1, &t).await;
     assert_eq!((view.events[0].data.as_str(), view.state.as_str()), ("after the first token", "open"));

@@ -15,9 +15,11 @@ use reqwest_eventsource::{Event, EventSource, retry::Constant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::e2e::*;
-use super::helpers::*;
-use super::processes::*;
+use support::app::*;
+use support::e2e::*;
+use support::processes::*;
+use support::topology::*;
+use support::wait::Lazily;
 
 /// Longest a client may take to show what it is waiting for: the `eventsource` package waits
 /// for the gateway's `retry:` (3 s plus up to 2 s of jitter by default) before reconnecting.
@@ -131,21 +133,12 @@ impl Follower {
 
     /// Waits until the client has `n` events.
     async fn wait_for(&self, n: usize, t: &Topology) {
-        let deadline = Instant::now() + CLIENT_WAIT;
-        loop {
-            if self.events().len() >= n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} has {} of {n} events after {CLIENT_WAIT:?}: {:#?}\n{}",
-                self.name,
-                self.events().len(),
-                self.received.lock().expect("lock"),
-                t.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = Lazily(|| format!("{} to have {n} events: {:#?}\n{}", self.name, self.received.lock().expect("lock"), t.logs()));
+        eventually(what, CLIENT_WAIT, async || {
+            let has = self.events().len();
+            if has >= n { Ok(()) } else { Err(format!("{has} of {n}")) }
+        })
+        .await;
     }
 
     /// How long after `since` the first event arrived.
@@ -172,15 +165,11 @@ async fn holders(t: &Topology) -> Vec<usize> {
 
 /// Waits until `n` streams are open across the nodes.
 async fn wait_streams(t: &Topology, n: f64) {
-    let deadline = Instant::now() + CLIENT_WAIT;
-    loop {
+    eventually(Lazily(|| format!("{n} streams open\n{}", t.logs())), CLIENT_WAIT, async || {
         let open = t.streams_per_node().await;
-        if open.iter().sum::<f64>() == n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "expected {n} streams open, found {open:?}\n{}", t.logs());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if open.iter().sum::<f64>() == n { Ok(()) } else { Err(format!("streams per node: {open:?}")) }
+    })
+    .await;
 }
 
 /// Publishes `n` events named `{label}-{i}` on the running nodes in turn; asserts that no stream

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::helpers::*;
+use support::app::*;
 
 #[tokio::test]
 async fn payloads_with_line_breaks_and_field_lookalikes_round_trip() {

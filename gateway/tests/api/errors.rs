@@ -6,7 +6,7 @@ use std::time::Duration;
 use gateway::stats::Stats;
 use serde_json::{Value, json};
 
-use super::helpers::*;
+use support::app::*;
 
 /// Asserts the status and the `error` code of a JSON error body; returns the body.
 async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> Value {

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use shared::Topic;
 use shared::keys::KeyLayout;
 
-use super::helpers::*;
-use super::redis_support::*;
+use support::app::*;
+use support::redis::*;
 
 /// The history's age in these tests (the configuration's minimum is 1 s).
 const AGE: Duration = Duration::from_secs(2);
@@ -81,15 +81,7 @@ impl Deployment {
 
     /// Polls until `key` is gone (each poll also makes Redis delete it if it is due).
     async fn wait_gone(&self, key: &str) {
-        wait_for(&format!("{key} to expire"), || async { !self.exists(key).await }).await;
-    }
-}
-
-async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
-    let deadline = tokio::time::Instant::now() + EXPIRY_BOUND;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "waited {EXPIRY_BOUND:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        eventually(&format!("{key} to expire"), EXPIRY_BOUND, || async { !self.exists(key).await }).await;
     }
 }
 
@@ -99,7 +91,7 @@ async fn every_key_a_gateway_writes_gets_an_expiry_and_is_gone_after_it(shape: S
     let batch = json!([{ "topic": "a", "data": "1" }, { "topic": "b", "data": "2" }, { "topic": "a", "data": "3" }]);
     assert_eq!(node.publish_raw(batch).await.status(), 200);
     let clock = d.stream_key(node.state.config.clock_topic.as_str());
-    wait_for("the clock's first tick", || d.exists(&clock)).await;
+    eventually("the clock's first tick", EXPIRY_BOUND, || d.exists(&clock)).await;
     // A ticket left unused, and one used (its tombstone).
     for used in [false, true] {
         let resp = node.client.post(node.url("/tickets")).bearer_auth(token(&["solo"], &[])).send().await.expect("POST /tickets");
@@ -128,7 +120,7 @@ async fn every_key_a_gateway_writes_gets_an_expiry_and_is_gone_after_it(shape: S
         assert!(ttl > 0 || ttl == -2, "{key} would live for ever (PTTL {ttl})");
     }
     node.shutdown().await;
-    wait_for("every key under the prefix to expire", || async { d.keys().await.is_empty() }).await;
+    eventually("every key under the prefix to expire", EXPIRY_BOUND, || async { d.keys().await.is_empty() }).await;
 }
 
 /// The lost signal's `after` and `resumed_from`.
@@ -240,10 +232,13 @@ async fn idle_topics_leave_the_embedded_bus_and_its_fan_out() {
         drop(clients);
     }
     let held = || async { (app.state.bus.held_topics().expect("counted"), app.state.fanout.topic_count()) };
-    wait_for("the embedded bus and the fan-out to hold only what they held at the start", || async { held().await == baseline }).await;
+    eventually("the embedded bus and the fan-out to hold only what they held at the start", EXPIRY_BOUND, || async {
+        held().await == baseline
+    })
+    .await;
     let first = app.publish("again", "1").await;
     app.publish("again", "2").await;
-    wait_for("the topic to be dropped", || async { app.state.bus.held_topics() == Some(baseline.0) }).await;
+    eventually("the topic to be dropped", EXPIRY_BOUND, || async { app.state.bus.held_topics() == Some(baseline.0) }).await;
     let mut s = app.subscribe(&["again"], Some(&first)).await;
     assert_eq!(lost_info(&s.next_event().await), (first, Value::Null));
 }

@@ -3,7 +3,7 @@
 
 use std::process::Output;
 
-use super::helpers::*;
+use support::app::*;
 
 /// Runs `gateway healthcheck` with only `GATEWAY_LISTEN_ADDR` set, as in the server's container.
 async fn healthcheck(listen_addr: &str) -> Output {

@@ -8,9 +8,9 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-use super::helpers::*;
-use super::jwks_support::*;
-use super::processes::{Node, Scratch, read_log};
+use support::app::*;
+use support::jwks::*;
+use support::processes::{Node, Scratch, read_log};
 
 /// An hour: no refresh but the first one an unknown `kid` triggers happens during a test.
 const HOUR: Duration = Duration::from_secs(3600);
@@ -138,7 +138,7 @@ async fn an_unreachable_jwks_at_start_leaves_the_node_unready_until_it_answers()
     assert_eq!(app.metrics().await.value("sse_gateway_jwks_failing"), 1.0);
 
     let _idp = TestIdp::start_at(addr, Answer::Keys(vec![RSA.jwk()], None)).await;
-    wait_until("/readyz to answer 200 once the identity provider is up", || async { readyz(&app).await.0 == 200 }).await;
+    eventually("/readyz to answer 200 once the identity provider is up", WAIT, || async { readyz(&app).await.0 == 200 }).await;
     assert_eq!(try_token(&app, &RSA.token()).await, (200, String::new()));
     assert_eq!(app.metrics().await.value("sse_gateway_jwks_failing"), 0.0);
 }
@@ -178,14 +178,16 @@ async fn the_jwks_is_refetched_when_its_cache_lifetime_ends_and_a_failing_provid
     assert_eq!(try_token(&app, &EC.token()).await, (200, String::new()));
 
     idp.set(Answer::Status(500));
-    wait_until("the failed refetch to show in jwks_failing", || async { app.metrics().await.value("sse_gateway_jwks_failing") == 1.0 })
-        .await;
+    eventually("the failed refetch to show in jwks_failing", WAIT, || async {
+        app.metrics().await.value("sse_gateway_jwks_failing") == 1.0
+    })
+    .await;
     assert_eq!(readyz(&app).await, (200, "ready".into()), "a node that had keys stays ready");
     assert_eq!(try_token(&app, &EC.token()).await, (200, String::new()), "the last good keys stay in use");
     assert_eq!(try_token(&app, &ED.token()).await, (401, "unknown_key".into()));
 
     idp.set(Answer::Keys(vec![RSA.jwk()], Some("public, max-age=0")));
-    wait_until("a scheduled refetch to drop the removed EC key", || async { try_token(&app, &EC.token()).await.0 == 401 }).await;
+    eventually("a scheduled refetch to drop the removed EC key", WAIT, || async { try_token(&app, &EC.token()).await.0 == 401 }).await;
     assert_eq!(try_token(&app, &EC.token()).await, (401, "unknown_key".into()));
     assert_eq!(try_token(&app, &RSA.token()).await, (200, String::new()));
     assert_eq!(app.metrics().await.value("sse_gateway_jwks_failing"), 0.0);
@@ -223,7 +225,7 @@ async fn jwks_tokens_never_appear_in_logs() {
     }
     // The provider fails; unknown kids keep coming until a fetch has failed.
     idp.set(Answer::Status(500));
-    wait_until("a failed JWKS fetch", || async {
+    eventually("a failed JWKS fetch", WAIT, || async {
         send(&bogus_kid).await;
         node.metrics(&client).await.value(r#"sse_gateway_jwks_fetches_total{result="error"}"#) >= 1.0
     })

@@ -17,9 +17,9 @@ use gateway::stats::Stats;
 use serde_json::{Value, json};
 use shared::sse::Item;
 
-use super::helpers::*;
-use super::mercure_support::{HUB, legacy_token, publish_update, spawn_hub};
-use super::wire_support::{RawStream, Wire};
+use support::app::*;
+use support::mercure::{HUB, legacy_token, publish_update, spawn_hub};
+use support::wire::{RawStream, Wire};
 
 /// Streams held at once by the idle-streams test: thousands, and still well within a minute on a
 /// debug build sharing two cores with other tests.
@@ -37,15 +37,11 @@ fn streams(app: &TestApp) -> (u64, u64) {
 
 /// Polls until `done` holds; fails after `within` with `what` and the last `streams` seen.
 async fn until(app: &TestApp, within: Duration, what: &str, done: impl Fn((u64, u64)) -> bool) {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
+    eventually(what, within, async || {
         let now = streams(app);
-        if done(now) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "waited {within:?} for {what}; (open, lean) streams: {now:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        if done(now) { Ok(()) } else { Err(format!("(open, lean) streams: {now:?}")) }
+    })
+    .await;
 }
 
 /// A `GET /events?topic=…` head with a token for that topic and `extra` header lines (each

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::helpers::*;
+use support::app::*;
 
 /// Opens a stream on "t" with a token for `subject`.
 async fn open(app: &TestApp, subject: &str) -> reqwest::Response {
@@ -31,16 +31,15 @@ async fn a_subject_over_its_limit_gets_429_and_others_are_unaffected() {
 
     // Closing one of alice's streams gives her place back once the node notices (heartbeat).
     drop(a1);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually("the closed stream's place to come back", WAIT, async || {
         let again = open(&app, "alice").await;
         if again.status() == 200 {
-            break;
+            return true;
         }
         assert_eq!(again.status(), 429);
-        assert!(tokio::time::Instant::now() < deadline, "the closed stream's place never came back");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        false
+    })
+    .await;
     let m = app.metrics().await;
     assert!(m.value(r#"sse_gateway_connections_closed_total{reason="limit"}"#) >= 1.0, "{}", m.0);
     drop(a2);

@@ -4,9 +4,9 @@
 use gateway::mercure::version::Protocol;
 use shared::sse::Item;
 
-use super::control_support::{disconnect, revoked_event};
-use super::helpers::*;
-use super::mercure_support::*;
+use support::app::*;
+use support::control::{disconnect, revoked_event};
+use support::mercure::*;
 
 const MULTI_LINE: &str = "data for\n\n        raw string";
 

@@ -25,9 +25,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::browser::*;
-use super::helpers::*;
-use super::processes::*;
+use support::app::*;
+use support::browser::*;
+use support::topology::*;
 
 /// The hub, on the page's (the balancer's) origin.
 const HUB: &str = "/.well-known/mercure";

@@ -5,9 +5,9 @@
 use gateway::mercure::version::Protocol;
 use shared::Topic;
 
-use super::helpers::*;
-use super::mercure_support::*;
-use super::redis_support::*;
+use support::app::*;
+use support::mercure::*;
+use support::redis::*;
 
 async fn nodes(redis: &TestRedis, protocol: Protocol) -> Vec<TestApp> {
     let prefix = unique_prefix();
@@ -21,7 +21,7 @@ async fn nodes(redis: &TestRedis, protocol: Protocol) -> Vec<TestApp> {
 #[tokio::test]
 async fn updates_cross_nodes_once_in_order_and_resume_on_any_node() {
     let redis = TestRedis::start().await;
-    let [a, b, c]: [TestApp; 3] = nodes(&redis, Protocol::Legacy).await.try_into().ok().expect("three nodes");
+    let [a, b, c]: [TestApp; 3] = nodes(&redis, Protocol::Legacy).await.try_into().expect("three nodes");
     let token = legacy_token(&["*"], &[]);
     let mut sub = subscribe_hub(a.client.get(hub_url(&a.base, &[("topic", "books/{id}")]))).await;
     let mut ids = Vec::new();

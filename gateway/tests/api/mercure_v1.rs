@@ -5,9 +5,9 @@
 use gateway::mercure::version::Protocol;
 use serde_json::json;
 
-use super::helpers::*;
-use super::jwks_support::*;
-use super::mercure_support::*;
+use support::app::*;
+use support::jwks::*;
+use support::mercure::*;
 
 const MULTI_LINE: &str = "data for\n\n        URL pattern";
 

@@ -1,13 +1,11 @@
 //! `GET /metrics`: what an operator scrapes, checked against what the test did.
 
-use std::time::Duration;
-
 use fred::interfaces::{PubsubInterface, StreamsInterface};
 use shared::Topic;
 use shared::keys::KeyLayout;
 
-use super::helpers::*;
-use super::redis_support::*;
+use support::app::*;
+use support::redis::*;
 
 #[tokio::test]
 async fn metrics_count_streams_events_resumptions_and_refused_tokens() {
@@ -41,18 +39,14 @@ async fn metrics_count_streams_events_resumptions_and_refused_tokens() {
     // A client that leaves is counted as gone once the node notices (its next write).
     drop(first);
     drop(resumed);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let m = eventually("the closed streams to be counted", WAIT, async || {
         app.publish("m", "nudge").await;
         let m = app.metrics().await;
-        if m.value(r#"sse_gateway_connections_closed_total{reason="client_gone"}"#) == 2.0 {
-            assert_eq!(m.value("sse_gateway_connections_open"), 0.0);
-            assert!(m.value("sse_gateway_bytes_written_total") > written);
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the closed streams were not counted: {}", m.0);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if m.value(r#"sse_gateway_connections_closed_total{reason="client_gone"}"#) == 2.0 { Ok(m) } else { Err(m.0) }
+    })
+    .await;
+    assert_eq!(m.value("sse_gateway_connections_open"), 0.0);
+    assert!(m.value("sse_gateway_bytes_written_total") > written);
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@
 use serde_json::json;
 use shared::Claims;
 
-use super::helpers::*;
-use super::redis_support::*;
+use support::app::*;
+use support::redis::*;
 
 /// A token of `sub` that may follow and publish `user.{sub}.*`.
 fn personal_token(sub: &str) -> String {

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use shared::Topic;
 use shared::keys::KeyLayout;
 
-use super::helpers::*;
-use super::redis_support::*;
+use support::app::*;
+use support::redis::*;
 
 #[tokio::test]
 async fn a_stream_key_of_another_type_is_502_bad_store_reply_and_set_aside_while_other_topics_flow_in_order() {

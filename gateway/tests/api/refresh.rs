@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde_json::Value;
 use shared::sse::Item;
 
-use super::control_support::*;
-use super::helpers::*;
-use super::redis_support::*;
+use support::app::*;
+use support::control::*;
+use support::redis::*;
 
 /// No leeway, so that a stream ends exactly at its token's `exp`.
 fn exact_expiry(c: &mut gateway::Config) {
@@ -110,7 +110,7 @@ async fn a_fresh_token_that_is_not_good_enough_leaves_the_stream_to_end_at_its_e
 /// either format (a gateway process at `RUST_LOG=debug`, as `surface::tokens_never_appear_in_logs`).
 #[tokio::test]
 async fn refresh_and_admin_tokens_never_appear_in_logs() {
-    use super::processes::{Node, Scratch, read_log};
+    use support::processes::{Node, Scratch, read_log};
     let dir = Scratch::new("control-logs");
     let client = reqwest::Client::builder().no_proxy().timeout(WAIT).build().expect("client");
     for (index, format) in ["text", "json"].into_iter().enumerate() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::helpers::*;
+use support::app::*;
 
 #[tokio::test]
 async fn a_single_topic_client_resumes_exactly_after_its_last_event() {

@@ -3,14 +3,12 @@
 //! the revocation stands; `GET /admin/streams` counts across nodes. Authorized by the admin
 //! claim only.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
-use super::control_support::*;
-use super::cutter::Cutter;
-use super::helpers::*;
-use super::redis_support::*;
+use support::app::*;
+use support::control::*;
+use support::cutter::Cutter;
+use support::redis::*;
 
 async fn three_nodes(redis: &TestRedis) -> Vec<TestApp> {
     let prefix = unique_prefix();
@@ -76,11 +74,7 @@ async fn a_token_revoked_by_its_jti_is_refused_until_the_revocation_lapses_while
     app.publish("t", "for the other token").await;
     assert_eq!(other.next_event().await.data, "for the other token");
     // One second later the revocation has lapsed.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while open(&app, &["t"], &user_token("alice", "leaked")).await.status() != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "the revocation never lapsed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the revocation to lapse", WAIT, async || open(&app, &["t"], &user_token("alice", "leaked")).await.status() == 200).await;
 }
 
 #[tokio::test]
@@ -180,10 +174,7 @@ async fn reconnects_racing_a_revocation_end_refused_or_revoked() {
         }));
     }
     // The revocation goes out while the racers hold streams and keep opening more.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while count(&nodes[0], "subject=alice").await["streams"].as_u64() < Some(2) {
-        assert!(tokio::time::Instant::now() < deadline, "the racers opened no streams");
-    }
+    eventually("the racers to open streams", WAIT, async || count(&nodes[0], "subject=alice").await["streams"].as_u64() >= Some(2)).await;
     let (status, answer) = disconnect(&nodes[0], json!({ "subject": "alice" })).await;
     assert_eq!((status, answer["nodes"].as_u64()), (200, Some(3)), "{answer}");
     assert_eq!(count(&nodes[0], "subject=alice").await["streams"], 0, "no stream survived the revocation");

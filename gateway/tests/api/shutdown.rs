@@ -9,7 +9,7 @@ use gateway::{App, Config};
 use shared::sse::Item;
 use tower::ServiceExt;
 
-use super::helpers::*;
+use support::app::*;
 
 #[tokio::test]
 async fn open_streams_get_a_last_retry_and_end_within_the_grace() {

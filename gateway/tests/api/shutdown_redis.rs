@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::redis_support::*;
+use support::redis::*;
 
 #[tokio::test]
 async fn a_node_whose_redis_is_gone_stops_within_the_tasks_grace_not_the_command_timeout() {

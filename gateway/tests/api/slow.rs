@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::helpers::*;
+use support::app::*;
 
 /// A raw client with a small receive buffer that sends the request and never reads a byte.
 async fn stalled_client(app: &TestApp, topic: &str) -> TcpStream {
@@ -24,11 +24,7 @@ async fn stalled_client(app: &TestApp, topic: &str) -> TcpStream {
 }
 
 async fn wait_for_open_connections(app: &TestApp, n: u64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while Stats::get(&app.stats().connections_open) != n {
-        assert!(tokio::time::Instant::now() < deadline, "expected {n} open connections");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(format!("{n} open connections"), WAIT, async || Stats::get(&app.stats().connections_open) == n).await;
 }
 
 /// Publishes 64 KiB events in batches until the stalled client is gone, checking that a fast

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use shared::sse::Item;
 
-use super::helpers::*;
+use support::app::*;
 
 #[tokio::test]
 async fn a_stream_opens_with_sse_headers_and_a_retry_field() {
@@ -106,13 +106,15 @@ async fn the_fanout_holds_one_entry_per_topic_and_releases_it() {
     drop(a);
     drop(b);
     // The server notices the closed connections when it next writes; a heartbeat-free publish does it.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !app.state.fanout.active_topics().is_empty() {
+    eventually("the entries to be released", WAIT, async || {
+        if app.state.fanout.active_topics().is_empty() {
+            return true;
+        }
         app.publish("shared", "poke").await;
         app.publish("only-a", "poke").await;
-        assert!(tokio::time::Instant::now() < deadline, "entries were not released");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        false
+    })
+    .await;
     assert_eq!(gateway::stats::Stats::get(&app.stats().connections_open), 0);
 }
 

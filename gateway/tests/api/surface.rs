@@ -6,8 +6,8 @@ use std::time::Duration;
 use gateway::{App, Config};
 use shared::sse::Item;
 
-use super::helpers::*;
-use super::processes::{Node, Scratch, read_log};
+use support::app::*;
+use support::processes::{Node, Scratch, read_log};
 
 #[tokio::test]
 async fn cors_allows_listed_origins_with_credentials_and_no_others() {

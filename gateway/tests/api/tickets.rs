@@ -14,8 +14,8 @@ use gateway::stats::Stats;
 use serde_json::{Value, json};
 use shared::Claims;
 
-use super::helpers::*;
-use super::redis_support::*;
+use support::app::*;
+use support::redis::*;
 
 on_every_shape!(a_ticket_issued_on_one_node_opens_a_stream_on_another_once_and_only_once);
 
@@ -25,11 +25,7 @@ fn now_ms() -> u64 {
 
 /// Polls the wall clock until it is past `ms`.
 async fn wait_until_past(ms: u64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while now_ms() <= ms {
-        assert!(tokio::time::Instant::now() < deadline, "the clock did not pass {ms} within {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(format!("the clock to pass {ms}"), WAIT, async || now_ms() > ms).await;
 }
 
 /// `POST /tickets` with `bearer` in the Authorization header and an optional JSON body.
@@ -215,16 +211,9 @@ async fn a_ticket_from_another_deployment_is_ticket_foreign() {
     }
 }
 
-/// Polls `check` until it holds. The deployment tag is refreshed every 10 s: the bound leaves
-/// room for two refreshes on a busy machine.
-async fn poll_until<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
-    let bound = Duration::from_secs(30);
-    let deadline = tokio::time::Instant::now() + bound;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "waited {bound:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+/// How long to wait for the deployment tag: it is refreshed every 10 s, and the bound leaves room
+/// for two refreshes on a busy machine.
+const TAG_BOUND: Duration = Duration::from_secs(30);
 
 /// A ticket string as the gateway writes them, with a deployment tag and expiry of our choosing.
 fn forge(deployment: &str, expires_ms: u64) -> String {
@@ -341,15 +330,20 @@ async fn the_deployment_tag_comes_back_when_its_key_is_lost_and_nodes_adopt_the_
     assert!(ticket(&nodes[0], &bearer).await.starts_with(&format!("{tag}.")));
 
     let _: i64 = client.del(&key).await.expect("DEL");
-    poll_until("the tag to be written back", || async { client.get::<Option<String>, _>(&key).await.expect("GET") == Some(tag.clone()) })
-        .await;
+    eventually("the tag to be written back", TAG_BOUND, || async {
+        client.get::<Option<String>, _>(&key).await.expect("GET") == Some(tag.clone())
+    })
+    .await;
     let t = ticket(&nodes[0], &bearer).await;
     stream(open(&nodes[1], &["t"], &t).await).await;
 
     let other = "BBBBBBBBBBBB";
     let _: () = client.set(&key, other, None, None, false).await.expect("SET");
     for node in &nodes {
-        poll_until("the node to adopt the stored tag", || async { ticket(node, &bearer).await.starts_with(&format!("{other}.")) }).await;
+        eventually("the node to adopt the stored tag", TAG_BOUND, || async {
+            ticket(node, &bearer).await.starts_with(&format!("{other}."))
+        })
+        .await;
     }
     let t = ticket(&nodes[1], &bearer).await;
     stream(open(&nodes[0], &["t"], &t).await).await;

@@ -9,9 +9,11 @@ use std::time::Duration;
 use shared::sse::ParsedEvent;
 use tokio::process::Command;
 
-use super::helpers::*;
-use super::processes::*;
-use super::redis_support::free_port;
+use support::app::*;
+use support::processes::*;
+use support::redis::free_port;
+use support::topology::*;
+use support::wait::Lazily;
 
 /// (data, id) of each event.
 fn data_and_ids(events: &[ParsedEvent]) -> Vec<(String, String)> {
@@ -97,14 +99,7 @@ async fn through_the_balancer_every_event_arrives_once_in_order_and_a_client_res
 async fn the_printed_demo_url_works_through_the_balancer_whichever_node_serves_it() {
     let t = Topology::start().await;
     let banner_line = |log: &Path| read_log(log).lines().find(|l| l.contains("Demo page:")).map(str::to_owned);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let line = loop {
-        if let Some(line) = banner_line(&t.nodes[0].log) {
-            break line;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no demo banner:\n{}", t.logs());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let line = eventually(Lazily(|| format!("the demo banner:\n{}", t.logs())), WAIT, async || banner_line(&t.nodes[0].log)).await;
     let url = line.split_whitespace().last().expect("the demo URL").to_owned();
     assert!(url.starts_with(&t.url("/#topic=")), "the banner names the balancer's URL (GATEWAY_PUBLIC_URL): {url}");
     let page = t.client.get(&url).send().await.expect("demo page");

@@ -1,25 +1,23 @@
 //! Spawning the app and talking to it. Every await that waits on the server has a timeout so a
 //! broken stream fails the test instead of hanging it.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures::StreamExt;
-use futures::stream::BoxStream;
 use gateway::state::AppState;
 use gateway::{App, Config};
 use serde_json::{Value, json};
-use shared::sse::{Item, ParsedEvent, Parser};
+use shared::sse::ParsedEvent;
 use shared::{Claims, TopicPattern};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
-/// How long any single wait on the server may take before the test fails.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use crate::sse::SseClient;
+pub use crate::wait::{WAIT, eventually};
 
+pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+#[derive(Debug)]
 pub struct TestApp {
     pub addr: SocketAddr,
     /// The admin listener, when `metrics_addr` is configured.
@@ -140,115 +138,6 @@ impl TestApp {
         let content_type = r.headers()[reqwest::header::CONTENT_TYPE].to_str().expect("ascii").to_owned();
         assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
         Metrics(r.text().await.expect("metrics body"))
-    }
-}
-
-/// A streaming SSE response read through the `shared` parser.
-pub struct SseClient {
-    pub status: reqwest::StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    body: BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    parser: Parser,
-    items: std::collections::VecDeque<Item>,
-    pub ended: bool,
-}
-
-impl SseClient {
-    pub fn new(resp: reqwest::Response) -> Self {
-        Self {
-            status: resp.status(),
-            headers: resp.headers().clone(),
-            body: resp.bytes_stream().boxed(),
-            parser: Parser::new(),
-            items: Default::default(),
-            ended: false,
-        }
-    }
-
-    /// The next parser item, or `None` once the server ended the stream. Fails after `WAIT`.
-    pub async fn next_item(&mut self) -> Option<Item> {
-        self.next_item_within(WAIT)
-            .await
-            .unwrap_or_else(|()| panic!("waited {WAIT:?} for the stream's next frame; the server sent nothing"))
-    }
-
-    /// Like `next_item`, but `Err(())` if nothing came within `d`.
-    pub async fn next_item_within(&mut self, d: Duration) -> Result<Option<Item>, ()> {
-        let deadline = tokio::time::Instant::now() + d;
-        loop {
-            if let Some(item) = self.items.pop_front() {
-                return Ok(Some(item));
-            }
-            if self.ended {
-                return Ok(None);
-            }
-            match tokio::time::timeout_at(deadline, self.body.next()).await {
-                Err(_) => return Err(()),
-                Ok(Some(Ok(chunk))) => self.items.extend(self.parser.feed(&chunk)),
-                Ok(Some(Err(_))) | Ok(None) => {
-                    self.parser.finish();
-                    self.ended = true;
-                }
-            }
-        }
-    }
-
-    /// The next event, skipping comments and `retry:` fields.
-    pub async fn next_event(&mut self) -> ParsedEvent {
-        loop {
-            match self.next_item().await {
-                Some(Item::Event(e)) => return e,
-                Some(_) => continue,
-                None => panic!("the stream ended while an event was expected"),
-            }
-        }
-    }
-
-    pub async fn events(&mut self, n: usize) -> Vec<ParsedEvent> {
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            out.push(self.next_event().await);
-        }
-        out
-    }
-
-    /// Every event that comes until none has come for `quiet`.
-    pub async fn events_until_quiet(&mut self, quiet: Duration) -> Vec<ParsedEvent> {
-        let mut out = Vec::new();
-        loop {
-            match self.next_item_within(quiet).await {
-                Ok(Some(Item::Event(e))) => out.push(e),
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(()) => return out,
-            }
-        }
-    }
-
-    /// Reads until the server ends the stream, returning everything that came.
-    pub async fn until_end(&mut self) -> Vec<Item> {
-        let mut out = Vec::new();
-        while let Some(item) = self.next_item().await {
-            out.push(item);
-        }
-        out
-    }
-
-    /// Asserts that no event arrives within `d` (comments and retries are allowed).
-    pub async fn expect_no_event(&mut self, d: Duration) {
-        let deadline = tokio::time::Instant::now() + d;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next_item_within(left).await {
-                Err(()) => return,
-                Ok(Some(Item::Event(e))) => panic!("unexpected event {e:?}"),
-                Ok(Some(_)) => continue,
-                Ok(None) => return,
-            }
-        }
-    }
-
-    pub fn last_event_id(&self) -> &str {
-        self.parser.last_event_id()
     }
 }
 

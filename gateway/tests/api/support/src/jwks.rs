@@ -24,14 +24,14 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::helpers::*;
+use crate::app::*;
 
-pub const RSA_PRIVATE: &[u8] = include_bytes!("fixtures/rsa_private.pem");
-pub const EC_PRIVATE: &[u8] = include_bytes!("fixtures/ec_private.pem");
-pub const ED_PRIVATE: &[u8] = include_bytes!("fixtures/ed_private.pem");
+pub const RSA_PRIVATE: &[u8] = include_bytes!("../../fixtures/rsa_private.pem");
+pub const EC_PRIVATE: &[u8] = include_bytes!("../../fixtures/ec_private.pem");
+pub const ED_PRIVATE: &[u8] = include_bytes!("../../fixtures/ed_private.pem");
 
 /// A signing key of the test and the `kid` it is published under.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct TestKey {
     pub kid: &'static str,
     pub alg: Algorithm,
@@ -102,7 +102,7 @@ pub fn unsigned(kid: &str) -> String {
 }
 
 /// What the identity provider answers.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum Answer {
     /// A key set, with a `Cache-Control` header if given.
     Keys(Vec<Value>, Option<&'static str>),
@@ -116,12 +116,14 @@ pub enum Answer {
     Status(u16),
 }
 
+#[derive(Debug)]
 struct Idp {
     answer: Mutex<Answer>,
     fetches: AtomicUsize,
 }
 
 /// The identity provider's server; stopped when dropped.
+#[derive(Debug)]
 pub struct TestIdp {
     pub url: String,
     idp: Arc<Idp>,
@@ -207,14 +209,5 @@ pub fn jwt_config(urls: &[&str], with_secret: bool, min_refresh: Duration, timeo
         issuer: None,
         audience: None,
         leeway: Duration::from_secs(5),
-    }
-}
-
-/// Polls `check` until it holds; fails after `WAIT` naming what it waited for.
-pub async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "waited {WAIT:?} for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use shared::Claims;
 use shared::sse::{Item, ParsedEvent};
 
-use super::helpers::*;
+use crate::app::*;
 
 /// A token of `sub` with id `jti` that may follow and publish every topic for an hour.
 pub fn user_token(sub: &str, jti: &str) -> String {

@@ -3,17 +3,17 @@
 //! own framing (`Content-Length`, chunked, or until the server closes), so whatever follows it on
 //! the socket stays for the next one; an event stream's body goes through the `shared` parser.
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use shared::sse::{Item, ParsedEvent, Parser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
-use super::helpers::WAIT;
+use crate::sse::{Body, Frames, Pull};
+use crate::wait::WAIT;
 
 /// One client socket and what it read that no response consumed yet.
+#[derive(Debug)]
 pub struct Wire {
     stream: TcpStream,
     buf: Vec<u8>,
@@ -65,11 +65,18 @@ impl Wire {
 
     /// Reads more bytes; false once the server closed the socket (or reset it).
     async fn read_more(&mut self, deadline: Instant, waiting_for: &str) -> bool {
+        self.try_read_more(deadline)
+            .await
+            .unwrap_or_else(|()| panic!("waited {WAIT:?} for {waiting_for}; read so far: {:?}", String::from_utf8_lossy(&self.buf)))
+    }
+
+    /// Like `read_more`, but `Err(())` if nothing came before `deadline`.
+    async fn try_read_more(&mut self, deadline: Instant) -> Result<bool, ()> {
         self.buf.reserve(4096);
         match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
-            Err(_) => panic!("waited {WAIT:?} for {waiting_for}; read so far: {:?}", String::from_utf8_lossy(&self.buf)),
-            Ok(Ok(n)) => n > 0,
-            Ok(Err(_)) => false,
+            Err(_) => Err(()),
+            Ok(Ok(n)) => Ok(n > 0),
+            Ok(Err(_)) => Ok(false),
         }
     }
 
@@ -133,71 +140,37 @@ impl Wire {
 
     /// The rest of the socket as the event stream whose head is `head`.
     pub fn into_events(self, head: &Head) -> RawStream {
-        RawStream { chunked: head.chunked(), wire: self, parser: Parser::new(), items: VecDeque::new(), ended: false }
+        Frames::new(RawBody { chunked: head.chunked(), wire: self })
     }
 }
 
-/// An event stream read from the socket's raw bytes: dechunked (HTTP/1.1) or as they come (an
-/// HTTP/1.0 body, which runs until the server closes), then parsed.
-pub struct RawStream {
+/// An event stream read from the socket's raw bytes.
+pub type RawStream = Frames<RawBody>;
+
+/// The body of an event stream on a raw socket: dechunked (HTTP/1.1) or as it comes (an HTTP/1.0
+/// body, which runs until the server closes).
+#[derive(Debug)]
+pub struct RawBody {
     wire: Wire,
     chunked: bool,
-    parser: Parser,
-    items: VecDeque<Item>,
-    ended: bool,
 }
 
-impl RawStream {
-    /// The next parser item, or `None` once the server ended the stream. Fails after `WAIT`.
-    pub async fn next_item(&mut self) -> Option<Item> {
-        let deadline = Instant::now() + WAIT;
+impl Body for RawBody {
+    async fn pull(&mut self, deadline: Instant) -> Pull {
         loop {
-            if let Some(item) = self.items.pop_front() {
-                return Some(item);
-            }
-            if self.ended {
-                return None;
-            }
             if self.chunked {
-                while let Some(chunk) = take_chunk(&mut self.wire.buf) {
-                    match chunk {
-                        Chunk::Data(d) => self.items.extend(self.parser.feed(&d)),
-                        Chunk::Last => self.ended = true,
-                    }
+                match take_chunk(&mut self.wire.buf) {
+                    Some(Chunk::Data(d)) => return Pull::Bytes(d),
+                    Some(Chunk::Last) => return Pull::End,
+                    None => {}
                 }
-            } else {
-                let bytes = std::mem::take(&mut self.wire.buf);
-                self.items.extend(self.parser.feed(&bytes));
+            } else if !self.wire.buf.is_empty() {
+                return Pull::Bytes(std::mem::take(&mut self.wire.buf));
             }
-            if self.items.is_empty() && !self.ended && !self.wire.read_more(deadline, "the stream's next frame").await {
-                self.ended = true;
-            }
-            if self.ended {
-                self.parser.finish();
-            }
-        }
-    }
-
-    /// The next event, skipping comments and `retry:` fields.
-    pub async fn next_event(&mut self) -> ParsedEvent {
-        loop {
-            match self.next_item().await {
-                Some(Item::Event(e)) => return e,
-                Some(_) => continue,
-                None => panic!("the stream ended while an event was expected"),
-            }
-        }
-    }
-
-    /// Reads until a heartbeat comment; an event before it fails the test.
-    pub async fn heartbeat(&mut self) {
-        let heartbeat = Parser::new().feed(shared::sse::HEARTBEAT).pop().expect("the heartbeat is one comment");
-        loop {
-            match self.next_item().await {
-                Some(item) if item == heartbeat => return,
-                Some(Item::Event(e)) => panic!("an event where a heartbeat was expected: {e:?}"),
-                Some(_) => continue,
-                None => panic!("the stream ended while a heartbeat was expected"),
+            match self.wire.try_read_more(deadline).await {
+                Err(()) => return Pull::Waited,
+                Ok(false) => return Pull::End,
+                Ok(true) => {}
             }
         }
     }

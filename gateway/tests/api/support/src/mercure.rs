@@ -9,7 +9,7 @@ use gateway::mercure::version::Protocol;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use super::helpers::*;
+use crate::app::*;
 
 pub const HUB: &str = "/.well-known/mercure";
 /// The 1.0 hub's resource identifier and trusted issuer in these tests.

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
-use super::redis_support::free_port;
+use crate::redis::free_port;
 
+#[derive(Debug)]
 pub struct Cutter {
     /// `redis://127.0.0.1:<port>`: what the cut node is given as its Redis.
     pub url: String,

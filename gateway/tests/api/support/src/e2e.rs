@@ -15,10 +15,10 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
-use super::processes::{START, read_log};
+use crate::processes::{START, read_log};
 
 /// The Node package with the client scripts.
-pub const E2E_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../e2e");
+pub const E2E_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../../e2e");
 /// Where Debian's `chromium` package puts the browser.
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// playwright-core and eventsource need at least this Node.js major version.
@@ -59,6 +59,7 @@ pub fn require_chromium() {
 
 /// One of the `e2e/` scripts, running. Killed when dropped; its stderr is kept in a file for
 /// failure messages.
+#[derive(Debug)]
 pub struct Script {
     name: String,
     child: Child,
@@ -95,6 +96,11 @@ impl Script {
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         Self { name: name.to_owned(), child, stdin, stdout, stderr }
+    }
+
+    /// Where the script's stderr goes.
+    pub fn stderr_path(&self) -> &Path {
+        &self.stderr
     }
 
     /// The script's stderr so far.
