@@ -18,6 +18,7 @@ use crate::bus::memory::MemoryBus;
 use crate::bus::redis::{RedisBus, RedisSettings};
 use crate::config::{Config, JwtConfig};
 use crate::control::{self, Control, Incoming, Link, LocalLink};
+use crate::counters::Counters;
 use crate::demo::{self, DemoTokens, SecretSource};
 use crate::held::Node;
 use crate::limits::Limits;
@@ -26,7 +27,6 @@ use crate::metrics::Metrics;
 use crate::server::{self, HeadTimeouts};
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
-use crate::stats::Stats;
 use crate::tickets::Tickets;
 use crate::{clock, routes};
 
@@ -101,8 +101,8 @@ impl App {
                 (jwt, Some(SecretSource::Random))
             }
         };
-        let stats = Arc::new(Stats::default());
-        let auth = Authenticator::new(&jwt, &config.auth_cookie, Arc::clone(&stats)).map_err(BuildError::Auth)?;
+        let counters = Arc::new(Counters::default());
+        let auth = Authenticator::new(&jwt, &config.auth_cookie, Arc::clone(&counters)).map_err(BuildError::Auth)?;
         // `Config` refuses GATEWAY_DEMO without a secret, so demo mode always has one here.
         let demo = match (demo_source, &jwt.key) {
             (Some(source), Some(KeyMaterial::Secret(secret))) => Some(demo::tokens(secret, &jwt, source).map_err(BuildError::Key)?),
@@ -118,7 +118,7 @@ impl App {
         if let Some(jwks) = auth.jwks() {
             jwks.load().await;
         }
-        let fanout = Arc::new(Fanout::new(config.client_queue, Arc::clone(&stats)));
+        let fanout = Arc::new(Fanout::new(config.client_queue, Arc::clone(&counters)));
         let shutdown = Shutdown::default();
         let (backend, bus): (Backend, Arc<dyn Bus>) = match &config.redis_url {
             None => {
@@ -135,7 +135,7 @@ impl App {
                     ca_file: config.redis_ca_file.clone(),
                 };
                 let redis =
-                    RedisBus::connect(settings, Arc::clone(&fanout), Arc::clone(&stats), &shutdown).await.map_err(BuildError::Redis)?;
+                    RedisBus::connect(settings, Arc::clone(&fanout), Arc::clone(&counters), &shutdown).await.map_err(BuildError::Redis)?;
                 (Backend::Redis(redis.clone()), redis)
             }
         };
@@ -145,18 +145,18 @@ impl App {
             Backend::Memory(_) => Arc::new(LocalLink::new(control_tx)),
             Backend::Redis(redis) => Arc::new(redis.control_link(&node, control_tx, &shutdown).await.map_err(BuildError::Redis)?),
         };
-        let control = Control::new(node, link, jwt.leeway, Arc::clone(&stats));
+        let control = Control::new(node, link, jwt.leeway, Arc::clone(&counters));
         // Before the node serves: it must refuse what is already revoked from its first request.
         control.reload().await.map_err(BuildError::Redis)?;
-        let tickets = Arc::new(Tickets::new(bus.clone(), config.ticket_ttl, Arc::clone(&stats)).await.map_err(BuildError::Redis)?);
-        let metrics = Arc::new(Metrics::new(Arc::clone(&stats), Arc::clone(&fanout)));
+        let tickets = Arc::new(Tickets::new(bus.clone(), config.ticket_ttl, Arc::clone(&counters)).await.map_err(BuildError::Redis)?);
+        let metrics = Arc::new(Metrics::new(Arc::clone(&counters), Arc::clone(&fanout)));
         let limits = Arc::new(Limits::new(config.max_connections, config.max_connections_per_subject));
         let public_url = config.public_url.as_deref().map_or("", |p| p.trim_end_matches('/')).into();
         let state = AppState {
             auth: Arc::new(auth),
             bus,
             fanout,
-            stats,
+            counters,
             metrics,
             limits,
             control,
@@ -224,7 +224,7 @@ impl App {
         }
         let timeouts = HeadTimeouts { first: state.config.header_timeout, keep_alive: state.config.keepalive_timeout };
         let node = Arc::new(Node::new(
-            Arc::clone(&state.stats),
+            Arc::clone(&state.counters),
             Arc::clone(&state.fanout),
             state.config.heartbeat,
             state.config.write_timeout,

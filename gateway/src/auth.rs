@@ -24,7 +24,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use shared::Claims;
 
 use crate::config::{JwtConfig, is_hmac};
-use crate::stats::Stats;
+use crate::counters::Counters;
 
 /// The key types the configuration holds, named here too because verifying is what they are for.
 pub use crate::config::{ASYMMETRIC, KeyMaterial};
@@ -90,7 +90,7 @@ fn claim_checks(jwt: &JwtConfig) -> Validation {
 
 impl Authenticator {
     /// Builds the verifier. The JWKS (if any) are not fetched yet: see [`Authenticator::jwks`].
-    pub fn new(jwt: &JwtConfig, cookie: &str, stats: Arc<Stats>) -> Result<Self, SetupError> {
+    pub fn new(jwt: &JwtConfig, cookie: &str, counters: Arc<Counters>) -> Result<Self, SetupError> {
         let checks = claim_checks(jwt);
         let fixed = match &jwt.key {
             Some(key) => {
@@ -101,7 +101,7 @@ impl Authenticator {
             None => None,
         };
         let jwks = match &jwt.jwks {
-            Some(config) => Some(Arc::new(Jwks::new(config, &jwt.algorithms, checks, stats).map_err(SetupError::Client)?)),
+            Some(config) => Some(Arc::new(Jwks::new(config, &jwt.algorithms, checks, counters).map_err(SetupError::Client)?)),
             None => None,
         };
         Ok(Self { fixed, jwks, cookie: cookie.to_owned() })

@@ -9,9 +9,9 @@ use shared::Topic;
 use crate::auth::AuthError;
 use crate::bus::BusError;
 use crate::cause::cause_chain;
-use crate::connection::StartError;
 use crate::control::RefreshRefusal;
 use crate::limits::LimitError;
+use crate::stream::StartError;
 use crate::tickets::TicketError;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,8 +1,8 @@
 //! The `text/event-stream` response every stream endpoint answers with (native `/events` and the
-//! Mercure hub): the connection's frames as the body, and the headers that keep every hop from
+//! Mercure hub): the stream's frames as the body, and the headers that keep every hop from
 //! holding them back.
 //!
-//! On the lean path (`held/`) the body stays empty and the connection travels in the response's
+//! On the lean path (`held/`) the body stays empty and the stream travels in the response's
 //! extensions instead ([`LeanStream`]): the lean path writes the head itself and then the frames
 //! straight to the socket.
 
@@ -14,25 +14,25 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures::StreamExt;
 
-use crate::connection::Connection;
+use crate::stream::EventStream;
 
 type Held = Box<dyn Any + Send>;
 
 /// A stream for the lean path to take out of the response (extensions must be `Clone`, hence the
 /// shared slot; exactly one party takes it).
 #[derive(Debug, Clone)]
-pub struct LeanStream(Arc<Mutex<Option<(Connection, Held)>>>);
+pub struct LeanStream(Arc<Mutex<Option<(EventStream, Held)>>>);
 
 impl LeanStream {
-    pub fn take(&self) -> Option<(Connection, Held)> {
+    pub fn take(&self) -> Option<(EventStream, Held)> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
-/// The response streaming `conn`. `held` (a connection-limit permit, a subscription's
+/// The response streaming `conn`. `held` (a stream-limit permit, a subscription's
 /// announcement) lives as long as the stream: dropped when it ends or the client leaves.
 /// `lean`: the request came on the lean path, which takes the stream out of the response.
-pub fn response<H: Send + 'static>(conn: Connection, held: H, lean: bool) -> Response {
+pub fn response<H: Send + 'static>(conn: EventStream, held: H, lean: bool) -> Response {
     let mut response = if lean {
         let mut response = Response::new(Body::empty());
         let held: Held = Box::new(held);

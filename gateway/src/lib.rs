@@ -7,7 +7,7 @@
 //! else; head timeouts, write timeout, kill switch).
 //!
 //! Data flow, by file: `routes/publish.rs` (HTTP publish) → `bus/` (history and ids:
-//! `memory.rs`) → `bus/fanout.rs` (one entry per topic per node) → `connection.rs` (replay, cursor; live and
+//! `memory.rs`) → `bus/fanout.rs` (one entry per topic per node) → `stream.rs` (replay, cursor; live and
 //! heartbeats for streams served by hyper) → `held/` (a caught-up stream on the lean path, written
 //! to by the fan-out directly), with frames encoded once by `shared::sse`. The Mercure hub (`hub/`, protocol rules
 //! in `mercure/`) stores its updates as events of an internal topic and streams them through
@@ -20,8 +20,8 @@ pub mod bus;
 mod cause;
 pub mod clock;
 pub mod config;
-pub mod connection;
 pub mod control;
+pub mod counters;
 pub mod demo;
 mod epoch;
 pub mod error;
@@ -39,7 +39,7 @@ pub mod routes;
 pub mod server;
 pub mod shutdown;
 pub mod state;
-pub mod stats;
+pub mod stream;
 pub mod telemetry;
 pub mod tickets;
 

@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_io_timeout::TimeoutStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::stats::Stats;
+use crate::counters::Counters;
 
 #[derive(Debug)]
 pub struct GatewayListener {
@@ -54,12 +54,12 @@ impl GatewayListener {
 
 /// Counts an open client socket in `sockets_open` while it lives.
 #[derive(Debug)]
-pub struct SocketCount(Arc<Stats>);
+pub struct SocketCount(Arc<Counters>);
 
 impl SocketCount {
-    pub fn new(stats: &Arc<Stats>) -> Self {
-        stats.sockets_open.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(stats))
+    pub fn new(counters: &Arc<Counters>) -> Self {
+        counters.sockets_open.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(counters))
     }
 }
 
@@ -117,7 +117,7 @@ pub struct ClientIo {
     inner: Pin<Box<TimeoutStream<Prefixed>>>,
     kill: CancellationToken,
     killed: Pin<Box<WaitForCancellationFutureOwned>>,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
     _count: SocketCount,
 }
 
@@ -128,8 +128,8 @@ impl ClientIo {
         stream.set_write_timeout(Some(write_timeout));
         let kill = CancellationToken::new();
         let killed = Box::pin(kill.clone().cancelled_owned());
-        let stats = Arc::clone(&count.0);
-        Self { inner: Box::pin(stream), kill, killed, stats, _count: count }
+        let counters = Arc::clone(&count.0);
+        Self { inner: Box::pin(stream), kill, killed, counters, _count: count }
     }
 }
 
@@ -147,7 +147,7 @@ impl ClientIo {
     fn count_write(&self, r: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
         match &r {
             Poll::Ready(Ok(n)) => {
-                self.stats.bytes_written.fetch_add(*n as u64, Ordering::Relaxed);
+                self.counters.bytes_written.fetch_add(*n as u64, Ordering::Relaxed);
             }
             Poll::Ready(Err(e)) => self.count_timeout(e),
             Poll::Pending => {}
@@ -157,7 +157,7 @@ impl ClientIo {
 
     fn count_timeout(&self, e: &io::Error) {
         if e.kind() == io::ErrorKind::TimedOut {
-            self.stats.write_timeouts.fetch_add(1, Ordering::Relaxed);
+            self.counters.write_timeouts.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("client stopped reading (write timeout), closing its connection");
         }
     }

@@ -1,6 +1,6 @@
 //! `GET /metrics`: the node's counters in the Prometheus (OpenMetrics) text format.
 //!
-//! The hot-path counters are plain atomics in [`Stats`]; a collector reads them at scrape time, so
+//! The hot-path counters are plain atomics in [`Counters`]; a collector reads them at scrape time, so
 //! counting costs the request path nothing beyond the atomic add.
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::bus::fanout::Fanout;
-use crate::stats::Stats;
+use crate::counters::Counters;
 
 /// The content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -24,27 +24,27 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(stats: Arc<Stats>, fanout: Arc<Fanout>) -> Self {
+    pub fn new(counters: Arc<Counters>, fanout: Arc<Fanout>) -> Self {
         let mut registry = Registry::with_prefix("sse_gateway");
-        registry.register("auth_failures", "Refused tokens, by reason", stats.auth_failures.clone());
-        registry.register("refreshes", "Fresh tokens presented for held streams, by outcome", stats.refreshes.clone());
-        registry.register("tickets", "Stream tickets: issued, redeemed, full, or the reason one was refused", stats.tickets.clone());
-        registry.register("jwks_fetches", "JWKS fetches, by result (ok, error)", stats.jwks_fetches.clone());
+        registry.register("auth_failures", "Refused tokens, by reason", counters.auth_failures.clone());
+        registry.register("refreshes", "Fresh tokens presented for held streams, by outcome", counters.refreshes.clone());
+        registry.register("tickets", "Stream tickets: issued, redeemed, full, or the reason one was refused", counters.tickets.clone());
+        registry.register("jwks_fetches", "JWKS fetches, by result (ok, error)", counters.jwks_fetches.clone());
         registry.register_with_unit(
             "redis_command_duration",
             "Redis round trips, by operation",
             Unit::Seconds,
-            stats.redis_latency.clone(),
+            counters.redis_latency.clone(),
         );
-        registry.register("redis_errors", "Failed Redis round trips, by operation", stats.redis_errors.clone());
-        registry.register("redis_malformed", "Redis replies and stream entries this node could not read", stats.redis_malformed.clone());
+        registry.register("redis_errors", "Failed Redis round trips, by operation", counters.redis_errors.clone());
+        registry.register("redis_malformed", "Redis replies and stream entries this node could not read", counters.redis_malformed.clone());
         registry.register_with_unit(
             "publish_to_deliver",
             "From an event's id time to this node handing it to its connections",
             Unit::Seconds,
-            stats.publish_to_deliver.clone(),
+            counters.publish_to_deliver.clone(),
         );
-        registry.register_collector(Box::new(Counters { stats, fanout }));
+        registry.register_collector(Box::new(CounterCollector { counters, fanout }));
         Self { registry }
     }
 
@@ -56,10 +56,10 @@ impl Metrics {
     }
 }
 
-/// The atomics of [`Stats`] and the fan-out's table size, read at scrape time.
+/// The atomics of [`Counters`] and the fan-out's table size, read at scrape time.
 #[derive(Debug)]
-struct Counters {
-    stats: Arc<Stats>,
+struct CounterCollector {
+    counters: Arc<Counters>,
     fanout: Arc<Fanout>,
 }
 
@@ -89,14 +89,14 @@ fn labelled(
     Ok(())
 }
 
-impl Collector for Counters {
+impl Collector for CounterCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let s = &*self.stats;
-        let get = |c: &AtomicU64| Stats::get(c);
+        let s = &*self.counters;
+        let get = |c: &AtomicU64| Counters::get(c);
         gauge(&mut encoder, "sockets_open", "Open client sockets, whatever they carry", get(&s.sockets_open))?;
-        gauge(&mut encoder, "connections_open", "Open event streams", get(&s.connections_open))?;
+        gauge(&mut encoder, "connections_open", "Open event streams", get(&s.streams_open))?;
         gauge(&mut encoder, "streams_lean", "Open event streams held on the lean path", get(&s.lean_streams))?;
-        counter(&mut encoder, "connections_opened", "Event streams opened", get(&s.connections_total))?;
+        counter(&mut encoder, "connections_opened", "Event streams opened", get(&s.streams_total))?;
         let (slow, timeout, expired, shutdown, limit, revoked) = (
             get(&s.slow_disconnects),
             get(&s.write_timeouts),
@@ -106,7 +106,7 @@ impl Collector for Counters {
             get(&s.revoked_disconnects),
         );
         // Every closed stream has one reason; the ones the gateway did not cause are the rest.
-        let closed = get(&s.connections_total).saturating_sub(get(&s.connections_open));
+        let closed = get(&s.streams_total).saturating_sub(get(&s.streams_open));
         let client_gone = closed.saturating_sub(slow + timeout + expired + shutdown + revoked);
         labelled(
             &mut encoder,

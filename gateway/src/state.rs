@@ -10,11 +10,11 @@ use crate::bus::Bus;
 use crate::bus::fanout::Fanout;
 use crate::config::Config;
 use crate::control::Control;
+use crate::counters::Counters;
 use crate::error::ApiError;
 use crate::limits::{Limits, Permit};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::stats::Stats;
 use crate::tickets::Tickets;
 
 #[derive(Debug, Clone)]
@@ -23,7 +23,7 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub bus: Arc<dyn Bus>,
     pub fanout: Arc<Fanout>,
-    pub stats: Arc<Stats>,
+    pub counters: Arc<Counters>,
     pub metrics: Arc<Metrics>,
     pub limits: Arc<Limits>,
     /// Revocation, stream counts and refresh, across nodes.
@@ -48,7 +48,7 @@ impl AppState {
     /// a refusal is counted and logged here, for every stream endpoint alike.
     pub fn stream_permit(&self, subject: Option<&str>) -> Result<Permit, ApiError> {
         self.limits.acquire(subject).map_err(|e| {
-            self.stats.limit_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.counters.limit_refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(reason = %e, "stream refused at a connection limit");
             ApiError::Limit(e)
         })

@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::AuthError;
 use crate::bus::tickets::{Stored, Taken};
 use crate::bus::{Bus, BusError};
+use crate::counters::Counters;
 use crate::epoch::now_millis;
-use crate::stats::Stats;
 use format::Ticket;
 
 /// How long the deployment's tag outlives the last refresh of any node: short, so that Redis
@@ -66,14 +66,14 @@ pub struct Tickets {
     ttl: Duration,
     /// This deployment's tag, as the store last said.
     deployment: RwLock<String>,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
 }
 
 impl Tickets {
     /// Learns (or, first in the deployment, chooses) the deployment's tag.
-    pub async fn new(bus: Arc<dyn Bus>, ttl: Duration, stats: Arc<Stats>) -> Result<Self, BusError> {
+    pub async fn new(bus: Arc<dyn Bus>, ttl: Duration, counters: Arc<Counters>) -> Result<Self, BusError> {
         let deployment = bus.deployment(&format::new_deployment(), DEPLOYMENT_TTL).await?;
-        Ok(Self { bus, ttl, deployment: RwLock::new(deployment), stats })
+        Ok(Self { bus, ttl, deployment: RwLock::new(deployment), counters })
     }
 
     fn deployment(&self) -> String {
@@ -81,7 +81,7 @@ impl Tickets {
     }
 
     fn count(&self, outcome: &'static str) {
-        self.stats.tickets.get_or_create(&[("outcome", outcome)]).inc();
+        self.counters.tickets.get_or_create(&[("outcome", outcome)]).inc();
     }
 
     /// A ticket for `claims`, opening only `topics` when given (each already checked to be
@@ -204,7 +204,7 @@ mod tests {
         assert_eq!(t.redeem(&issued.ticket).await.expect("redeemed"), claims);
         assert_eq!(refusal(t.redeem(&issued.ticket).await), AuthError::TicketUsed);
         let outcomes: Vec<u64> =
-            ["issued", "redeemed", "ticket_used"].iter().map(|o| t.stats.tickets.get_or_create(&[("outcome", *o)]).get()).collect();
+            ["issued", "redeemed", "ticket_used"].iter().map(|o| t.counters.tickets.get_or_create(&[("outcome", *o)]).get()).collect();
         assert_eq!(outcomes, [1, 1, 1]);
     }
 

@@ -30,7 +30,7 @@ use self::key::{JwksKey, Refusal};
 use super::error::AuthError;
 use crate::cause::cause_chain;
 use crate::config::JwksConfig;
-use crate::stats::Stats;
+use crate::counters::Counters;
 
 /// The keys of every configured URL, and when each is due for a fetch.
 pub struct Jwks {
@@ -43,7 +43,7 @@ pub struct Jwks {
     /// Held for the whole of a fetch, so that fetches never overlap (single flight); holds when
     /// the last fetch an unknown `kid` asked for began.
     flight: tokio::sync::Mutex<Option<Instant>>,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Jwks {
@@ -69,7 +69,12 @@ fn shown(url: &Url) -> String {
 }
 
 impl Jwks {
-    pub(super) fn new(config: &JwksConfig, accepted: &[Algorithm], checks: Validation, stats: Arc<Stats>) -> Result<Self, reqwest::Error> {
+    pub(super) fn new(
+        config: &JwksConfig,
+        accepted: &[Algorithm],
+        checks: Validation,
+        counters: Arc<Counters>,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
@@ -86,7 +91,7 @@ impl Jwks {
             min_refresh: config.min_refresh,
             sources: RwLock::new(sources),
             flight: tokio::sync::Mutex::new(None),
-            stats,
+            counters,
         })
     }
 
@@ -165,7 +170,7 @@ impl Jwks {
         let url = shown(&self.urls[i]);
         let now = Instant::now();
         let result = if answer.is_ok() { "ok" } else { "error" };
-        self.stats.jwks_fetches.get_or_create(&[("result", result)]).inc();
+        self.counters.jwks_fetches.get_or_create(&[("result", result)]).inc();
         match answer {
             Ok(fetched) => {
                 let keys = self.usable_keys(&url, fetched.set);
@@ -214,7 +219,7 @@ impl Jwks {
         let sources = self.sources.read().unwrap_or_else(PoisonError::into_inner);
         let keys: usize = sources.iter().filter_map(|s| s.keys.as_ref().map(HashMap::len)).sum();
         let failing = sources.iter().filter(|s| s.failing || s.keys.is_none()).count();
-        self.stats.jwks_keys.store(keys as u64, Ordering::Relaxed);
-        self.stats.jwks_failing.store(failing as u64, Ordering::Relaxed);
+        self.counters.jwks_keys.store(keys as u64, Ordering::Relaxed);
+        self.counters.jwks_failing.store(failing as u64, Ordering::Relaxed);
     }
 }

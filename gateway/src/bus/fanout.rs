@@ -1,4 +1,4 @@
-//! Node-local fan-out: one entry per followed topic, however many local connections follow it.
+//! Node-local fan-out: one entry per followed topic, however many local streams follow it.
 //!
 //! A follower is one of two kinds:
 //! - a **queue** (a stream served through hyper, or a lean one still replaying history):
@@ -10,7 +10,7 @@
 //!   another task; the sink keeps a backlog only while its socket is full, under the same bound.
 //!
 //! With traces on, each delivery is one `deliver` span (per event and node, never per
-//! connection), a child of the publish that caused it.
+//! stream), a child of the publish that caused it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,15 +23,15 @@ use tracing::Span;
 
 use super::event::Delivery;
 use super::shrink::shrink_idle;
-use crate::stats::Stats;
+use crate::counters::Counters;
 use crate::telemetry;
 
-/// What a connection's queue carries.
+/// What a stream's queue carries.
 #[derive(Debug)]
 pub enum Queued {
     Event(Arc<Delivery>),
     /// The topic's history after `to` is not what this node delivered (Redis failed over to a
-    /// replica that had not received the newest entries): the connection's position moves back to
+    /// replica that had not received the newest entries): the stream's position moves back to
     /// `to`, so that it accepts the events the upstream sends next although their ids may be lower
     /// than ones it already sent.
     Rewind {
@@ -62,7 +62,7 @@ struct Follower {
 enum Sink {
     Queue {
         tx: mpsc::Sender<Queued>,
-        /// Cancelled when the queue overflowed: the connection ends itself as too slow.
+        /// Cancelled when the queue overflowed: the stream ends itself as too slow.
         slow: CancellationToken,
         /// Set with `slow`, and read per event instead of it: a token's state sits behind a lock.
         marked_slow: AtomicBool,
@@ -79,7 +79,7 @@ pub struct Fanout {
     /// Fires when the set of followed topics changes, so that an upstream (Redis) can re-arm with
     /// the new set. `notify_one` keeps the signal if the upstream is busy when it fires.
     pub topics_changed: Notify,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
 }
 
 /// One stream's membership in the fan-out; leaving (drop) removes it from every topic, and a
@@ -93,23 +93,23 @@ pub struct Membership {
 
 /// A queue follower: its membership and what it reads.
 #[derive(Debug)]
-pub struct Subscription {
+pub struct Inbox {
     pub membership: Membership,
     pub rx: mpsc::Receiver<Queued>,
     pub slow: CancellationToken,
 }
 
 impl Fanout {
-    pub fn new(queue: usize, stats: Arc<Stats>) -> Self {
-        Self { topics: RwLock::new(HashMap::new()), next_id: AtomicU64::new(1), queue, topics_changed: Notify::new(), stats }
+    pub fn new(queue: usize, counters: Arc<Counters>) -> Self {
+        Self { topics: RwLock::new(HashMap::new()), next_id: AtomicU64::new(1), queue, topics_changed: Notify::new(), counters }
     }
 
-    /// Registers a connection for `topics`. Registration comes before the connection reads
-    /// history, so that nothing published in between is missed (the connection drops what it
+    /// Registers a stream for `topics`. Registration comes before the stream reads
+    /// history, so that nothing published in between is missed (the stream drops what it
     /// already replayed by id).
-    /// `slow` is cancelled if the connection's queue overflows; the caller links it to whatever
+    /// `slow` is cancelled if the stream's queue overflows; the caller links it to whatever
     /// closes the client's socket.
-    pub fn subscribe(self: &Arc<Self>, topics: &[Topic], slow: CancellationToken) -> Subscription {
+    pub fn join(self: &Arc<Self>, topics: &[Topic], slow: CancellationToken) -> Inbox {
         let (tx, rx) = mpsc::channel(self.queue);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut added = false;
@@ -125,15 +125,15 @@ impl Fanout {
         if added {
             self.topics_changed.notify_one();
         }
-        Subscription { membership: Membership { fanout: Arc::clone(self), id, topics: topics.to_vec() }, rx, slow }
+        Inbox { membership: Membership { fanout: Arc::clone(self), id, topics: topics.to_vec() }, rx, slow }
     }
 
     /// Turns a queue follower into a direct one: under the table's lock (no delivery runs
     /// meanwhile), hands what is still queued to `drain`, in order, then points every entry of
     /// the follower at `sink`. Every later delivery goes to the sink, so nothing is lost or
     /// reordered between the two.
-    pub fn go_direct(&self, sub: Subscription, sink: Arc<dyn DirectSink>, mut drain: impl FnMut(Queued)) -> Membership {
-        let Subscription { membership, mut rx, slow: _ } = sub;
+    pub fn go_direct(&self, sub: Inbox, sink: Arc<dyn DirectSink>, mut drain: impl FnMut(Queued)) -> Membership {
+        let Inbox { membership, mut rx, slow: _ } = sub;
         let mut table = self.topics.write().unwrap_or_else(|e| e.into_inner());
         while let Ok(item) = rx.try_recv() {
             drain(item);
@@ -152,7 +152,7 @@ impl Fanout {
             // Ids carry the time their publisher's clock (Redis, or this process) gave them.
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             let age = now.saturating_sub(std::time::Duration::from_millis(id.ms));
-            self.stats.publish_to_deliver.observe(age.as_secs_f64());
+            self.counters.publish_to_deliver.observe(age.as_secs_f64());
             delivery.late.store(age > LATE, Ordering::Relaxed);
         }
         let span = deliver_span(&delivery);
@@ -196,7 +196,7 @@ impl Fanout {
                 Ok(()) => handed += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     marked_slow.store(true, Ordering::Relaxed);
-                    self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                    self.counters.slow_disconnects.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(connection = f.id, topic = %topic, queue = self.queue, "client too slow, disconnecting");
                     slow.cancel();
                 }
@@ -211,17 +211,17 @@ impl Fanout {
         self.queue
     }
 
-    /// Whether at least one local connection follows `topic`.
+    /// Whether at least one local stream follows `topic`.
     pub fn is_followed(&self, topic: &Topic) -> bool {
         self.topics.read().unwrap_or_else(|e| e.into_inner()).contains_key(topic)
     }
 
-    /// How many topics at least one local connection follows.
+    /// How many topics at least one local stream follows.
     pub fn topic_count(&self) -> usize {
         self.topics.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// The topics at least one local connection follows.
+    /// The topics at least one local stream follows.
     pub fn active_topics(&self) -> Vec<Topic> {
         self.topics.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
     }
@@ -297,8 +297,8 @@ mod tests {
     fn one_entry_per_topic_released_with_its_last_follower() {
         let fanout = Arc::new(Fanout::new(4, Arc::default()));
         let (a, b) = (Topic::parse("a").expect("topic"), Topic::parse("b").expect("topic"));
-        let s1 = fanout.subscribe(&[a.clone(), b.clone()], CancellationToken::new());
-        let s2 = fanout.subscribe(std::slice::from_ref(&a), CancellationToken::new());
+        let s1 = fanout.join(&[a.clone(), b.clone()], CancellationToken::new());
+        let s2 = fanout.join(std::slice::from_ref(&a), CancellationToken::new());
         let mut topics = fanout.active_topics();
         topics.sort();
         assert_eq!(topics, vec![a.clone(), b]);
@@ -311,8 +311,8 @@ mod tests {
     #[test]
     fn the_table_gives_its_room_back_when_short_lived_topics_leave() {
         let fanout = Arc::new(Fanout::new(1, Arc::default()));
-        let subs: Vec<Subscription> =
-            (0..2_000).map(|i| fanout.subscribe(&[Topic::parse(&format!("user.{i}")).expect("topic")], CancellationToken::new())).collect();
+        let subs: Vec<Inbox> =
+            (0..2_000).map(|i| fanout.join(&[Topic::parse(&format!("user.{i}")).expect("topic")], CancellationToken::new())).collect();
         let peak = fanout.topics.read().expect("lock").capacity();
         drop(subs);
         assert_eq!(fanout.topic_count(), 0);
@@ -321,17 +321,17 @@ mod tests {
 
     #[test]
     fn a_full_queue_marks_only_that_follower_slow() {
-        let stats = Arc::new(Stats::default());
-        let fanout = Arc::new(Fanout::new(2, Arc::clone(&stats)));
+        let counters = Arc::new(Counters::default());
+        let fanout = Arc::new(Fanout::new(2, Arc::clone(&counters)));
         let t = Topic::parse("t").expect("topic");
-        let mut fast = fanout.subscribe(std::slice::from_ref(&t), CancellationToken::new());
-        let stalled = fanout.subscribe(std::slice::from_ref(&t), CancellationToken::new());
+        let mut fast = fanout.join(std::slice::from_ref(&t), CancellationToken::new());
+        let stalled = fanout.join(std::slice::from_ref(&t), CancellationToken::new());
         for seq in 0..3 {
             fanout.deliver(delivery(&t, seq));
             assert!(fast.rx.try_recv().is_ok(), "the fast follower keeps receiving");
         }
         assert!(stalled.slow.is_cancelled());
         assert!(!fast.slow.is_cancelled());
-        assert_eq!(stats.slow_disconnects.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.slow_disconnects.load(Ordering::Relaxed), 1);
     }
 }

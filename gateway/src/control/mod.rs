@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::BusError;
+use crate::counters::Counters;
 use crate::epoch::now_millis;
-use crate::stats::Stats;
 pub use link::{Incoming, Link, LocalLink};
 pub use message::{Answer, Message, RefreshRefusal};
 pub use registry::{Registry, StreamEntry, is_stream_id};
@@ -90,12 +90,12 @@ pub struct Control {
     /// One lock for streams and revocations: see `registry.rs` for why.
     inner: Mutex<Inner>,
     asks: Mutex<HashMap<String, Waiting>>,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
 }
 
 impl Control {
-    pub fn new(node: String, link: Arc<dyn Link>, leeway: Duration, stats: Arc<Stats>) -> Arc<Self> {
-        Arc::new(Self { node, link, leeway, inner: Mutex::default(), asks: Mutex::default(), stats })
+    pub fn new(node: String, link: Arc<dyn Link>, leeway: Duration, counters: Arc<Counters>) -> Arc<Self> {
+        Arc::new(Self { node, link, leeway, inner: Mutex::default(), asks: Mutex::default(), counters })
     }
 
     pub fn node(&self) -> &str {
@@ -174,7 +174,7 @@ impl Control {
             RefreshOutcome::Refused(r) => r.code(),
             RefreshOutcome::Unknown => "unknown_stream",
         };
-        self.stats.refreshes.get_or_create(&[("outcome", label)]).inc();
+        self.counters.refreshes.get_or_create(&[("outcome", label)]).inc();
         Ok(outcome)
     }
 

@@ -24,18 +24,18 @@ use tower::ServiceExt;
 use super::head::{self, Head, LeanHead};
 use super::stream::{Held, Keep};
 use super::{Node, writer};
-use crate::connection::{Connection, Parts};
 use crate::event_stream::LeanStream;
 use crate::http_chunk::{LAST_CHUNK, chunk};
 use crate::hyper_conn::{self, Hyper};
 use crate::listener::{ClientInfo, SocketCount};
+use crate::stream::{EventStream, Parts};
 
 /// The largest body of a non-stream answer on the lean path (errors are a few hundred bytes).
 const MAX_ANSWER: usize = 1024 * 1024;
 
 /// Serves one socket until it closes or goes to hyper.
 pub async fn serve_socket(node: Arc<Node>, mut socket: TcpStream, remote: SocketAddr, router: Router, hyper: Arc<Hyper>, watcher: Watcher) {
-    let count = SocketCount::new(&node.stats);
+    let count = SocketCount::new(&node.counters);
     let accepted = Instant::now();
     let mut buf = BytesMut::new();
     let mut first = true;
@@ -80,7 +80,7 @@ enum Answered {
     /// A complete answer was written; the socket may carry another request.
     Again,
     Close,
-    Stream(Box<Connection>, Box<dyn std::any::Any + Send>),
+    Stream(Box<EventStream>, Box<dyn std::any::Any + Send>),
 }
 
 /// Writes the response's head, and its body unless it is a stream.
@@ -132,23 +132,23 @@ async fn answer(node: &Node, socket: &mut TcpStream, mut response: Response, htt
 async fn write(node: &Node, socket: &mut TcpStream, bytes: &[u8]) -> bool {
     match tokio::time::timeout(node.write_timeout, socket.write_all(bytes)).await {
         Ok(Ok(())) => {
-            node.stats.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            node.counters.bytes_written.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             true
         }
         Ok(Err(_)) => false,
         Err(_) => {
-            node.stats.write_timeouts.fetch_add(1, Ordering::Relaxed);
+            node.counters.write_timeouts.fetch_add(1, Ordering::Relaxed);
             false
         }
     }
 }
 
 /// Sends the stream's first frames (its `retry:`, any history it resumes) through its
-/// `Connection`, then holds it on the lean path.
+/// `EventStream`, then holds it on the lean path.
 async fn stream(
     node: Arc<Node>,
     mut socket: TcpStream,
-    mut conn: Connection,
+    mut conn: EventStream,
     held: Box<dyn std::any::Any + Send>,
     http11: bool,
     count: SocketCount,

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::schedule::Timed;
 use super::stream::{End, Held, State};
-use crate::connection::refresh_frame;
+use crate::stream::refresh_frame;
 
 impl Timed for Held {
     fn first_due(&self) -> (Instant, (Instant, u32)) {

@@ -10,14 +10,14 @@ use tokio_util::task::TaskTracker;
 use super::flusher::{Flush, Flushers};
 use super::schedule::{Schedule, Timed};
 use crate::bus::fanout::Fanout;
-use crate::stats::Stats;
+use crate::counters::Counters;
 
 /// What every held stream of a node shares. Generic over the stream type (`stream::Held`, see
 /// `Node` in `mod.rs`) because the streams hold their node: the schedule and the flushers keep
 /// streams without naming their type.
 #[derive(Debug)]
 pub struct Node<T> {
-    pub(crate) stats: Arc<Stats>,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) fanout: Arc<Fanout>,
     pub(crate) schedule: Arc<Schedule<T>>,
     pub(crate) flushers: Arc<Flushers<T>>,
@@ -30,11 +30,17 @@ pub struct Node<T> {
 }
 
 impl<T: Timed + Flush> Node<T> {
-    pub fn new(stats: Arc<Stats>, fanout: Arc<Fanout>, heartbeat: Duration, write_timeout: Duration, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        counters: Arc<Counters>,
+        fanout: Arc<Fanout>,
+        heartbeat: Duration,
+        write_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
         let queue_limit = fanout.queue_limit();
         let flushers = Arc::new(Flushers::new());
         Self {
-            stats,
+            counters,
             fanout,
             schedule: Arc::default(),
             flushers,

@@ -39,10 +39,10 @@ use super::flusher::Flush;
 use super::node::Node;
 use crate::bus::Delivery;
 use crate::bus::fanout::{DirectSink, Membership, Queued};
-use crate::connection::{Frame, OpenStream, Positions, RefreshOffer};
 use crate::control::Registration;
 use crate::http_chunk::{CHUNKED_HEARTBEAT, LAST_CHUNK, chunk};
 use crate::listener::SocketCount;
+use crate::stream::{Frame, OpenStream, Positions, RefreshOffer};
 
 /// Frames written in one call at most.
 const WRITE_SLICES: usize = 64;
@@ -71,7 +71,7 @@ impl End {
 pub struct Keep {
     pub membership: Option<Membership>,
     pub control: Option<Registration>,
-    /// The connection-limit permit, a subscription's announcement: see `event_stream.rs`.
+    /// The stream-limit permit, a subscription's announcement: see `event_stream.rs`.
     pub held: Box<dyn Any + Send>,
     pub open: OpenStream,
     pub socket: SocketCount,
@@ -135,7 +135,7 @@ pub struct Held {
 
 impl Held {
     pub fn new(socket: TcpStream, node: Arc<Node<Held>>, wake: Arc<Notify>, state: State) -> Arc<Self> {
-        node.stats.lean_streams.fetch_add(1, Ordering::Relaxed);
+        node.counters.lean_streams.fetch_add(1, Ordering::Relaxed);
         let shard = node.flushers.pick();
         Arc::new_cyclic(|me| Self { me: me.clone(), shard, socket, node, wake, state: Mutex::new(state) })
     }
@@ -164,14 +164,14 @@ impl Held {
         if st.end.is_some() {
             return;
         }
-        let stats = &self.node.stats;
+        let counters = &self.node.counters;
         let counter = match why {
             End::ClientGone => None,
-            End::Slow => Some(&stats.slow_disconnects),
-            End::WriteTimeout => Some(&stats.write_timeouts),
-            End::Expired => Some(&stats.token_expired_disconnects),
-            End::Revoked => Some(&stats.revoked_disconnects),
-            End::Shutdown => Some(&stats.shutdown_disconnects),
+            End::Slow => Some(&counters.slow_disconnects),
+            End::WriteTimeout => Some(&counters.write_timeouts),
+            End::Expired => Some(&counters.token_expired_disconnects),
+            End::Revoked => Some(&counters.revoked_disconnects),
+            End::Shutdown => Some(&counters.shutdown_disconnects),
         };
         if let Some(c) = counter {
             c.fetch_add(1, Ordering::Relaxed);
@@ -236,7 +236,7 @@ impl Held {
             Err(_) => return self.end(st, End::ClientGone, None),
         };
         if written > 0 {
-            self.node.stats.bytes_written.fetch_add(written as u64, Ordering::Relaxed);
+            self.node.counters.bytes_written.fetch_add(written as u64, Ordering::Relaxed);
             st.last_write = now;
         }
         let total: usize = pieces.iter().map(Bytes::len).sum();
@@ -287,7 +287,7 @@ impl Held {
         if n == 0 {
             return;
         }
-        self.node.stats.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+        self.node.counters.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
         st.last_write = Instant::now();
         let Some(backlog) = &mut st.backlog else { return };
         while n > 0 {
@@ -342,7 +342,7 @@ impl DirectSink for Held {
             return false;
         }
         let at = Some((Instant::from_std(d.received), d.late.load(Ordering::Relaxed)));
-        match st.positions.accept(d, &self.node.stats) {
+        match st.positions.accept(d, &self.node.counters) {
             None => {}
             Some(Frame::Shared) if st.chunked => self.send(&mut st, &[d.chunk().clone()], at),
             Some(Frame::Shared) => self.send(&mut st, &[d.frame.frame().clone()], at),
@@ -379,6 +379,6 @@ impl Flush for Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.node.stats.lean_streams.fetch_sub(1, Ordering::Relaxed);
+        self.node.counters.lean_streams.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use super::due;
 use super::stream::{End, Held};
-use crate::connection::revoked_frame;
+use crate::stream::revoked_frame;
 
 /// Runs `held` until it ends.
 pub async fn run(held: Arc<Held>) {

@@ -64,7 +64,7 @@ pub async fn publish(
         ..NewEvent::new(Topic::mercure(), dispatch::store(&update))
     };
     state.bus.publish(vec![event]).instrument(span).await.map_err(ApiError::from)?;
-    state.stats.events_published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    state.counters.events_published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::debug!(topic = update.canonical_topic(), private = update.private, "Mercure update published");
     let mut response = update.id.into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));

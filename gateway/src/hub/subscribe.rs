@@ -28,7 +28,6 @@ use super::error::HubError;
 use super::render::MercureRender;
 use super::settings::Hub;
 use super::token::{self, Purpose};
-use crate::connection::{Connection, ConnectionSettings};
 use crate::error::ApiError;
 use crate::event_stream;
 use crate::listener::ClientInfo;
@@ -37,6 +36,7 @@ use crate::mercure::selector::{self, MatcherType};
 use crate::mercure::update::EARLIEST;
 use crate::mercure::version::Protocol;
 use crate::state::AppState;
+use crate::stream::{EventStream, StreamSettings};
 
 /// How long a stream under a token without `exp` (0.x allows it) lasts before the client is
 /// asked to reconnect: long, but not for ever, so that a token's grant is read again now and then.
@@ -99,7 +99,7 @@ pub async fn subscribe(
     };
     let render = MercureRender { protocol, selectors, grant, hub_url: hub.config.hub_url.clone() };
     let lean = client.as_ref().is_some_and(|Extension(ConnectInfo(c))| c.lean);
-    let settings = ConnectionSettings {
+    let settings = StreamSettings {
         heartbeat: state.config.heartbeat,
         retry_ms: state.jittered_retry_ms(),
         shutdown_retry_ms: state.jittered_retry_ms(),
@@ -110,7 +110,7 @@ pub async fn subscribe(
         refresh: None,
         render: Some(Box::new(render)),
     };
-    let conn = Connection::start(vec![Topic::mercure()], cursor, &state.fanout, state.bus.clone(), settings, state.stats.clone())
+    let conn = EventStream::start(vec![Topic::mercure()], cursor, &state.fanout, state.bus.clone(), settings, state.counters.clone())
         .await
         .map_err(ApiError::from)?;
     tracing::debug!(subject = subject.as_deref().unwrap_or(""), "Mercure subscription opened");

@@ -66,7 +66,7 @@ pub fn find<'a>(
 pub async fn grant(state: &AppState, hub: &Hub, token: &str) -> Result<MercureGrant, HubError> {
     let refused = |reason: &str| {
         tracing::debug!(reason, "Mercure token refused");
-        state.stats.auth_failures.get_or_create(&[("reason", "mercure")]).inc();
+        state.counters.auth_failures.get_or_create(&[("reason", "mercure")]).inc();
         HubError::Bearer(BearerError::InvalidToken)
     };
     let raw = match state.auth.verify_raw(token).await {

@@ -11,12 +11,12 @@ use shared::Cursor;
 
 use super::request::{Query, parse_topics};
 use crate::auth;
-use crate::connection::{Connection, ConnectionSettings, RefreshOffer};
 use crate::control::Target;
 use crate::error::ApiError;
 use crate::event_stream;
 use crate::listener::ClientInfo;
 use crate::state::AppState;
+use crate::stream::{EventStream, RefreshOffer, StreamSettings};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/events", get(events))
@@ -47,7 +47,7 @@ async fn events(
     let refresh = (!state.config.refresh_window.is_zero())
         .then(|| RefreshOffer { window: state.config.refresh_window, public_url: Arc::clone(&state.public_url) });
     let lean = client.as_ref().is_some_and(|Extension(ConnectInfo(c))| c.lean);
-    let settings = ConnectionSettings {
+    let settings = StreamSettings {
         heartbeat: state.config.heartbeat,
         retry_ms: state.jittered_retry_ms(),
         shutdown_retry_ms: state.jittered_retry_ms(),
@@ -60,8 +60,9 @@ async fn events(
         refresh,
         render: None,
     };
-    let conn =
-        Connection::start(topics, cursor, &state.fanout, state.bus.clone(), settings, state.stats.clone()).await.map_err(ApiError::from)?;
+    let conn = EventStream::start(topics, cursor, &state.fanout, state.bus.clone(), settings, state.counters.clone())
+        .await
+        .map_err(ApiError::from)?;
     tracing::debug!(subject = claims.sub.as_deref().unwrap_or(""), "stream opened");
     // The permit goes with the stream: it is returned when the stream is dropped.
     Ok(event_stream::response(conn, permit, lean))

@@ -68,7 +68,7 @@ async fn publish(
     if single {
         span.record("id", tracing::field::display(ids[0]));
     }
-    state.stats.events_published.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+    state.counters.events_published.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
     let body = if single { json!({ "id": ids[0] }) } else { json!({ "ids": ids }) };
     Ok((StatusCode::OK, Json(body)))
 }

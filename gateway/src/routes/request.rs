@@ -40,7 +40,7 @@ pub(super) async fn authenticate(
 ) -> Result<Claims, ApiError> {
     let refused = |e: crate::auth::AuthError| {
         tracing::debug!(reason = e.code(), "token refused");
-        state.stats.auth_failures.get_or_create(&[("reason", e.code())]).inc();
+        state.counters.auth_failures.get_or_create(&[("reason", e.code())]).inc();
         ApiError::from(e)
     };
     let token = state.auth.token(headers, query_token, use_cookie).map_err(refused)?;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use gateway::auth::KeyMaterial;
 use gateway::config::JwtConfig;
-use gateway::stats::Stats;
+use gateway::counters::Counters;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use shared::Claims;
@@ -182,7 +182,7 @@ async fn publish_ignores_the_cookie() {
         .await
         .expect("request");
     assert_unauthorized(resp, None).await;
-    assert_eq!(Stats::get(&app.stats().events_published), 0);
+    assert_eq!(Counters::get(&app.counters().events_published), 0);
 }
 
 // --- Why a token is refused ------------------------------------------------------------------------
@@ -242,8 +242,8 @@ async fn alg_none_is_never_accepted() {
         assert_eq!(body_json(resp).await["error"], "unauthorized");
         assert_eq!(publish_as(&app, &forged, "t").await.status(), 401, "{header} must not publish");
     }
-    assert_eq!(Stats::get(&app.stats().connections_total), 0);
-    assert_eq!(Stats::get(&app.stats().events_published), 0);
+    assert_eq!(Counters::get(&app.counters().streams_total), 0);
+    assert_eq!(Counters::get(&app.counters().events_published), 0);
 }
 
 #[tokio::test]
@@ -388,7 +388,7 @@ async fn publishing_needs_a_grant_for_the_topic() {
     assert_eq!(publish_as(&app, &t, "orders.1").await.status(), 200);
     // A subscribe grant is not a publish grant.
     assert_forbidden(publish_as(&app, &token(&["*"], &[]), "orders.1").await, "orders.1").await;
-    assert_eq!(Stats::get(&app.stats().events_published), 1);
+    assert_eq!(Counters::get(&app.counters().events_published), 1);
 }
 
 #[tokio::test]
@@ -403,7 +403,7 @@ async fn a_batch_with_one_forbidden_topic_publishes_nothing() {
     let resp = app.client.post(app.url("/publish")).bearer_auth(token(&[], &["orders.*"])).json(&batch).send().await.expect("request");
     assert_forbidden(resp, "other").await;
     stream.expect_no_event(Duration::from_millis(300)).await;
-    assert_eq!(Stats::get(&app.stats().events_published), 0);
+    assert_eq!(Counters::get(&app.counters().events_published), 0);
     // The stream is live: the next publish is the first event it sees.
     app.publish("orders.1", "after").await;
     assert_eq!(stream.next_event().await.data, "after");
@@ -441,7 +441,7 @@ async fn a_stream_closes_when_its_token_expires() {
     assert!(stream.ended);
     assert!(opened.elapsed() >= Duration::from_millis(900), "closed after {:?}, before the token expired", opened.elapsed());
     assert!(!items.iter().any(|i| matches!(i, Item::Event(_))), "no event was published: {items:?}");
-    assert_eq!(Stats::get(&app.stats().token_expired_disconnects), 1);
+    assert_eq!(Counters::get(&app.counters().token_expired_disconnects), 1);
     // The same token is now refused outright.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_unauthorized(get_events(&app, &["t"], &t).await, Some("expired")).await;

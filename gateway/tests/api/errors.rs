@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gateway::stats::Stats;
+use gateway::counters::Counters;
 use serde_json::{Value, json};
 
 use support::app::*;
@@ -111,7 +111,7 @@ async fn events_refuse_topics_with_characters_outside_the_alphabet() {
         // Also when it hides behind a valid topic.
         assert_error(get_events(&app, &format!("topic=ok&topic={raw}")).await, 400, "invalid_topic").await;
     }
-    assert_eq!(Stats::get(&app.stats().connections_total), 0);
+    assert_eq!(Counters::get(&app.counters().streams_total), 0);
     assert_still_serves(&app).await;
 }
 
@@ -173,7 +173,7 @@ async fn a_body_that_is_not_json_is_400_invalid_json() {
     for body in ["not json", "{\"topic\":", "", "{'topic':'t'}"] {
         assert_error(post_raw(&app, body).await, 400, "invalid_json").await;
     }
-    assert_eq!(Stats::get(&app.stats().events_published), 0);
+    assert_eq!(Counters::get(&app.counters().events_published), 0);
 }
 
 #[tokio::test]
@@ -195,7 +195,7 @@ async fn json_of_the_wrong_shape_is_400_invalid_event() {
         let err = assert_error(resp, 400, "invalid_event").await;
         assert!(!message(&err).is_empty(), "{body}: {err}");
     }
-    assert_eq!(Stats::get(&app.stats().events_published), 0);
+    assert_eq!(Counters::get(&app.counters().events_published), 0);
 }
 
 #[tokio::test]
@@ -233,7 +233,7 @@ async fn a_publish_topic_outside_the_alphabet_is_400_invalid_topic() {
     let resp = app.publish_raw(json!([{ "topic": "ok", "data": "x" }, { "topic": "a\nb", "data": "y" }])).await;
     let body = assert_error(resp, 400, "invalid_topic").await;
     assert!(message(&body).contains("[1]"), "{body}");
-    assert_eq!(Stats::get(&app.stats().events_published), 0);
+    assert_eq!(Counters::get(&app.counters().events_published), 0);
 }
 
 #[tokio::test]
@@ -247,7 +247,7 @@ async fn a_batch_over_max_batch_is_400_batch_too_large() {
     let app = spawn_with(|c| c.max_batch = 3).await;
     let batch = |n: usize| Value::Array((0..n).map(|i| json!({ "topic": "t", "data": format!("e{i}") })).collect());
     assert_error(app.publish_raw(batch(4)).await, 400, "batch_too_large").await;
-    assert_eq!(Stats::get(&app.stats().events_published), 0);
+    assert_eq!(Counters::get(&app.counters().events_published), 0);
     let resp = app.publish_raw(batch(3)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.expect("json")["ids"].as_array().expect("ids").len(), 3);
@@ -264,7 +264,7 @@ async fn a_body_over_max_body_bytes_is_413_payload_too_large() {
     };
     let body = assert_error(post_raw(&app, event_of_size(4096)).await, 413, "payload_too_large").await;
     assert!(message(&body).contains("2048"), "the message gives the limit: {body}");
-    assert_eq!(Stats::get(&app.stats().events_published), 0);
+    assert_eq!(Counters::get(&app.counters().events_published), 0);
     assert_eq!(post_raw(&app, event_of_size(2048)).await.status(), 200, "exactly the limit is accepted");
 }
 
@@ -291,7 +291,7 @@ async fn a_batch_answers_200_with_increasing_ids() {
     let ids: Vec<(u64, u64)> = body["ids"].as_array().expect("ids").iter().map(|v| parse_id(v.as_str().expect("id string"))).collect();
     assert_eq!(ids.len(), 10);
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {body}");
-    assert_eq!(Stats::get(&app.stats().events_published), 10);
+    assert_eq!(Counters::get(&app.counters().events_published), 10);
 }
 
 #[tokio::test]
@@ -327,8 +327,8 @@ async fn the_gateway_keeps_serving_after_many_bad_requests() {
         let resp = app.client.get(app.events_url(&["t"])).bearer_auth("abc").send().await.expect("request");
         assert_error(resp, 401, "unauthorized").await;
     }
-    assert_eq!(Stats::get(&app.stats().events_published), 0);
-    assert_eq!(Stats::get(&app.stats().connections_open), 0);
+    assert_eq!(Counters::get(&app.counters().events_published), 0);
+    assert_eq!(Counters::get(&app.counters().streams_open), 0);
     assert_still_serves(&app).await;
     // And bad requests beside an open stream do not disturb it.
     let mut stream = app.subscribe(&["busy"], None).await;

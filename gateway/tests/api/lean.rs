@@ -3,17 +3,17 @@
 //! refused stream request followed by a good one, CORS headers on the stream's head, the Mercure
 //! hub's stream; and an HTTP/2 (h2c) stream beside them.
 //!
-//! `Stats::lean_streams` counts the streams held on the lean path (written straight to their
+//! `Counters::lean_streams` counts the streams held on the lean path (written straight to their
 //! sockets); the assertions on it are marked `lean:`. Streams whose connection started with
 //! another request, and HTTP/2 streams, stay on hyper: for those the gauge must stay 0 (see
-//! `stats.rs`).
+//! `counters.rs`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use futures::StreamExt;
+use gateway::counters::Counters;
 use gateway::mercure::version::Protocol;
-use gateway::stats::Stats;
 use serde_json::{Value, json};
 use shared::sse::Item;
 
@@ -32,7 +32,7 @@ const MAX_HEAD: usize = 64 * 1024;
 
 /// (event streams open, of which on the lean path).
 fn streams(app: &TestApp) -> (u64, u64) {
-    (Stats::get(&app.stats().connections_open), Stats::get(&app.stats().lean_streams))
+    (Counters::get(&app.counters().streams_open), Counters::get(&app.counters().lean_streams))
 }
 
 /// Polls until `done` holds; fails after `within` with `what` and the last `streams` seen.

@@ -25,7 +25,7 @@ async fn a_single_topic_client_resumes_exactly_after_its_last_event() {
     app.publish("t", "6").await;
     assert_eq!(s.next_event().await.data, "6", "then live");
     s.expect_no_event(Duration::from_millis(200)).await;
-    assert_eq!(gateway::stats::Stats::get(&app.stats().resumptions), 1);
+    assert_eq!(gateway::counters::Counters::get(&app.counters().resumptions), 1);
 }
 
 #[tokio::test]
@@ -106,7 +106,7 @@ async fn trimmed_history_gives_the_lost_signal_then_the_oldest_retained_events()
     assert_eq!(info["after"], last.as_str());
     assert_eq!(info["resumed_from"], ids[2].as_str());
     assert_eq!(data(&s.events(3).await), ["3", "4", "5"]);
-    assert_eq!(gateway::stats::Stats::get(&app.stats().lost_signals), 1);
+    assert_eq!(gateway::counters::Counters::get(&app.counters().lost_signals), 1);
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ async fn open_streams_get_a_last_retry_and_end_within_the_grace() {
         assert_eq!(s.next_event().await.data, "before");
     }
     let started = Instant::now();
-    let stats = app.state.stats.clone();
+    let counters = app.state.counters.clone();
     app.shutdown().await;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}, the whole grace: streams held it");
@@ -36,7 +36,7 @@ async fn open_streams_get_a_last_retry_and_end_within_the_grace() {
             "a last jittered retry, then the end: {rest:?}"
         );
     }
-    assert_eq!(gateway::stats::Stats::get(&stats.shutdown_disconnects), 3);
+    assert_eq!(gateway::counters::Counters::get(&counters.shutdown_disconnects), 3);
 }
 
 #[tokio::test]

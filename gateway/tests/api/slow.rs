@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use gateway::stats::Stats;
+use gateway::counters::Counters;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
@@ -24,7 +24,7 @@ async fn stalled_client(app: &TestApp, topic: &str) -> TcpStream {
 }
 
 async fn wait_for_open_connections(app: &TestApp, n: u64) {
-    eventually(format!("{n} open connections"), WAIT, async || Stats::get(&app.stats().connections_open) == n).await;
+    eventually(format!("{n} open connections"), WAIT, async || Counters::get(&app.counters().streams_open) == n).await;
 }
 
 /// Publishes 64 KiB events in batches until the stalled client is gone, checking that a fast
@@ -33,7 +33,7 @@ async fn flood_until_stalled_client_is_cut(app: &TestApp, fast: &mut SseClient) 
     let payload = "x".repeat(64 * 1024);
     let mut published = 0usize;
     let mut first_id = None;
-    while Stats::get(&app.stats().connections_open) > 1 {
+    while Counters::get(&app.counters().streams_open) > 1 {
         assert!(published < 4000, "the stalled client was not cut after {published} events of 64 KiB");
         let batch: Vec<_> = (0..8).map(|i| json!({ "topic": "firehose", "data": format!("{}:{payload}", published + i) })).collect();
         let r = app.publish_raw(json!(batch)).await;
@@ -76,8 +76,8 @@ async fn a_client_whose_queue_overflows_is_cut_at_once_and_others_get_everything
     // A write timeout far beyond the test: only the overflow and the kill switch can cut it.
     let (app, _stalled, mut fast) = stalled_and_fast(256, Duration::from_secs(600)).await;
     let (published, first_id) = flood_until_stalled_client_is_cut(&app, &mut fast).await;
-    assert_eq!(Stats::get(&app.stats().slow_disconnects), 1, "counted as slow");
-    assert_eq!(Stats::get(&app.stats().write_timeouts), 0);
+    assert_eq!(Counters::get(&app.counters().slow_disconnects), 1, "counted as slow");
+    assert_eq!(Counters::get(&app.counters().write_timeouts), 0);
     app.publish("firehose", "still live").await;
     assert_eq!(fast.next_event().await.data, "still live");
     resume_gets_everything_after(&app, &first_id, published + 1).await;
@@ -88,7 +88,7 @@ async fn a_client_whose_socket_stays_full_is_cut_by_the_write_timeout() {
     // A queue too large to overflow here: only the write timeout can cut it.
     let (app, _stalled, mut fast) = stalled_and_fast(1 << 20, Duration::from_millis(300)).await;
     let (published, first_id) = flood_until_stalled_client_is_cut(&app, &mut fast).await;
-    assert_eq!(Stats::get(&app.stats().write_timeouts), 1, "counted as a write timeout");
-    assert_eq!(Stats::get(&app.stats().slow_disconnects), 0);
+    assert_eq!(Counters::get(&app.counters().write_timeouts), 1, "counted as a write timeout");
+    assert_eq!(Counters::get(&app.counters().slow_disconnects), 0);
     resume_gets_everything_after(&app, &first_id, published).await;
 }

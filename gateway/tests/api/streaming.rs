@@ -115,7 +115,7 @@ async fn the_fanout_holds_one_entry_per_topic_and_releases_it() {
         false
     })
     .await;
-    assert_eq!(gateway::stats::Stats::get(&app.stats().connections_open), 0);
+    assert_eq!(gateway::counters::Counters::get(&app.counters().streams_open), 0);
 }
 
 #[tokio::test]

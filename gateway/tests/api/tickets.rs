@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use gateway::stats::Stats;
+use gateway::counters::Counters;
 use serde_json::{Value, json};
 use shared::Claims;
 
@@ -190,7 +190,7 @@ async fn a_ticket_never_outlives_its_token_and_its_stream_ends_at_the_tokens_exp
     let spare = ticket(&app, &bearer).await;
     let mut s = stream(open(&app, &["t"], body["ticket"].as_str().expect("ticket")).await).await;
     s.until_end().await;
-    assert_eq!(Stats::get(&app.stats().token_expired_disconnects), 1, "the stream ended because its token expired");
+    assert_eq!(Counters::get(&app.counters().token_expired_disconnects), 1, "the stream ended because its token expired");
     wait_until_past(exp * 1000).await;
     assert_refused(open(&app, &["t"], &spare).await, "ticket_expired", &spare).await;
 }

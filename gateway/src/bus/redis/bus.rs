@@ -22,8 +22,8 @@ use super::upstream::Upstream;
 use crate::bus::fanout::Fanout;
 use crate::bus::{Bus, BusError, Delivery, NewEvent, Replay};
 use crate::config::RedisUrl;
+use crate::counters::Counters;
 use crate::shutdown::Shutdown;
-use crate::stats::Stats;
 use crate::telemetry::TraceContext;
 
 /// What the Redis bus needs from the configuration.
@@ -51,7 +51,7 @@ pub struct RedisBus {
     upstream: Arc<Upstream>,
     /// Tail reads (streams starting without a cursor), shared per topic.
     tails: Arc<Tails>,
-    pub(super) stats: Arc<Stats>,
+    pub(super) counters: Arc<Counters>,
 }
 
 /// How long a publish's receipt is kept: longer than the client may hold a command before it
@@ -67,7 +67,7 @@ impl RedisBus {
     pub async fn connect(
         settings: RedisSettings,
         fanout: Arc<Fanout>,
-        stats: Arc<Stats>,
+        counters: Arc<Counters>,
         shutdown: &Shutdown,
     ) -> Result<Arc<Self>, BusError> {
         let config = link::config(settings.url.as_str(), settings.ca_file.as_deref())?;
@@ -84,15 +84,15 @@ impl RedisBus {
             db,
             settings.reconcile_every,
             fanout,
-            Arc::clone(&stats),
+            Arc::clone(&counters),
         ));
-        let tails = Tails::new(client.clone(), keys.clone(), settings.max_age, Arc::clone(&stats), shutdown.tracker().clone());
+        let tails = Tails::new(client.clone(), keys.clone(), settings.max_age, Arc::clone(&counters), shutdown.tracker().clone());
         let stop = shutdown.token();
         link::spawn_heartbeat(shutdown, stop.clone(), client.clone());
         shutdown.tracker().spawn(Arc::clone(&upstream).run_sync(stop.clone()));
         shutdown.tracker().spawn(Arc::clone(&upstream).run_messages(pushed, stop.clone()));
         shutdown.tracker().spawn(Arc::clone(&upstream).run_reader(stop));
-        Ok(Arc::new(Self { client, subscriber, keys, settings, upstream, tails, stats }))
+        Ok(Arc::new(Self { client, subscriber, keys, settings, upstream, tails, counters }))
     }
 
     /// The control plane's link over this Redis (see `control.rs`), reading on its own
@@ -103,7 +103,7 @@ impl RedisBus {
         tx: tokio::sync::mpsc::Sender<crate::control::Incoming>,
         shutdown: &Shutdown,
     ) -> Result<control::RedisLink, BusError> {
-        control::RedisLink::start(&self.client, self.keys.clone(), node, tx, Arc::clone(&self.stats), shutdown).await
+        control::RedisLink::start(&self.client, self.keys.clone(), node, tx, Arc::clone(&self.counters), shutdown).await
     }
 
     /// Closes every link (the last step of shutdown).
@@ -137,7 +137,7 @@ impl RedisBus {
         let receipt = self.keys.receipt(topic, &format!("{:016x}", rand::random::<u64>()));
         let mut keys = vec![self.keys.stream(topic), receipt];
         keys.extend(events.iter().filter_map(|e| e.alias.as_deref()).map(|alias| self.keys.alias(topic, alias)));
-        let reply: Value = self.stats.redis("publish", self.client.eval(scripts::PUBLISH, keys, args)).await.map_err(from_fred)?;
+        let reply: Value = self.counters.redis("publish", self.client.eval(scripts::PUBLISH, keys, args)).await.map_err(from_fred)?;
         let Value::Array(ids) = reply else { return Err(malformed(scripts::ReplyError("the publish script's ids"))) };
         ids.iter().map(|v| scripts::stream_id(v).map_err(malformed)).collect()
     }
@@ -175,7 +175,7 @@ impl Bus for RedisBus {
         }
         let args = vec![after.map(|a| a.to_string()).unwrap_or_default(), limit.to_string(), self.settings.max_age.as_millis().to_string()];
         let reply: Value =
-            self.stats.redis("read", self.client.eval(scripts::READ, self.keys.stream(topic), args)).await.map_err(from_fred)?;
+            self.counters.redis("read", self.client.eval(scripts::READ, self.keys.stream(topic), args)).await.map_err(from_fred)?;
         let reply = scripts::read_reply(reply).map_err(malformed)?;
         let mut events = Vec::with_capacity(reply.entries.len());
         for entry in &reply.entries {
@@ -191,7 +191,7 @@ impl Bus for RedisBus {
 
     async fn find_alias(&self, topic: &Topic, alias: &str) -> Result<Option<StreamId>, BusError> {
         let key = self.keys.alias(topic, alias);
-        let id: Option<String> = self.stats.redis("find_alias", self.client.get(key)).await.map_err(from_fred)?;
+        let id: Option<String> = self.counters.redis("find_alias", self.client.get(key)).await.map_err(from_fred)?;
         // A value that is not an id was not written by a gateway: as good as no alias.
         Ok(id.and_then(|id| StreamId::parse(&id).ok()))
     }
@@ -204,7 +204,7 @@ impl Bus for RedisBus {
         let key = format!("{}:claim:{name}", self.settings.prefix);
         let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let set: Option<String> = self
-            .stats
+            .counters
             .redis("claim", self.client.set(key, "1", Some(Expiration::PX(ms)), Some(SetOptions::NX), false))
             .await
             .map_err(from_fred)?;

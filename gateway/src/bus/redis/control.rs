@@ -22,9 +22,9 @@ use super::link::{self, from_fred, malformed};
 use super::scripts;
 use crate::bus::BusError;
 use crate::control::{Incoming, Link};
+use crate::counters::Counters;
 use crate::epoch::now_millis;
 use crate::shutdown::Shutdown;
-use crate::stats::Stats;
 
 /// How long a blocking read waits before it returns empty (below the 3 s command timeout).
 const BLOCK: Duration = Duration::from_secs(1);
@@ -66,7 +66,7 @@ pub struct RedisLink {
     client: Client,
     keys: KeyLayout,
     node: String,
-    stats: std::sync::Arc<Stats>,
+    counters: std::sync::Arc<Counters>,
 }
 
 impl RedisLink {
@@ -77,7 +77,7 @@ impl RedisLink {
         keys: KeyLayout,
         node: &str,
         tx: mpsc::Sender<Incoming>,
-        stats: std::sync::Arc<Stats>,
+        counters: std::sync::Arc<Counters>,
         shutdown: &Shutdown,
     ) -> Result<Self, BusError> {
         // Its own link, where a command sent while a read waits interrupts the wait instead
@@ -86,7 +86,7 @@ impl RedisLink {
         config.blocking = Blocking::Interrupt;
         let reader = link::builder(config).build().map_err(from_fred)?;
         reader.init().await.map_err(from_fred)?;
-        let link = Self { client: client.clone(), keys, node: node.to_owned(), stats };
+        let link = Self { client: client.clone(), keys, node: node.to_owned(), counters };
         let start = link.last_id().await?;
         link.mark_alive().await?;
         let stop = shutdown.token();
@@ -111,7 +111,7 @@ impl RedisLink {
             let _: Value = self.client.zremrangebyscore(&key, f64::NEG_INFINITY, lapsed).await?;
             self.client.pexpire::<Value, _>(&key, NODES_KEPT.as_millis() as i64, None).await
         };
-        self.stats.redis("presence", calls).await.map(drop).map_err(from_fred)
+        self.counters.redis("presence", calls).await.map(drop).map_err(from_fred)
     }
 
     /// Takes this node off the live set (at shutdown), so asks stop waiting for it at once.
@@ -125,24 +125,24 @@ impl Link for RedisLink {
     async fn broadcast(&self, message: &str) -> Result<(), BusError> {
         let args = vec![message.to_owned(), KEEP_MESSAGES.to_string(), KEEP_FOR.as_millis().to_string()];
         let call = self.client.eval::<Value, _, _, _>(BROADCAST, vec![self.keys.control()], args);
-        self.stats.redis("control", call).await.map(drop).map_err(from_fred)
+        self.counters.redis("control", call).await.map(drop).map_err(from_fred)
     }
 
     async fn store_revocation(&self, key: &str, until_ms: u64) -> Result<(), BusError> {
         let args = vec![key.to_owned(), until_ms.to_string(), now_millis().to_string()];
         let call = self.client.eval::<Value, _, _, _>(STORE_REVOCATION, vec![self.keys.revoked()], args);
-        self.stats.redis("revoke", call).await.map(drop).map_err(from_fred)
+        self.counters.redis("revoke", call).await.map(drop).map_err(from_fred)
     }
 
     async fn revocations(&self) -> Result<Vec<(String, u64)>, BusError> {
         let all: std::collections::HashMap<String, String> =
-            self.stats.redis("revocations", self.client.hgetall(self.keys.revoked())).await.map_err(from_fred)?;
+            self.counters.redis("revocations", self.client.hgetall(self.keys.revoked())).await.map_err(from_fred)?;
         Ok(all.into_iter().filter_map(|(k, v)| Some((k, v.parse().ok()?))).collect())
     }
 
     async fn nodes(&self) -> Result<usize, BusError> {
         let since = now_millis().saturating_sub(PRESENCE_LAPSE.as_millis() as u64) as f64;
-        let n: u64 = self.stats.redis("nodes", self.client.zcount(self.keys.nodes(), since, f64::INFINITY)).await.map_err(from_fred)?;
+        let n: u64 = self.counters.redis("nodes", self.client.zcount(self.keys.nodes(), since, f64::INFINITY)).await.map_err(from_fred)?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 }

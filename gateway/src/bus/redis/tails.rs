@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use super::link::{from_fred, malformed};
 use super::scripts;
 use crate::bus::BusError;
-use crate::stats::Stats;
+use crate::counters::Counters;
 
 /// What a waiting caller gets: the tail, or the read's error (one error, many callers).
 type Answer = Result<StreamId, Failed>;
@@ -56,15 +56,15 @@ pub(super) struct Tails {
     keys: KeyLayout,
     /// The history's age, which the read script needs to judge a missing stream.
     max_age: Duration,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
     /// The reader tasks: each lives while callers wait, and each of its reads is bounded by the
     /// client's command timeout.
     tracker: TaskTracker,
 }
 
 impl Tails {
-    pub(super) fn new(client: Client, keys: KeyLayout, max_age: Duration, stats: Arc<Stats>, tracker: TaskTracker) -> Arc<Self> {
-        Arc::new(Self { waiting: Mutex::default(), client, keys, max_age, stats, tracker })
+    pub(super) fn new(client: Client, keys: KeyLayout, max_age: Duration, counters: Arc<Counters>, tracker: TaskTracker) -> Arc<Self> {
+        Arc::new(Self { waiting: Mutex::default(), client, keys, max_age, counters, tracker })
     }
 
     /// The tail of `topic`, from a read sent after this call began.
@@ -122,7 +122,7 @@ impl Tails {
     async fn read_now(&self, topic: &Topic) -> Answer {
         let args = vec![String::new(), "0".to_owned(), self.max_age.as_millis().to_string()];
         let reply: Value =
-            self.stats.redis("read", self.client.eval(scripts::READ, self.keys.stream(topic), args)).await.map_err(from_fred)?;
+            self.counters.redis("read", self.client.eval(scripts::READ, self.keys.stream(topic), args)).await.map_err(from_fred)?;
         Ok(scripts::read_reply(reply).map_err(malformed)?.tail)
     }
 }

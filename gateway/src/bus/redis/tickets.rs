@@ -76,7 +76,7 @@ impl TicketStore for RedisBus {
     async fn deployment(&self, candidate: &str, ttl: Duration) -> Result<String, BusError> {
         let key = self.keys.deployment().to_owned();
         let args = vec![candidate.to_owned(), millis(ttl).to_string()];
-        let tag: Option<String> = self.stats.redis("deployment", self.client.eval(DEPLOYMENT, key, args)).await.map_err(from_fred)?;
+        let tag: Option<String> = self.counters.redis("deployment", self.client.eval(DEPLOYMENT, key, args)).await.map_err(from_fred)?;
         tag.ok_or_else(|| malformed(ReplyError("the deployment script's tag")))
     }
 
@@ -85,7 +85,7 @@ impl TicketStore for RedisBus {
         // NX: a ticket's key is its digest, so a collision would need a SHA-256 collision; NX
         // still makes sure an entry, once stored, can never be replaced.
         let set: Option<String> = self
-            .stats
+            .counters
             .redis("ticket_issue", self.client.set(key, entry, Some(Expiration::PX(millis(ttl))), Some(SetOptions::NX), false))
             .await
             .map_err(from_fred)?;
@@ -98,7 +98,7 @@ impl TicketStore for RedisBus {
     async fn take_ticket(&self, key: &str) -> Result<Taken, BusError> {
         let key = self.keys.ticket(key);
         let reply: Value =
-            self.stats.redis("ticket_redeem", self.client.eval(REDEEM, key, Vec::<String>::new())).await.map_err(from_fred)?;
+            self.counters.redis("ticket_redeem", self.client.eval(REDEEM, key, Vec::<String>::new())).await.map_err(from_fred)?;
         taken(reply)
     }
 }

@@ -46,7 +46,7 @@ use super::scripts;
 use super::subscriber::SubscriberLinks;
 use crate::bus::fanout::Fanout;
 use crate::bus::{BusError, Delivery, shrink_idle};
-use crate::stats::Stats;
+use crate::counters::Counters;
 use state::{Follow, State};
 
 /// Streams per `XREAD`.
@@ -62,7 +62,7 @@ pub(super) struct Upstream {
     db: u8,
     reconcile_every: Duration,
     fanout: Arc<Fanout>,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
     state: Mutex<State>,
     armed: Notify,
     wake_reader: Notify,
@@ -76,7 +76,7 @@ impl Upstream {
         db: u8,
         reconcile_every: Duration,
         fanout: Arc<Fanout>,
-        stats: Arc<Stats>,
+        counters: Arc<Counters>,
     ) -> Self {
         Self {
             client,
@@ -85,7 +85,7 @@ impl Upstream {
             db,
             reconcile_every,
             fanout,
-            stats,
+            counters,
             state: Mutex::default(),
             armed: Notify::new(),
             wake_reader: Notify::new(),
@@ -166,7 +166,7 @@ impl Upstream {
             self.subscriber.subscribe(chunk).await?;
             // Concurrent commands share the one connection, so this is one pipelined round trip.
             let tails = chunk.iter().map(|topic| {
-                self.stats.redis(
+                self.counters.redis(
                     "read",
                     self.client.eval::<Value, _, _, _>(scripts::READ, self.keys.stream(topic), vec![String::new(), "0".into()]),
                 )
@@ -229,7 +229,7 @@ impl Upstream {
     fn on_message(&self, channel: &str, value: &Value) {
         if let Some(topic) = self.keys.topic_of_live(channel) {
             let data = scripts::string(value).unwrap_or_default();
-            self.stats.events_live.fetch_add(1, Ordering::Relaxed);
+            self.counters.events_live.fetch_add(1, Ordering::Relaxed);
             let event = Event { topic, id: None, name: None, data, retry: None };
             self.fanout.deliver(Arc::new(Delivery::new(&event, None)));
         }

@@ -106,7 +106,7 @@ impl Upstream {
 
     /// Counts and sets aside a topic whose read came back malformed; logs the first time only.
     fn set_aside(&self, topic: &Topic, e: &BusError) {
-        self.stats.redis_malformed.get_or_create(&[("kind", "reply")]).inc();
+        self.counters.redis_malformed.get_or_create(&[("kind", "reply")]).inc();
         if self.state().set_aside(topic, Instant::now()) {
             tracing::warn!(topic = %topic, error = %cause_chain(e), "Redis answers about this topic's stream with what cannot be read; setting it aside, reading it again later");
         } else {
@@ -146,7 +146,7 @@ impl Upstream {
             return Ok(batch);
         }
         let calls = checks.iter().map(|(i, args)| {
-            self.stats.redis(
+            self.counters.redis(
                 "resume_point",
                 self.client.eval::<Value, _, _, _>(scripts::RESUME_POINT, self.keys.stream(&batch[*i].0), args.clone()),
             )
@@ -190,7 +190,7 @@ impl Upstream {
         let reads = groups.iter().map(|group| {
             let keys: Vec<String> = group.iter().map(|(t, _)| self.keys.stream(t)).collect();
             let ids: Vec<String> = group.iter().map(|(_, id)| id.to_string()).collect();
-            self.stats.redis("xread", self.client.xread::<Value, _, _>(Some(READ_COUNT), None, keys, ids))
+            self.counters.redis("xread", self.client.xread::<Value, _, _>(Some(READ_COUNT), None, keys, ids))
         });
         for reply in futures::future::try_join_all(reads).await.map_err(from_fred)? {
             self.deliver_reply(reply)?;
@@ -207,7 +207,7 @@ impl Upstream {
                     Ok(entry) => self.deliver(entry),
                     Err(e) => {
                         tracing::warn!(topic = %topic, error = %e, "skipping a stream entry");
-                        self.stats.redis_malformed.get_or_create(&[("kind", "entry")]).inc();
+                        self.counters.redis_malformed.get_or_create(&[("kind", "entry")]).inc();
                         if let Some(id) = entry_id(entry) {
                             self.advance(&topic, id);
                         }
@@ -228,7 +228,7 @@ impl Upstream {
         let Some(id) = event.id else { return };
         if self.advance(&event.topic, id) && self.remember(&event.topic, id) {
             if !entry.from_gateway {
-                self.stats.events_xadd.fetch_add(1, Ordering::Relaxed);
+                self.counters.events_xadd.fetch_add(1, Ordering::Relaxed);
             }
             self.fanout.deliver(Arc::new(Delivery::new(&event, entry.trace)));
         }

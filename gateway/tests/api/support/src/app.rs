@@ -123,8 +123,8 @@ impl TestApp {
         tokio::time::timeout(WAIT, self.handle).await.unwrap_or_else(|_| panic!("waited {WAIT:?} for the app to shut down")).expect("join");
     }
 
-    pub fn stats(&self) -> &gateway::stats::Stats {
-        &self.state.stats
+    pub fn counters(&self) -> &gateway::counters::Counters {
+        &self.state.counters
     }
 
     /// The `/metrics` text, from the admin address if there is one.

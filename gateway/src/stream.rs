@@ -1,10 +1,10 @@
-//! One SSE connection: the frames it sends, in order.
+//! One SSE stream: the frames it sends, in order.
 //!
-//! A connection first registers with the node's fan-out (so nothing published from then on is
+//! A stream first registers with the node's fan-out (so nothing published from then on is
 //! missed), then replays the history of its resumed topics after their positions, merged in id
 //! order (`replay`), then sends live events, dropping any it already replayed by comparing ids.
 //! It keeps one position per topic; the `id:` it sends is the event's own stream id when it
-//! follows one topic (so the frame bytes are shared by every connection) and the multi-topic
+//! follows one topic (so the frame bytes are shared by every stream) and the multi-topic
 //! cursor otherwise.
 //!
 //! The stream ends itself on shutdown (after a last jittered `retry:`), when the token expires
@@ -12,9 +12,9 @@
 //! last `gateway.revoked`), when the client is too slow, or when the bus fails; the client then
 //! resumes from its `Last-Event-ID` on any node.
 //!
-//! A stream served by hyper (HTTP/2, or after other requests on its socket) is this connection
+//! A stream served by hyper (HTTP/2, or after other requests on its socket) is this stream
 //! for its whole life, pulled frame by frame as its body. On the lean path (`held/`) the
-//! connection sends the stream's first frames and any history, then is handed over
+//! stream sends the stream's first frames and any history, then is handed over
 //! (`handover.rs`): the fan-out writes to the socket from there.
 
 use std::collections::VecDeque;
@@ -32,10 +32,10 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use crate::bus::fanout::{Fanout, Queued, Subscription};
+use crate::bus::fanout::{Fanout, Inbox, Queued};
 use crate::bus::{Bus, BusError, Delivery};
 use crate::control::Registration;
-use crate::stats::Stats;
+use crate::counters::Counters;
 use replay::{Merge, Step};
 
 mod handover;
@@ -47,7 +47,7 @@ mod signals;
 
 pub use handover::{OpenStream, Parts};
 pub use positions::{Frame, Positions};
-pub use settings::{ConnectionSettings, RefreshOffer, Render};
+pub use settings::{RefreshOffer, Render, StreamSettings};
 use signals::lost_frame;
 pub(crate) use signals::{refresh_frame, revoked_frame};
 
@@ -62,9 +62,9 @@ struct Refresh {
 }
 
 #[derive(Debug)]
-pub struct Connection {
+pub struct EventStream {
     positions: Positions,
-    sub: Subscription,
+    sub: Inbox,
     bus: Arc<dyn Bus>,
     pending: VecDeque<Bytes>,
     /// The history still to send before live events; `None` once live (boxed: most streams never
@@ -84,16 +84,16 @@ pub struct Connection {
     /// Fires when the control plane revoked or extended the stream; kept like `shutdown`.
     control_wake: Option<Pin<Box<OwnedNotified>>>,
     /// Created once and kept: a fresh `cancelled()` future per event would register and drop a
-    /// waiter on the token's lock for every event of every connection.
+    /// waiter on the token's lock for every event of every stream.
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     slow: Pin<Box<WaitForCancellationFutureOwned>>,
     shutdown_retry_ms: u64,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
     open: OpenStream,
     done: bool,
 }
 
-impl Connection {
+impl EventStream {
     /// Whether everything due is sent: the history replayed, no frame waiting, the stream not
     /// over. Live events may still wait in the fan-out queue; the lean path takes those over.
     pub fn is_caught_up(&self) -> bool {
@@ -117,7 +117,7 @@ impl Connection {
     }
 }
 
-/// Why a connection could not start.
+/// Why a stream could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("topics {0} and {1} share a cursor key; follow them on separate connections")]
@@ -126,7 +126,7 @@ pub enum StartError {
     Bus(#[from] BusError),
 }
 
-impl Connection {
+impl EventStream {
     /// Registers with the fan-out and fixes each topic's starting position. Fails before any
     /// byte is sent, so the route can still answer with an error status.
     pub async fn start(
@@ -134,18 +134,18 @@ impl Connection {
         cursor: Option<Cursor>,
         fanout: &Arc<Fanout>,
         bus: Arc<dyn Bus>,
-        settings: ConnectionSettings,
-        stats: Arc<Stats>,
+        settings: StreamSettings,
+        counters: Arc<Counters>,
     ) -> Result<Self, StartError> {
         let mut keys: Vec<(u64, &Topic)> = topics.iter().map(|t| (cursor::topic_key(t), t)).collect();
         keys.sort();
         if let Some(w) = keys.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(StartError::KeyCollision(w[0].1.clone(), w[1].1.clone()));
         }
-        let sub = fanout.subscribe(&topics, settings.slow);
+        let sub = fanout.join(&topics, settings.slow);
         bus.follow(&topics).await?;
         // Starting positions are independent reads: issue them together (with Redis they share
-        // one connection, so a connection following many topics pays one round trip, not many).
+        // one stream, so a stream following many topics pays one round trip, not many).
         let starts = topics.iter().map(|topic| {
             let resume = cursor.as_ref().and_then(|c| c.position(topic));
             let bus = &bus;
@@ -161,9 +161,9 @@ impl Connection {
         let replay = cursor.is_some().then(|| Box::new(Merge::new(resumed)));
         let positions = Positions::new(topics.into_iter().zip(starts.into_iter().map(|(position, _)| position)), settings.render);
         if cursor.is_some() {
-            stats.resumptions.fetch_add(1, Ordering::Relaxed);
+            counters.resumptions.fetch_add(1, Ordering::Relaxed);
         }
-        let open = OpenStream::new(&stats);
+        let open = OpenStream::new(&counters);
         let now = Instant::now();
         let slow = sub.slow.clone().cancelled_owned();
         let control_wake = settings.control.as_ref().map(|r| Box::pin(r.entry().wake().notified_owned()));
@@ -184,7 +184,7 @@ impl Connection {
             shutdown: Box::pin(settings.shutdown.cancelled_owned()),
             slow: Box::pin(slow),
             shutdown_retry_ms: settings.shutdown_retry_ms,
-            stats,
+            counters,
             open,
             done: false,
         };
@@ -192,7 +192,7 @@ impl Connection {
         Ok(conn)
     }
 
-    /// The connection as a body stream of frames.
+    /// The stream as a body stream of frames.
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
         futures::stream::unfold(self, |mut conn| async move {
             let chunk = conn.next_chunk().await?;
@@ -229,7 +229,7 @@ impl Connection {
             match merge.next() {
                 Step::Send(d) => self.push_delivery(&d),
                 // A position beyond the topic's tail (another deployment's cursor, a clock that
-                // went back) would make the connection skip future events: pull it back.
+                // went back) would make the stream skip future events: pull it back.
                 Step::Finished { topic, tail } => self.positions.clamp(topic, tail),
                 Step::Done => return,
                 Step::Read => break,
@@ -259,7 +259,7 @@ impl Connection {
             };
             // Another protocol has its own way of saying so (Mercure: a response header).
             if page.lost && !self.positions.renders() {
-                self.stats.lost_signals.fetch_add(1, Ordering::Relaxed);
+                self.counters.lost_signals.fetch_add(1, Ordering::Relaxed);
                 self.pending.push_back(lost_frame(&topic, after, page.events.first().and_then(|d| d.id)));
                 // Said once: the position moves past the gap with the first retained event.
             }
@@ -298,14 +298,14 @@ impl Connection {
     }
 
     fn close_for_shutdown(&mut self) {
-        self.stats.shutdown_disconnects.fetch_add(1, Ordering::Relaxed);
+        self.counters.shutdown_disconnects.fetch_add(1, Ordering::Relaxed);
         self.pending.push_back(sse::retry_frame(self.shutdown_retry_ms));
         self.done = true;
     }
 
-    /// Queues the frame for `d` unless this connection already sent it.
+    /// Queues the frame for `d` unless this stream already sent it.
     fn push_delivery(&mut self, d: &Delivery) {
-        match self.positions.accept(d, &self.stats) {
+        match self.positions.accept(d, &self.counters) {
             None => {}
             Some(Frame::Shared) => self.pending.push_back(d.frame.frame().clone()),
             Some(Frame::Own(frame)) => self.pending.push_back(frame),
@@ -321,7 +321,7 @@ impl Connection {
         self.positions.rewind(topic, to);
     }
 
-    /// The `Last-Event-ID` this connection's client holds now.
+    /// The `Last-Event-ID` this stream's client holds now.
     pub fn cursor(&self) -> String {
         self.positions.cursor()
     }

@@ -8,7 +8,7 @@
 //! by publication. Equal ids (two topics' events in the same millisecond, which Redis does not
 //! order) come in the order of the stream's topics.
 //!
-//! Pure bookkeeping: the connection does the reads ([`Merge::wanted`]) and hands each page in
+//! Pure bookkeeping: the stream does the reads ([`Merge::wanted`]) and hands each page in
 //! ([`Merge::absorb`]); at most one page per topic is held at a time.
 
 use std::collections::VecDeque;
@@ -18,7 +18,7 @@ use shared::StreamId;
 
 use crate::bus::Delivery;
 
-/// The topics still replaying, in the connection's topic order.
+/// The topics still replaying, in the stream's topic order.
 #[derive(Debug)]
 pub(super) struct Merge {
     lanes: Vec<Lane>,
@@ -26,7 +26,7 @@ pub(super) struct Merge {
 
 #[derive(Debug)]
 struct Lane {
-    /// Index of the topic in the connection.
+    /// Index of the topic in the stream.
     topic: usize,
     /// Events read and not yet handed out, oldest first.
     read: VecDeque<Arc<Delivery>>,

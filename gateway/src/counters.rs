@@ -14,16 +14,16 @@ pub type Label = [(&'static str, &'static str); 1];
 type HistogramFamily = Family<Label, Histogram, fn() -> Histogram>;
 
 #[derive(Debug)]
-pub struct Stats {
+pub struct Counters {
     /// Client sockets open, whatever they carry (event streams, publishes, sockets that never
     /// sent a request yet): what a slowloris or a connection flood would pile up.
     pub sockets_open: AtomicU64,
-    pub connections_open: AtomicU64,
+    pub streams_open: AtomicU64,
     /// Event streams held on the lean path (`held/`): written straight to their sockets, without
-    /// hyper's per-connection buffers. The rest of `connections_open` are served through hyper
+    /// hyper's per-connection buffers. The rest of `streams_open` are served through hyper
     /// (HTTP/2, or a keep-alive connection whose first request was not a stream).
     pub lean_streams: AtomicU64,
-    pub connections_total: AtomicU64,
+    pub streams_total: AtomicU64,
     pub slow_disconnects: AtomicU64,
     pub write_timeouts: AtomicU64,
     pub token_expired_disconnects: AtomicU64,
@@ -72,13 +72,13 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
-impl Default for Stats {
+impl Default for Counters {
     fn default() -> Self {
         Self {
             sockets_open: AtomicU64::default(),
-            connections_open: AtomicU64::default(),
+            streams_open: AtomicU64::default(),
             lean_streams: AtomicU64::default(),
-            connections_total: AtomicU64::default(),
+            streams_total: AtomicU64::default(),
             slow_disconnects: AtomicU64::default(),
             write_timeouts: AtomicU64::default(),
             token_expired_disconnects: AtomicU64::default(),
@@ -106,7 +106,7 @@ impl Default for Stats {
     }
 }
 
-impl Stats {
+impl Counters {
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }

@@ -1,5 +1,5 @@
 //! Where a stream stands in each of its topics, and what it sends for an event: the rule both
-//! ways of holding a stream share (hyper's body in `connection.rs`, the lean path in `held/`).
+//! ways of holding a stream share (hyper's body in `stream.rs`, the lean path in `held/`).
 //!
 //! An event is sent once: a stream keeps the id of the last event it sent per topic and skips
 //! anything at or before it (an event replayed from history and then seen live, or sent again
@@ -15,7 +15,7 @@ use shared::{cursor, sse};
 
 use super::settings::Render;
 use crate::bus::Delivery;
-use crate::stats::Stats;
+use crate::counters::Counters;
 
 #[derive(Debug)]
 struct TopicState {
@@ -52,11 +52,11 @@ impl Positions {
 
     /// What to send for `d`, moving the stream's position past it; `None` if the stream sent it
     /// already, does not follow its topic, or its rendering skips it.
-    pub fn accept(&mut self, d: &Delivery, stats: &Stats) -> Option<Frame> {
+    pub fn accept(&mut self, d: &Delivery, counters: &Counters) -> Option<Frame> {
         let i = self.topics.iter().position(|t| t.topic == d.topic)?;
         let Some(id) = d.id else {
             // Live-only: no id line, the client's Last-Event-ID stays where it was.
-            stats.events_delivered.fetch_add(1, Ordering::Relaxed);
+            counters.events_delivered.fetch_add(1, Ordering::Relaxed);
             return Some(Frame::Shared);
         };
         if id <= self.topics[i].position {
@@ -65,10 +65,10 @@ impl Positions {
         self.topics[i].position = id;
         if let Some(render) = &self.render {
             let frame = render.frame(d)?;
-            stats.events_delivered.fetch_add(1, Ordering::Relaxed);
+            counters.events_delivered.fetch_add(1, Ordering::Relaxed);
             return Some(Frame::Own(frame));
         }
-        stats.events_delivered.fetch_add(1, Ordering::Relaxed);
+        counters.events_delivered.fetch_add(1, Ordering::Relaxed);
         if self.topics.len() == 1 {
             Some(Frame::Shared)
         } else {

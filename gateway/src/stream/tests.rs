@@ -1,4 +1,4 @@
-//! Time-dependent behaviour of a connection, on tokio's paused clock, with the real embedded bus.
+//! Time-dependent behaviour of a stream, on tokio's paused clock, with the real embedded bus.
 
 use std::time::Duration;
 
@@ -13,21 +13,21 @@ use crate::bus::memory::MemoryBus;
 struct Harness {
     fanout: Arc<Fanout>,
     bus: Arc<MemoryBus>,
-    stats: Arc<Stats>,
+    counters: Arc<Counters>,
     shutdown: CancellationToken,
 }
 
 impl Harness {
     fn new() -> Self {
-        let stats = Arc::new(Stats::default());
-        let fanout = Arc::new(Fanout::new(16, Arc::clone(&stats)));
+        let counters = Arc::new(Counters::default());
+        let fanout = Arc::new(Fanout::new(16, Arc::clone(&counters)));
         let bus = Arc::new(MemoryBus::new(Arc::clone(&fanout), 100, Duration::from_secs(3600)));
-        Self { fanout, bus, stats, shutdown: CancellationToken::new() }
+        Self { fanout, bus, counters, shutdown: CancellationToken::new() }
     }
 
-    async fn connect(&self, topics: &[&str], expires_in: Duration) -> Connection {
+    async fn connect(&self, topics: &[&str], expires_in: Duration) -> EventStream {
         let topics = topics.iter().map(|t| Topic::parse(t).expect("topic")).collect();
-        let settings = ConnectionSettings {
+        let settings = StreamSettings {
             heartbeat: Duration::from_secs(15),
             retry_ms: 3000,
             shutdown_retry_ms: 4321,
@@ -39,7 +39,7 @@ impl Harness {
             render: None,
         };
         let bus: Arc<dyn Bus> = self.bus.clone();
-        Connection::start(topics, None, &self.fanout, bus, settings, Arc::clone(&self.stats)).await.expect("starts")
+        EventStream::start(topics, None, &self.fanout, bus, settings, Arc::clone(&self.counters)).await.expect("starts")
     }
 
     async fn publish(&self, topic: &str, data: &str) {
@@ -53,7 +53,7 @@ fn parse(chunk: &Bytes) -> Vec<Item> {
 }
 
 /// The next chunk if one comes within `d` of (paused) time.
-async fn within(c: &mut Connection, d: Duration) -> Option<Option<Bytes>> {
+async fn within(c: &mut EventStream, d: Duration) -> Option<Option<Bytes>> {
     tokio::time::timeout(d, c.next_chunk()).await.ok()
 }
 
@@ -86,7 +86,7 @@ async fn a_stream_ends_when_its_token_expires() {
         heartbeats += 1;
     }
     assert_eq!(heartbeats, 2, "heartbeats at 15 s and 30 s, then the end at 40 s");
-    assert_eq!(Stats::get(&h.stats.token_expired_disconnects), 1);
+    assert_eq!(Counters::get(&h.counters.token_expired_disconnects), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -97,7 +97,7 @@ async fn shutdown_sends_a_last_retry_and_ends() {
     h.shutdown.cancel();
     assert_eq!(parse(&c.next_chunk().await.expect("last retry")), vec![Item::Retry(4321)]);
     assert!(c.next_chunk().await.is_none());
-    assert_eq!(Stats::get(&h.stats.shutdown_disconnects), 1);
+    assert_eq!(Counters::get(&h.counters.shutdown_disconnects), 1);
 }
 
 #[tokio::test]
@@ -123,18 +123,18 @@ async fn dropping_a_connection_releases_its_topics() {
     let h = Harness::new();
     let c = h.connect(&["a", "b"], Duration::from_secs(3600)).await;
     assert_eq!(h.fanout.active_topics().len(), 2);
-    assert_eq!(Stats::get(&h.stats.connections_open), 1);
+    assert_eq!(Counters::get(&h.counters.streams_open), 1);
     drop(c);
     assert!(h.fanout.active_topics().is_empty());
-    assert_eq!(Stats::get(&h.stats.connections_open), 0);
+    assert_eq!(Counters::get(&h.counters.streams_open), 0);
 }
 
-/// A connection registered with a control plane (the embedded bus's), offering refresh `window`
+/// A stream registered with a control plane (the embedded bus's), offering refresh `window`
 /// before its token's end, `lifetime` from now.
-async fn controlled(h: &Harness, lifetime: u64, window: u64) -> (Connection, Arc<crate::control::Control>, String) {
+async fn controlled(h: &Harness, lifetime: u64, window: u64) -> (EventStream, Arc<crate::control::Control>, String) {
     use crate::control::{Control, INCOMING_QUEUE, LocalLink, node_name};
     let (tx, rx) = tokio::sync::mpsc::channel(INCOMING_QUEUE);
-    let control = Control::new(node_name(), Arc::new(LocalLink::new(tx)), Duration::ZERO, Arc::clone(&h.stats));
+    let control = Control::new(node_name(), Arc::new(LocalLink::new(tx)), Duration::ZERO, Arc::clone(&h.counters));
     // Not on a tracker: a test's task ends with its shutdown token or with the test's runtime.
     tokio::spawn(Arc::clone(&control).run(rx, h.shutdown.clone()));
     let claims = shared::Claims {
@@ -146,7 +146,7 @@ async fn controlled(h: &Harness, lifetime: u64, window: u64) -> (Connection, Arc
     let topics = vec![Topic::parse("t").expect("topic")];
     let registration = control.register(&claims, &topics).expect("registers");
     let id = registration.entry().id().to_owned();
-    let settings = ConnectionSettings {
+    let settings = StreamSettings {
         heartbeat: Duration::from_secs(3600),
         retry_ms: 3000,
         shutdown_retry_ms: 4321,
@@ -158,7 +158,7 @@ async fn controlled(h: &Harness, lifetime: u64, window: u64) -> (Connection, Arc
         render: None,
     };
     let bus: Arc<dyn Bus> = h.bus.clone();
-    let c = Connection::start(topics, None, &h.fanout, bus, settings, Arc::clone(&h.stats)).await.expect("starts");
+    let c = EventStream::start(topics, None, &h.fanout, bus, settings, Arc::clone(&h.counters)).await.expect("starts");
     (c, control, id)
 }
 
@@ -191,7 +191,7 @@ async fn a_refresh_is_offered_a_window_before_expiry_and_a_fresh_token_moves_the
     let (name, _) = named(&within(&mut c, Duration::from_secs(60)).await.expect("a new offer").expect("open"));
     assert_eq!(name, REFRESH_EVENT);
     assert!(within(&mut c, Duration::from_secs(61)).await.expect("ends").is_none(), "ends at the new expiry");
-    assert_eq!(Stats::get(&h.stats.token_expired_disconnects), 1);
+    assert_eq!(Counters::get(&h.counters.token_expired_disconnects), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -205,5 +205,5 @@ async fn a_revoked_connection_sends_gateway_revoked_and_ends() {
     let (name, data) = named(&c.next_chunk().await.expect("last frame"));
     assert_eq!((name.as_str(), data["reason"].as_str()), (REVOKED_EVENT, Some("subject")));
     assert!(c.next_chunk().await.is_none());
-    assert_eq!(Stats::get(&h.stats.revoked_disconnects), 1);
+    assert_eq!(Counters::get(&h.counters.revoked_disconnects), 1);
 }

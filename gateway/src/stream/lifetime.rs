@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
 
-use super::Connection;
+use super::EventStream;
 use super::signals::{refresh_frame, revoked_frame};
 use crate::control::Registration;
 
-impl Connection {
+impl EventStream {
     /// Sets the expiry timer: to the refresh point while a refresh is due, else the token's end.
     pub(super) fn schedule_expiry(&mut self) {
         let at = match &self.refresh {
@@ -24,7 +24,7 @@ impl Connection {
     pub(super) fn on_deadline(&mut self) {
         let now = Instant::now();
         if now >= self.expires_at {
-            self.stats.token_expired_disconnects.fetch_add(1, Ordering::Relaxed);
+            self.counters.token_expired_disconnects.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("token expired, closing stream");
             self.done = true;
             return;
@@ -60,7 +60,7 @@ impl Connection {
         if let Some(frame) = revoked_frame(entry) {
             self.pending.push_back(frame);
         }
-        self.stats.revoked_disconnects.fetch_add(1, Ordering::Relaxed);
+        self.counters.revoked_disconnects.fetch_add(1, Ordering::Relaxed);
         tracing::debug!("stream revoked, closing it");
         self.done = true;
         true

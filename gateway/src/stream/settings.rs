@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::Delivery;
 use crate::control::Registration;
 
-/// What a connection needs from the application, gathered by the route.
+/// What a stream needs from the application, gathered by the route.
 #[derive(Debug)]
-pub struct ConnectionSettings {
+pub struct StreamSettings {
     pub heartbeat: Duration,
     /// Reconnection delay (ms) for the opening `retry:` and for the last one at shutdown.
     pub retry_ms: u64,
