@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use gateway::auth::KeyMaterial;
+use gateway::config::KeyMaterial;
 use gateway::config::JwtConfig;
 use gateway::counters::Counters;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
@@ -215,7 +215,7 @@ async fn a_garbage_token_is_malformed() {
 #[tokio::test]
 async fn a_token_signed_with_another_secret_is_a_bad_signature() {
     let app = spawn_app().await;
-    let forged = gateway::auth::mint(b"another-secret-another-secret-0123456789", &claims(&["*"], &["*"])).expect("mint");
+    let forged = gateway::mint(b"another-secret-another-secret-0123456789", &claims(&["*"], &["*"])).expect("mint");
     assert_unauthorized(get_events(&app, &["t"], &forged).await, Some("signature")).await;
     assert_unauthorized(publish_as(&app, &forged, "t").await, Some("signature")).await;
 }

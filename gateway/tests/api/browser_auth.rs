@@ -27,7 +27,7 @@ impl TokenIssuer {
             axum::routing::get(move || async move {
                 let jti = format!("{:016x}", rand::random::<u64>());
                 let claims = Claims { sub: Some(sub.into()), jti: Some(jti), ..claims(&[topic], &[]) };
-                let token = gateway::auth::mint(SECRET.as_bytes(), &claims).expect("mint");
+                let token = gateway::mint(SECRET.as_bytes(), &claims).expect("mint");
                 ([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"), (header::CACHE_CONTROL, "no-store")], token)
             }),
         );
@@ -66,7 +66,7 @@ async fn the_demo_page_refreshes_its_token_in_band_past_its_expiry_and_a_revocat
     let issuer = TokenIssuer::start("visitor", topic).await;
     let exp = now() + 6;
     let first = Claims { sub: Some("visitor".into()), jti: Some("first".into()), exp, ..claims(&[topic], &[]) };
-    let first = gateway::auth::mint(SECRET.as_bytes(), &first).expect("mint");
+    let first = gateway::mint(SECRET.as_bytes(), &first).expect("mint");
     let url = t.url(&format!("/#topic={topic}&access_token={first}&token_url={}", issuer.url));
     let mut page = Page::open(&url, &t.dir.0).await;
 
@@ -83,7 +83,7 @@ async fn the_demo_page_refreshes_its_token_in_band_past_its_expiry_and_a_revocat
 
     // An administrator revokes the subject: the page shows gateway.revoked and stays closed.
     let admin = Claims { sub: Some("ops".into()), admin: true, ..claims(&[], &[]) };
-    let admin = gateway::auth::mint(SECRET.as_bytes(), &admin).expect("mint");
+    let admin = gateway::mint(SECRET.as_bytes(), &admin).expect("mint");
     let resp =
         t.client.post(t.url("/admin/disconnect")).bearer_auth(admin).json(&json!({ "subject": "visitor" })).send().await.expect("request");
     assert_eq!(resp.status(), 200);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use gateway::counters::Counters;
-use gateway::mercure::version::Protocol;
+use gateway::config::Protocol;
 use serde_json::{Value, json};
 use shared::sse::Item;
 

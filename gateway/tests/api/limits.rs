@@ -8,7 +8,7 @@ use support::app::*;
 async fn open(app: &TestApp, subject: &str) -> reqwest::Response {
     let mut c = claims(&["*"], &[]);
     c.sub = Some(subject.to_owned());
-    let token = gateway::auth::mint(SECRET.as_bytes(), &c).expect("mint");
+    let token = gateway::mint(SECRET.as_bytes(), &c).expect("mint");
     app.client.get(app.events_url(&["t"])).bearer_auth(token).send().await.expect("request")
 }
 

@@ -1,7 +1,7 @@
 //! The Mercure hub speaking 0.x (draft-07), in process on the embedded bus: what Symfony, API
 //! Platform and the conformance suite rely on, in our own words.
 
-use gateway::mercure::version::Protocol;
+use gateway::config::Protocol;
 use shared::sse::Item;
 
 use support::app::*;

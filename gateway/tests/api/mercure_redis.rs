@@ -2,7 +2,7 @@
 //! what a publisher posts on another, in order, each update once, and resumes on a third from a
 //! publisher id or a generated id.
 
-use gateway::mercure::version::Protocol;
+use gateway::config::Protocol;
 use shared::Topic;
 
 use support::app::*;

@@ -2,7 +2,7 @@
 //! `match_urlpattern=` matchers, RFC 9068 access tokens checked against the resource and the
 //! trusted issuers, RFC 6750 challenges, `last_event_id` and `Mercure-Last-Event-ID`.
 
-use gateway::mercure::version::Protocol;
+use gateway::config::Protocol;
 use serde_json::json;
 
 use support::app::*;

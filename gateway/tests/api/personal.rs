@@ -12,7 +12,7 @@ use support::redis::*;
 fn personal_token(sub: &str) -> String {
     let grant = patterns(&["user.{sub}.*"]);
     let claims = Claims { sub: Some(sub.to_owned()), subscribe: grant.clone(), publish: grant, ..claims(&[], &[]) };
-    gateway::auth::mint(SECRET.as_bytes(), &claims).expect("mint")
+    gateway::mint(SECRET.as_bytes(), &claims).expect("mint")
 }
 
 async fn follow(app: &TestApp, topic: &str, bearer: &str) -> reqwest::Response {
@@ -47,7 +47,7 @@ async fn a_subject_that_is_not_one_segment_is_refused() {
         assert!(challenge.contains(r#"error_description="subject""#), "sub {sub:?}: {challenge}");
     }
     // Without a personal grant, the subject may be anything.
-    let plain = gateway::auth::mint(SECRET.as_bytes(), &Claims { sub: Some("a.b".into()), ..claims(&["news"], &[]) }).expect("mint");
+    let plain = gateway::mint(SECRET.as_bytes(), &Claims { sub: Some("a.b".into()), ..claims(&["news"], &[]) }).expect("mint");
     assert_eq!(follow(&app, "news", &plain).await.status(), 200);
 }
 

@@ -168,7 +168,7 @@ async fn use_tickets(client: &reqwest::Client, node: &Node, bearer: &str) -> Vec
 #[tokio::test]
 async fn tokens_never_appear_in_logs() {
     let good = token(&["t"], &["t"]);
-    let expired = gateway::auth::mint(SECRET.as_bytes(), &shared::Claims { exp: now() - 3600, ..claims(&["t"], &[]) }).expect("mint");
+    let expired = gateway::mint(SECRET.as_bytes(), &shared::Claims { exp: now() - 3600, ..claims(&["t"], &[]) }).expect("mint");
     let forged = format!("{}x", &good[..good.len() - 1]);
     let dir = Scratch::new("logs");
     let client = reqwest::Client::builder().no_proxy().timeout(WAIT).build().expect("client");

@@ -182,7 +182,7 @@ async fn a_ticket_expires_after_the_ticket_ttl_on_either_bus() {
 async fn a_ticket_never_outlives_its_token_and_its_stream_ends_at_the_tokens_exp() {
     let app = spawn_with(|c| c.jwt.as_mut().expect("jwt").leeway = Duration::ZERO).await;
     let exp = now() + 3;
-    let bearer = gateway::auth::mint(SECRET.as_bytes(), &Claims { exp, ..claims(&["t"], &[]) }).expect("mint");
+    let bearer = gateway::mint(SECRET.as_bytes(), &Claims { exp, ..claims(&["t"], &[]) }).expect("mint");
     let resp = post_tickets(&app, &bearer, None).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.expect("json");
@@ -302,7 +302,7 @@ async fn a_ticket_stream_counts_towards_its_subjects_limit_and_personal_grants_h
     let app = spawn_with(|c| c.max_connections_per_subject = 1).await;
     let grant = patterns(&["user.{sub}.*"]);
     let alice = Claims { sub: Some("alice".into()), subscribe: grant, ..claims(&[], &[]) };
-    let alice = gateway::auth::mint(SECRET.as_bytes(), &alice).expect("mint");
+    let alice = gateway::mint(SECRET.as_bytes(), &alice).expect("mint");
     let _held = stream(open(&app, &["user.alice.inbox"], &ticket(&app, &alice).await).await).await;
     let resp = open(&app, &["user.alice.other"], &ticket(&app, &alice).await).await;
     assert_eq!(resp.status(), 429, "alice already holds her one stream");

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gateway::state::AppState;
+use gateway::AppState;
 use gateway::{App, Config};
 use serde_json::{Value, json};
 use shared::sse::ParsedEvent;
@@ -55,7 +55,7 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 pub fn now() -> u64 {
-    gateway::auth::now_secs()
+    gateway::now_secs()
 }
 
 pub fn patterns(list: &[&str]) -> Vec<TopicPattern> {
@@ -73,7 +73,7 @@ pub fn claims(subscribe: &[&str], publish: &[&str]) -> Claims {
 }
 
 pub fn token(subscribe: &[&str], publish: &[&str]) -> String {
-    gateway::auth::mint(SECRET.as_bytes(), &claims(subscribe, publish)).expect("mint")
+    gateway::mint(SECRET.as_bytes(), &claims(subscribe, publish)).expect("mint")
 }
 
 impl TestApp {

@@ -17,13 +17,13 @@ pub fn user_token(sub: &str, jti: &str) -> String {
 /// A token of `sub` with id `jti`, expiring at `exp`, that may follow `grants`.
 pub fn user_token_until(sub: &str, jti: &str, exp: u64, grants: &[&str]) -> String {
     let claims = Claims { sub: Some(sub.into()), jti: Some(jti.into()), exp, ..claims(grants, &["*"]) };
-    gateway::auth::mint(SECRET.as_bytes(), &claims).expect("mint")
+    gateway::mint(SECRET.as_bytes(), &claims).expect("mint")
 }
 
 /// A token with the admin claim and no topic.
 pub fn admin_token() -> String {
     let claims = Claims { sub: Some("ops".into()), admin: true, ..claims(&[], &[]) };
-    gateway::auth::mint(SECRET.as_bytes(), &claims).expect("mint")
+    gateway::mint(SECRET.as_bytes(), &claims).expect("mint")
 }
 
 /// Opens `/events?topic=…` with `bearer`.

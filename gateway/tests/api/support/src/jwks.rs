@@ -16,7 +16,7 @@ use axum::http::header;
 use axum::response::Response;
 use axum::routing::get;
 use bytes::Bytes;
-use gateway::auth::{ASYMMETRIC, KeyMaterial};
+use gateway::config::{ASYMMETRIC, KeyMaterial};
 use gateway::config::{JwksConfig, JwtConfig};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

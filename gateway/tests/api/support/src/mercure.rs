@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use gateway::config::MercureConfig;
-use gateway::mercure::claims::AccessTokenPolicy;
-use gateway::mercure::version::Protocol;
+use gateway::config::AccessTokenPolicy;
+use gateway::config::Protocol;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
