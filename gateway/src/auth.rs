@@ -27,12 +27,12 @@ use crate::config::{JwtConfig, is_hmac};
 use crate::counters::Counters;
 
 /// The key types the configuration holds, named here too because verifying is what they are for.
-pub use crate::config::{ASYMMETRIC, KeyMaterial};
-pub use crate::epoch::now_secs;
-pub use decode::RawToken;
+pub(crate) use crate::config::KeyMaterial;
+pub(crate) use crate::epoch::now_secs;
+pub(crate) use decode::RawToken;
 pub(crate) use decode::{Checks, decode};
-pub use error::AuthError;
-pub use jwks::Jwks;
+pub(crate) use error::AuthError;
+pub(crate) use jwks::Jwks;
 
 /// Why the verifier could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +180,7 @@ impl Authenticator {
 
 /// The token of an `Authorization: Bearer` header, `None` without the header. A header that is
 /// there but not a bearer token is an error, not "no token": the client meant to authenticate.
-pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     let Some(value) = headers.get(AUTHORIZATION) else { return Ok(None) };
     let value = value.to_str().map_err(|_| AuthError::MalformedHeader)?;
     match value.split_once(' ') {
@@ -190,7 +190,7 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
 }
 
 /// The non-empty value of the cookie `name`, if the request carries it.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -207,12 +207,12 @@ pub fn mint(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::erro
 }
 
 /// How long until `exp` passes, counting the leeway the verifier allowed.
-pub fn time_left(claims: &Claims, leeway: Duration) -> Duration {
+pub(crate) fn time_left(claims: &Claims, leeway: Duration) -> Duration {
     time_left_until(claims.exp, leeway)
 }
 
 /// How long until `exp` (seconds since the epoch) plus the leeway.
-pub fn time_left_until(exp: u64, leeway: Duration) -> Duration {
+pub(crate) fn time_left_until(exp: u64, leeway: Duration) -> Duration {
     let deadline = exp.saturating_add(leeway.as_secs());
     Duration::from_secs(deadline.saturating_sub(now_secs()))
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Bus, NewEvent};
 
-pub async fn run(bus: Arc<dyn Bus>, topic: Topic, every: Duration, stop: CancellationToken) {
+pub(crate) async fn run(bus: Arc<dyn Bus>, topic: Topic, every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -30,7 +30,7 @@ pub enum SecretSource {
     Configured,
 }
 
-pub fn random_secret() -> KeyMaterial {
+pub(crate) fn random_secret() -> KeyMaterial {
     let mut secret = vec![0u8; 32];
     rand::rng().fill_bytes(&mut secret);
     KeyMaterial::Secret(secret)
@@ -39,7 +39,7 @@ pub fn random_secret() -> KeyMaterial {
 /// Tokens the verifier configured by `jwt` accepts: signed with `secret` by its first HS algorithm
 /// (the secret is an HMAC key; with a JWKS the list also holds public-key ones), carrying its
 /// required issuer and audience.
-pub fn tokens(secret: &[u8], jwt: &JwtConfig, source: SecretSource) -> Result<DemoTokens, jsonwebtoken::errors::Error> {
+pub(crate) fn tokens(secret: &[u8], jwt: &JwtConfig, source: SecretSource) -> Result<DemoTokens, jsonwebtoken::errors::Error> {
     let all = vec![TopicPattern::parse("*").expect("* is a valid pattern")];
     let base = Claims {
         sub: Some("demo".into()),
@@ -59,7 +59,7 @@ pub fn tokens(secret: &[u8], jwt: &JwtConfig, source: SecretSource) -> Result<De
 }
 
 /// The base URL a person on this machine can open.
-pub fn base_url(listen: SocketAddr, public: Option<&str>) -> String {
+pub(crate) fn base_url(listen: SocketAddr, public: Option<&str>) -> String {
     match public {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None if listen.ip().is_unspecified() => format!("http://localhost:{}", listen.port()),
@@ -70,7 +70,7 @@ pub fn base_url(listen: SocketAddr, public: Option<&str>) -> String {
 /// The banner printed to stdout (not the log) in demo mode. The page's tokens come after `#`: a
 /// browser never sends a URL's fragment, so they reach no server or proxy log (the page trades
 /// its token for a one-time ticket to open its stream: `tickets.rs`).
-pub fn banner(base: &str, clock_topic: &str, t: &DemoTokens) -> String {
+pub(crate) fn banner(base: &str, clock_topic: &str, t: &DemoTokens) -> String {
     let why = match t.secret {
         SecretSource::Random => {
             "Demo mode: neither GATEWAY_JWT_SECRET nor GATEWAY_JWT_PUBLIC_KEY is set, so the gateway made a random\n\

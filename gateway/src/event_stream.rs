@@ -21,10 +21,10 @@ type Held = Box<dyn Any + Send>;
 /// A stream for the lean path to take out of the response (extensions must be `Clone`, hence the
 /// shared slot; exactly one party takes it).
 #[derive(Debug, Clone)]
-pub struct LeanStream(Arc<Mutex<Option<(EventStream, Held)>>>);
+pub(crate) struct LeanStream(Arc<Mutex<Option<(EventStream, Held)>>>);
 
 impl LeanStream {
-    pub fn take(&self) -> Option<(EventStream, Held)> {
+    pub(crate) fn take(&self) -> Option<(EventStream, Held)> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
@@ -32,7 +32,7 @@ impl LeanStream {
 /// The response streaming `conn`. `held` (a stream-limit permit, a subscription's
 /// announcement) lives as long as the stream: dropped when it ends or the client leaves.
 /// `lean`: the request came on the lean path, which takes the stream out of the response.
-pub fn response<H: Send + 'static>(conn: EventStream, held: H, lean: bool) -> Response {
+pub(crate) fn response<H: Send + 'static>(conn: EventStream, held: H, lean: bool) -> Response {
     let mut response = if lean {
         let mut response = Response::new(Body::empty());
         let held: Held = Box::new(held);

@@ -5,12 +5,12 @@
 use bytes::{Bytes, BytesMut};
 
 /// A heartbeat (`:\n`) as one chunk.
-pub const CHUNKED_HEARTBEAT: &[u8] = b"2\r\n:\n\r\n";
+pub(crate) const CHUNKED_HEARTBEAT: &[u8] = b"2\r\n:\n\r\n";
 /// The last chunk: the body ends here.
-pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// `parts`, in order, as one chunk.
-pub fn chunk(parts: &[&[u8]]) -> Bytes {
+pub(crate) fn chunk(parts: &[&[u8]]) -> Bytes {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut out = BytesMut::with_capacity(len + 12);
     out.extend_from_slice(format!("{len:X}\r\n").as_bytes());

@@ -36,11 +36,11 @@ use tower::ServiceExt;
 use crate::listener::{ClientInfo, ClientIo, SocketCount};
 
 /// The largest request head (request line and headers) a socket may send, on either path.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// How long a socket may take to send a request head.
 #[derive(Debug, Clone, Copy)]
-pub struct HeadTimeouts {
+pub(crate) struct HeadTimeouts {
     /// The first head, from the socket's accept.
     pub first: Duration,
     /// Every later head on a keep-alive connection, from the end of the previous response.
@@ -49,14 +49,14 @@ pub struct HeadTimeouts {
 
 /// hyper's side of the port: its connection builder, and what a socket handed to it gets.
 #[derive(Debug)]
-pub struct Hyper {
+pub(crate) struct Hyper {
     builder: Builder<TokioExecutor>,
     pub timeouts: HeadTimeouts,
     write_timeout: Duration,
 }
 
 impl Hyper {
-    pub fn new(timeouts: HeadTimeouts, write_timeout: Duration) -> Self {
+    pub(crate) fn new(timeouts: HeadTimeouts, write_timeout: Duration) -> Self {
         let mut builder = Builder::new(TokioExecutor::new());
         // A request head over 64 KiB (nginx's default allows 32 KiB) is refused with 431 before
         // it reaches a handler; hyper's default would buffer 400 KiB per socket.
@@ -69,7 +69,7 @@ impl Hyper {
 /// A socket from its first request hyper serves (`prefix`: what the lean path read of it) to its
 /// close. `header_timeout`: how long the first head may still take.
 #[allow(clippy::too_many_arguments)]
-pub async fn serve_connection(
+pub(crate) async fn serve_connection(
     hyper: &Hyper,
     socket: TcpStream,
     prefix: Bytes,
@@ -80,7 +80,7 @@ pub async fn serve_connection(
     watcher: Watcher,
 ) {
     let io = ClientIo::new(socket, prefix, hyper.write_timeout, count);
-    let info = ClientInfo::new(remote, &io);
+    let info = ClientInfo::new(&io);
     let first_request = Arc::new(Notify::new());
     let seen = Arc::clone(&first_request);
     let service = service_fn(move |mut request: hyper::Request<Incoming>| {

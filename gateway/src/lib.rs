@@ -42,14 +42,14 @@ mod tickets;
 // The library's surface: what the binary (`main.rs`), the integration tests and their support
 // crate use; everything else is the crate's own (`pub(crate)`, held to it by `unreachable_pub`).
 
-/// The configuration: tests build `Config` values directly, the binary loads it from flags and
-/// the environment.
+// The configuration: tests build `Config` values directly, the binary loads it from flags and
+// the environment.
 pub mod config;
-/// The node's counters, which the tests assert on.
+// The node's counters, which the tests assert on.
 pub mod counters;
-/// The shutdown order and the signal the binary waits for.
+// The shutdown order and the signal the binary waits for.
 pub mod shutdown;
-/// Logs and traces, set up by the binary and by the traces tests.
+// Logs and traces, set up by the binary and by the traces tests.
 pub mod telemetry;
 
 pub use app::{App, BuildError};

@@ -26,19 +26,19 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use crate::counters::Counters;
 
 #[derive(Debug)]
-pub struct GatewayListener {
+pub(crate) struct GatewayListener {
     inner: TcpListener,
     write_timeout: Duration,
 }
 
 impl GatewayListener {
-    pub fn new(inner: TcpListener, write_timeout: Duration) -> Self {
+    pub(crate) fn new(inner: TcpListener, write_timeout: Duration) -> Self {
         Self { inner, write_timeout }
     }
 
     /// The next client socket. Errors are handled as `axum::serve` does: a failed handshake is
     /// skipped, running out of file descriptors waits a second rather than spinning.
-    pub async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+    pub(crate) async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
@@ -47,17 +47,17 @@ impl GatewayListener {
     }
 
     /// How long a socket hyper serves may accept no bytes.
-    pub fn write_timeout(&self) -> Duration {
+    pub(crate) fn write_timeout(&self) -> Duration {
         self.write_timeout
     }
 }
 
 /// Counts an open client socket in `sockets_open` while it lives.
 #[derive(Debug)]
-pub struct SocketCount(Arc<Counters>);
+pub(crate) struct SocketCount(Arc<Counters>);
 
 impl SocketCount {
-    pub fn new(counters: &Arc<Counters>) -> Self {
+    pub(crate) fn new(counters: &Arc<Counters>) -> Self {
         counters.sockets_open.fetch_add(1, Ordering::Relaxed);
         Self(Arc::clone(counters))
     }
@@ -72,7 +72,7 @@ impl Drop for SocketCount {
 /// A socket whose first bytes were already read (a request head the lean path looked at): they
 /// are read again first.
 #[derive(Debug)]
-pub struct Prefixed {
+pub(crate) struct Prefixed {
     prefix: Bytes,
     inner: TcpStream,
 }
@@ -113,7 +113,7 @@ impl AsyncWrite for Prefixed {
 
 /// A client socket served by hyper, with a write timeout and a kill switch.
 #[derive(Debug)]
-pub struct ClientIo {
+pub(crate) struct ClientIo {
     inner: Pin<Box<TimeoutStream<Prefixed>>>,
     kill: CancellationToken,
     killed: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -123,7 +123,7 @@ pub struct ClientIo {
 
 impl ClientIo {
     /// `prefix`: bytes already read from the socket, which hyper reads first.
-    pub fn new(socket: TcpStream, prefix: Bytes, write_timeout: Duration, count: SocketCount) -> Self {
+    pub(crate) fn new(socket: TcpStream, prefix: Bytes, write_timeout: Duration, count: SocketCount) -> Self {
         let mut stream = TimeoutStream::new(Prefixed { prefix, inner: socket });
         stream.set_write_timeout(Some(write_timeout));
         let kill = CancellationToken::new();
@@ -212,8 +212,7 @@ impl AsyncWrite for ClientIo {
 
 /// Per-connection information handed to handlers (`ConnectInfo<ClientInfo>`).
 #[derive(Debug, Clone)]
-pub struct ClientInfo {
-    pub remote: SocketAddr,
+pub(crate) struct ClientInfo {
     /// Fires the socket's kill switch. With HTTP/2 it closes every stream of the connection.
     pub kill: CancellationToken,
     /// The request came on the lean path (`held/`): a stream answer leaves its connection in the
@@ -222,13 +221,13 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
-    pub fn new(remote: SocketAddr, io: &ClientIo) -> Self {
-        Self { remote, kill: io.kill.clone(), lean: false }
+    pub(crate) fn new(io: &ClientIo) -> Self {
+        Self { kill: io.kill.clone(), lean: false }
     }
 
     /// A request read by the lean path. Its kill switch is its own: a stream on the lean path is
-    /// cut by the fan-out itself, and until then by its `Connection`.
-    pub fn lean(remote: SocketAddr) -> Self {
-        Self { remote, kill: CancellationToken::new(), lean: true }
+    /// cut by the fan-out itself, and until then by its `EventStream`.
+    pub(crate) fn lean() -> Self {
+        Self { kill: CancellationToken::new(), lean: true }
     }
 }

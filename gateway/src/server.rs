@@ -16,11 +16,11 @@ use crate::held::{self, Node};
 use crate::hyper_conn::Hyper;
 use crate::listener::GatewayListener;
 
-pub use crate::hyper_conn::{HeadTimeouts, MAX_HEAD_BYTES};
+pub(crate) use crate::hyper_conn::HeadTimeouts;
 
 /// Accepts sockets and serves `router` on each until `stop` fires, then waits for the
 /// connections to finish (the caller bounds that wait with the shutdown grace).
-pub async fn serve(mut listener: GatewayListener, router: Router, timeouts: HeadTimeouts, node: Arc<Node>, stop: CancellationToken) {
+pub(crate) async fn serve(mut listener: GatewayListener, router: Router, timeouts: HeadTimeouts, node: Arc<Node>, stop: CancellationToken) {
     let hyper = Arc::new(Hyper::new(timeouts, listener.write_timeout()));
     let graceful = GracefulShutdown::new();
     loop {

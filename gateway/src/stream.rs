@@ -45,9 +45,9 @@ mod replay;
 mod settings;
 mod signals;
 
-pub use handover::{OpenStream, Parts};
-pub use positions::{Frame, Positions};
-pub use settings::{RefreshOffer, Render, StreamSettings};
+pub(crate) use handover::{OpenStream, Parts};
+pub(crate) use positions::{Frame, Positions};
+pub(crate) use settings::{RefreshOffer, Render, StreamSettings};
 use signals::lost_frame;
 pub(crate) use signals::{refresh_frame, revoked_frame};
 
@@ -62,7 +62,7 @@ struct Refresh {
 }
 
 #[derive(Debug)]
-pub struct EventStream {
+pub(crate) struct EventStream {
     positions: Positions,
     sub: Inbox,
     bus: Arc<dyn Bus>,
@@ -96,13 +96,13 @@ pub struct EventStream {
 impl EventStream {
     /// Whether everything due is sent: the history replayed, no frame waiting, the stream not
     /// over. Live events may still wait in the fan-out queue; the lean path takes those over.
-    pub fn is_caught_up(&self) -> bool {
+    pub(crate) fn is_caught_up(&self) -> bool {
         self.replay.is_none() && self.pending.is_empty() && !self.done
     }
 
     /// The stream's state, for the lean path to hold from here on. Call only when
     /// [`Self::is_caught_up`].
-    pub fn into_parts(self) -> Parts {
+    pub(crate) fn into_parts(self) -> Parts {
         Parts {
             positions: self.positions,
             sub: self.sub,
@@ -129,7 +129,7 @@ pub enum StartError {
 impl EventStream {
     /// Registers with the fan-out and fixes each topic's starting position. Fails before any
     /// byte is sent, so the route can still answer with an error status.
-    pub async fn start(
+    pub(crate) async fn start(
         topics: Vec<Topic>,
         cursor: Option<Cursor>,
         fanout: &Arc<Fanout>,
@@ -193,7 +193,7 @@ impl EventStream {
     }
 
     /// The stream as a body stream of frames.
-    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    pub(crate) fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
         futures::stream::unfold(self, |mut conn| async move {
             let chunk = conn.next_chunk().await?;
             Some((Ok(chunk), conn))
@@ -201,7 +201,7 @@ impl EventStream {
     }
 
     /// The next bytes to send, or `None` when the stream is over.
-    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+    pub(crate) async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
             if let Some(chunk) = self.pending.pop_front() {
                 self.last_write = Instant::now();
@@ -322,7 +322,8 @@ impl EventStream {
     }
 
     /// The `Last-Event-ID` this stream's client holds now.
-    pub fn cursor(&self) -> String {
+    #[cfg(test)]
+    pub(crate) fn cursor(&self) -> String {
         self.positions.cursor()
     }
 }

@@ -124,8 +124,8 @@ pub fn init(logs: Logs, traces: Option<SdkTracerProvider>) -> Telemetry {
 }
 
 /// The W3C trace context (`traceparent`, and `tracestate` when it has entries) of the span that
-/// published an event. It travels with the event: in [`crate::bus::NewEvent`] and
-/// [`crate::bus::Delivery`], and with Redis as fields of the stream entry, so that the `deliver`
+/// published an event. It travels with the event: in `bus::NewEvent` and
+/// `bus::Delivery`, and with Redis as fields of the stream entry, so that the `deliver`
 /// span of every node is a child of the `publish` span.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {

@@ -16,7 +16,7 @@
 //! it is presented, whatever follows authentication (a `403` for a topic it does not open, a
 //! `429` or `503` at a limit): the client asks for a new one.
 
-pub mod format;
+pub(crate) mod format;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -33,7 +33,7 @@ use format::Ticket;
 
 /// How long the deployment's tag outlives the last refresh of any node: short, so that Redis
 /// forgets it soon after the deployment's last node stopped.
-pub const DEPLOYMENT_TTL: Duration = Duration::from_secs(30);
+pub(crate) const DEPLOYMENT_TTL: Duration = Duration::from_secs(30);
 /// How often each node refreshes the tag: a node stalled for less than `DEPLOYMENT_TTL` minus
 /// this, with every other node stopped, does not let it lapse.
 const DEPLOYMENT_REFRESH: Duration = Duration::from_secs(10);

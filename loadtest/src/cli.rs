@@ -9,7 +9,7 @@ use crate::publisher::Via;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "loadtest", about = "Load and correctness tool for the SSE gateway", version, args_override_self = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub scenario: Scenario,
     #[command(flatten)]
@@ -17,7 +17,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
-pub enum Scenario {
+pub(crate) enum Scenario {
     /// Open N streams and hold them: gateway memory per idle connection (give --gateway-pid).
     Idle,
     /// N streams on one topic; M events at R/s to it.
@@ -39,7 +39,7 @@ pub enum Scenario {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct Opts {
+pub(crate) struct Opts {
     /// Gateway base URL; repeat for several nodes (streams are spread over them).
     #[arg(long = "target", global = true, default_value = "http://127.0.0.1:8080")]
     pub targets: Vec<String>,
@@ -163,7 +163,7 @@ pub struct Opts {
 }
 
 impl Scenario {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Idle => "idle",
             Self::Fanout => "fanout",

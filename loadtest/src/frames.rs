@@ -12,7 +12,7 @@ use shared::sse::{Item, Parser};
 
 /// An event as dispatched: slices valid for the call that receives them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Event<'a> {
+pub(crate) struct Event<'a> {
     /// The event type; `message` when the stream gave none.
     pub event: &'a [u8],
     /// The data lines' values joined by LF.
@@ -26,7 +26,7 @@ const MESSAGE: &[u8] = b"message";
 
 /// Incremental, allocation-free event scanner; feed it a stream's body bytes as they come.
 #[derive(Debug, Default)]
-pub struct Scanner {
+pub(crate) struct Scanner {
     /// The unfinished event's bytes, from its first line, when a read ended inside it.
     carry: Vec<u8>,
     /// The leading byte-order mark (if any) is behind us.
@@ -50,12 +50,12 @@ struct Fields<'a> {
 }
 
 impl Scanner {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// What a browser would send as `Last-Event-ID` now.
-    pub fn last_event_id(&self) -> &[u8] {
+    pub(crate) fn last_event_id(&self) -> &[u8] {
         match &self.fallback {
             Some(p) => p.last_event_id().as_bytes(),
             None => &self.last_event_id,
@@ -63,7 +63,7 @@ impl Scanner {
     }
 
     /// Feeds the next bytes of the stream and calls `on` with every event they complete.
-    pub fn feed(&mut self, mut bytes: &[u8], on: &mut impl FnMut(Event<'_>)) {
+    pub(crate) fn feed(&mut self, mut bytes: &[u8], on: &mut impl FnMut(Event<'_>)) {
         if self.fallback.is_none() && memchr(b'\r', bytes).is_some() {
             self.fall_back();
         }
@@ -110,7 +110,7 @@ impl Scanner {
     }
 
     /// The stream ended: an unfinished event is discarded, as the spec requires.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.carry.clear();
         if let Some(p) = &mut self.fallback {
             p.finish();

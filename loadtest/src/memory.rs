@@ -4,7 +4,7 @@
 use anyhow::Context;
 
 /// The summed RSS of `pids`, in bytes.
-pub fn rss(pids: &[u32]) -> anyhow::Result<u64> {
+pub(crate) fn rss(pids: &[u32]) -> anyhow::Result<u64> {
     let mut total = 0;
     for pid in pids {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}/status"))?;
@@ -24,7 +24,7 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 /// The summed CPU time (user and system, every thread) `pids` used so far, in seconds; 10 ms
 /// resolution.
-pub fn cpu_seconds(pids: &[u32]) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pids: &[u32]) -> anyhow::Result<f64> {
     let mut ticks = 0;
     for pid in pids {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;

@@ -16,7 +16,7 @@ use crate::tokens::Tokens;
 /// The command line's Mercure options.
 #[derive(Debug, Clone, clap::Args)]
 #[group(skip)]
-pub struct Opts {
+pub(crate) struct Opts {
     /// Speak Mercure (the hub's GATEWAY_MERCURE version): streams subscribe at
     /// /.well-known/mercure and events are published there as updates.
     #[arg(long = "mercure", value_name = "VERSION", global = true, value_enum)]
@@ -36,7 +36,7 @@ pub struct Opts {
 
 impl Opts {
     /// Topic `n` of the run named `name` (`<prefix>-<run>`), native or Mercure.
-    pub fn topic(&self, name: &str, n: usize) -> String {
+    pub(crate) fn topic(&self, name: &str, n: usize) -> String {
         match self.protocol {
             Some(_) => format!("https://example.com/{name}/books/{n}"),
             None => format!("{name}-{n}"),
@@ -44,12 +44,12 @@ impl Opts {
     }
 
     /// A token for client `n` that may subscribe and publish anywhere, native or Mercure.
-    pub fn token(&self, tokens: &Tokens, n: usize, ttl: Duration) -> anyhow::Result<String> {
+    pub(crate) fn token(&self, tokens: &Tokens, n: usize, ttl: Duration) -> anyhow::Result<String> {
         if self.protocol.is_some() { tokens.mercure(n, ttl) } else { tokens.token(n, ttl) }
     }
 
     /// The request path and query of a stream on `topic`, native or at the hub.
-    pub fn path(&self, name: &str, topic: &str) -> String {
+    pub(crate) fn path(&self, name: &str, topic: &str) -> String {
         match self.protocol {
             Some(_) => subscribe_path(&selectors(name, topic, self.selectors.into(), self.match_template)),
             None => format!("/events?topic={topic}"),
@@ -59,18 +59,18 @@ impl Opts {
 
 /// The hub's protocol version (the gateway's `GATEWAY_MERCURE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mercure {
+pub(crate) enum Mercure {
     /// draft-dunglas-mercure-07: `topic=` selectors, a `mercure` claim.
     #[value(name = "0.x")]
     Legacy,
 }
 
 /// The hub's path on every node.
-pub const HUB_PATH: &str = "/.well-known/mercure";
+pub(crate) const HUB_PATH: &str = "/.well-known/mercure";
 
 /// The selectors of a stream on `topic` (of run `name`): `count - 1` that do not match, then
 /// the one that does.
-pub fn selectors(name: &str, topic: &str, count: usize, match_template: bool) -> Vec<String> {
+pub(crate) fn selectors(name: &str, topic: &str, count: usize, match_template: bool) -> Vec<String> {
     let mut out: Vec<String> = (0..count.saturating_sub(1))
         .map(|k| {
             if k % 2 == 0 {
@@ -85,18 +85,18 @@ pub fn selectors(name: &str, topic: &str, count: usize, match_template: bool) ->
 }
 
 /// The subscription request's path and query.
-pub fn subscribe_path(selectors: &[String]) -> String {
+pub(crate) fn subscribe_path(selectors: &[String]) -> String {
     let query: Vec<String> = selectors.iter().map(|s| format!("topic={}", encode(s))).collect();
     format!("{HUB_PATH}?{}", query.join("&"))
 }
 
 /// The id the publisher gives update `seq` of `topic`.
-pub fn update_id(topic: &str, seq: u64) -> String {
+pub(crate) fn update_id(topic: &str, seq: u64) -> String {
     format!("{topic}#{seq}")
 }
 
 /// Whether `id` is the one `update_id` gave the update numbered `seq`.
-pub fn id_matches(id: &str, seq: u64) -> bool {
+pub(crate) fn id_matches(id: &str, seq: u64) -> bool {
     id.rsplit_once('#').and_then(|(_, n)| n.parse::<u64>().ok()) == Some(seq)
 }
 

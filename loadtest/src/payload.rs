@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Payload {
+pub(crate) struct Payload {
     /// Position of the event within its topic, from 0.
     pub seq: u64,
     /// Send time, microseconds since the epoch (publisher and subscribers share the clock).
@@ -16,12 +16,12 @@ pub struct Payload {
     pub pad: String,
 }
 
-pub fn now_micros() -> u64 {
+pub(crate) fn now_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
 /// The event data for `seq`, padded to about `size` bytes.
-pub fn make(seq: u64, size: usize) -> String {
+pub(crate) fn make(seq: u64, size: usize) -> String {
     let mut p = Payload { seq, ts: now_micros(), pad: String::new() };
     let bare = serde_json::to_string(&p).unwrap_or_default().len();
     // `,"pad":""` adds 9 bytes.
@@ -34,12 +34,12 @@ pub fn make(seq: u64, size: usize) -> String {
 /// The sequence number and send time of an event's data. The tool reads hundreds of thousands
 /// of events a second on one core, so the shape `make` writes is read without a JSON parser (the
 /// padding is never scanned); anything else goes through serde.
-pub fn parse(data: &str) -> Option<(u64, u64)> {
+pub(crate) fn parse(data: &str) -> Option<(u64, u64)> {
     parse_bytes(data.as_bytes())
 }
 
 /// `parse` on the bytes of a stream, as they were read (not necessarily UTF-8).
-pub fn parse_bytes(data: &[u8]) -> Option<(u64, u64)> {
+pub(crate) fn parse_bytes(data: &[u8]) -> Option<(u64, u64)> {
     fast(data).or_else(|| serde_json::from_str::<Payload>(&String::from_utf8_lossy(data)).ok().map(|p| (p.seq, p.ts)))
 }
 

@@ -13,14 +13,14 @@ use shared::keys::KeyLayout;
 use crate::payload;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Via {
+pub(crate) enum Via {
     Http,
     Xadd,
     Publish,
 }
 
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub via: Via,
     /// HTTP: the node to publish on.
     pub target: String,
@@ -40,7 +40,7 @@ pub struct Plan {
 }
 
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// Events accepted, per topic (their numbers are `0..n`).
     pub published: HashMap<String, u64>,
     pub errors: u64,
@@ -57,7 +57,7 @@ enum Sink {
 const TICK: Duration = Duration::from_millis(5);
 
 /// Publishes per `plan`. `progress` is told the running total.
-pub async fn run(plan: &Plan, progress: impl Fn(u64)) -> anyhow::Result<Outcome> {
+pub(crate) async fn run(plan: &Plan, progress: impl Fn(u64)) -> anyhow::Result<Outcome> {
     let topics = || -> anyhow::Result<Vec<Topic>> { plan.topics.iter().map(|t| Topic::parse(t).context("topic")).collect() };
     let sink = match plan.via {
         Via::Http if plan.mercure => Sink::Mercure {

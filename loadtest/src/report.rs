@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use shared::event::LOST_EVENT;
 
 /// A latency histogram in microseconds, 1 µs to 10 min, 3 significant digits.
-pub fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
 }
 
 /// Percentiles of a histogram, in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub count: u64,
     pub mean: f64,
     pub p50: f64,
@@ -26,7 +26,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn of(h: &Histogram<u64>) -> Self {
+    pub(crate) fn of(h: &Histogram<u64>) -> Self {
         let ms = |us: u64| us as f64 / 1000.0;
         if h.is_empty() {
             return Self::default();
@@ -45,7 +45,7 @@ impl Summary {
 
 /// Gateway memory, from the process's RSS when it runs on this machine.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Memory {
+pub(crate) struct Memory {
     pub rss_before_bytes: u64,
     pub rss_after_bytes: u64,
     /// (after - before) / connections established.
@@ -54,7 +54,7 @@ pub struct Memory {
 
 /// Gateway CPU time over the publish window (first publish to last), from `/proc`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Cpu {
+pub(crate) struct Cpu {
     /// User and system time of the gateway process(es).
     pub seconds: f64,
     /// `seconds` over the window's length: 1.0 is one core busy all along.
@@ -64,7 +64,7 @@ pub struct Cpu {
 }
 
 impl Cpu {
-    pub fn new(seconds: f64, r: &Report) -> Self {
+    pub(crate) fn new(seconds: f64, r: &Report) -> Self {
         Self {
             seconds,
             cores: if r.publish_seconds > 0.0 { seconds / r.publish_seconds } else { 0.0 },
@@ -74,7 +74,7 @@ impl Cpu {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub scenario: String,
     pub connections_attempted: u64,
     pub connections_established: u64,
@@ -110,19 +110,19 @@ pub struct Report {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RawHistograms {
+pub(crate) struct RawHistograms {
     pub latency: String,
     pub connect: String,
     pub resume: String,
 }
 
-pub fn encode(h: &Histogram<u64>) -> String {
+pub(crate) fn encode(h: &Histogram<u64>) -> String {
     let mut bytes = Vec::new();
     V2Serializer::new().serialize(h, &mut bytes).expect("serializing to memory");
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-pub fn decode(s: &str) -> anyhow::Result<Histogram<u64>> {
+pub(crate) fn decode(s: &str) -> anyhow::Result<Histogram<u64>> {
     if s.is_empty() {
         return Ok(histogram());
     }
@@ -132,7 +132,7 @@ pub fn decode(s: &str) -> anyhow::Result<Histogram<u64>> {
 
 impl Report {
     /// Fills the summaries from the histograms and keeps the histograms for merging.
-    pub fn set_histograms(&mut self, latency: &Histogram<u64>, connect: &Histogram<u64>, resume: &Histogram<u64>) {
+    pub(crate) fn set_histograms(&mut self, latency: &Histogram<u64>, connect: &Histogram<u64>, resume: &Histogram<u64>) {
         self.latency_ms = Summary::of(latency);
         self.connect_latency_ms = Summary::of(connect);
         self.resume_ms = Summary::of(resume);
@@ -140,7 +140,7 @@ impl Report {
     }
 
     /// Adds a worker's subscriber-side figures to this one.
-    pub fn merge(&mut self, other: &Report) -> anyhow::Result<()> {
+    pub(crate) fn merge(&mut self, other: &Report) -> anyhow::Result<()> {
         let mut latency = decode(&self.raw.latency)?;
         let mut connect = decode(&self.raw.connect)?;
         let mut resume = decode(&self.raw.resume)?;
@@ -163,11 +163,11 @@ impl Report {
     }
 
     /// Whether the run kept every stream event exactly once.
-    pub fn is_clean(&self) -> bool {
+    pub(crate) fn is_clean(&self) -> bool {
         self.lost == 0 && self.duplicated == 0
     }
 
-    pub fn human(&self) -> String {
+    pub(crate) fn human(&self) -> String {
         let l = &self.latency_ms;
         let c = &self.connect_latency_ms;
         let mut out = format!(

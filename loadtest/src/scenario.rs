@@ -28,7 +28,7 @@ enum Side {
     Workers(workers::Workers),
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<u8> {
     if let Some(w) = cli.opts.worker.clone() {
         return workers::child(cli, &w).await;
     }

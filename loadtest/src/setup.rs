@@ -11,14 +11,14 @@ use crate::streams::{Plan, StreamSpec};
 use crate::tokens::Tokens;
 
 /// Everything both sides of a run derive from the command line.
-pub struct Setup {
+pub(crate) struct Setup {
     pub cli: Cli,
     pub run_id: String,
     pub tokens: Tokens,
 }
 
 impl Setup {
-    pub fn new(cli: Cli, run_id: String) -> anyhow::Result<Self> {
+    pub(crate) fn new(cli: Cli, run_id: String) -> anyhow::Result<Self> {
         let o = &cli.opts;
         if o.targets.is_empty() || o.connections == 0 && cli.scenario != Scenario::Idle {
             bail!("give at least one --target and one connection");
@@ -53,7 +53,7 @@ impl Setup {
     }
 
     /// The topics events are published to.
-    pub fn publish_topics(&self) -> Vec<String> {
+    pub(crate) fn publish_topics(&self) -> Vec<String> {
         match self.cli.scenario {
             Scenario::ManyTopics => (0..self.cli.opts.connections).map(|i| self.topic(i)).collect(),
             Scenario::Chaos => (0..self.cli.opts.topics).map(|i| self.topic(i)).collect(),
@@ -62,7 +62,7 @@ impl Setup {
     }
 
     /// Every stream of the run (workers take their share).
-    pub fn streams(&self) -> anyhow::Result<Vec<StreamSpec>> {
+    pub(crate) fn streams(&self) -> anyhow::Result<Vec<StreamSpec>> {
         let o = &self.cli.opts;
         let ttl = Duration::from_secs(24 * 3600);
         let stall_every = if self.cli.scenario == Scenario::SlowConsumers && o.slow_fraction > 0.0 {
@@ -96,7 +96,7 @@ impl Setup {
             .collect()
     }
 
-    pub fn subscriber_plan(&self, streams: Vec<StreamSpec>) -> Plan {
+    pub(crate) fn subscriber_plan(&self, streams: Vec<StreamSpec>) -> Plan {
         let o = &self.cli.opts;
         Plan {
             targets: o.targets.iter().map(|t| t.trim_end_matches('/').to_owned()).collect(),
@@ -110,7 +110,7 @@ impl Setup {
     }
 }
 
-pub fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     format!("{:08x}", std::process::id() ^ (payload_seed() as u32))
 }
 

@@ -77,7 +77,7 @@ struct Checks {
 }
 
 impl Stream {
-    pub async fn run(self) -> Outcome {
+    pub(crate) async fn run(self) -> Outcome {
         let mut checks = Checks { tracker: Tracker::default(), scanner: Scanner::new(), gap: None, last_event: None };
         let mut first_open = true;
         let mut attempt = 0usize;

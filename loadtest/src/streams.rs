@@ -16,7 +16,7 @@ use crate::tracker::Tracker;
 
 /// One stream to open.
 #[derive(Debug, Clone)]
-pub struct StreamSpec {
+pub(crate) struct StreamSpec {
     pub topic: String,
     /// The request's path and query (`/events?topic=…`, or the Mercure hub's with selectors).
     pub path: String,
@@ -34,7 +34,7 @@ pub struct StreamSpec {
 }
 
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub targets: Vec<String>,
     pub source_ips: Vec<IpAddr>,
     pub streams: Vec<StreamSpec>,
@@ -51,7 +51,7 @@ pub struct Plan {
 
 /// Counters all streams share, for the progress line and the report.
 #[derive(Debug, Default)]
-pub struct Live {
+pub(crate) struct Live {
     pub established: AtomicU64,
     pub failed: AtomicU64,
     pub received: AtomicU64,
@@ -72,7 +72,7 @@ pub struct Live {
 
 /// One stream's interruption: from losing its stream to having it back and to receiving again.
 #[derive(Debug, Clone)]
-pub struct Interruption {
+pub(crate) struct Interruption {
     /// `Live::phase` when the stream was lost (or, for a silence, when it ended).
     pub phase: usize,
     pub stream: usize,
@@ -112,7 +112,7 @@ pub(crate) fn record(h: &Mutex<Histogram<u64>>, d: Duration) {
 }
 
 /// What one stream ends with.
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub topic: String,
     pub tracker: Tracker,
 }

@@ -18,7 +18,7 @@ use crate::streams::{Histograms, Live, Outcome, Plan, lock};
 /// Opens every stream of `plan`, reports `ready` once all are open (or failed), then reads until
 /// `done` brings the number of events published per topic and every stream has them all, or
 /// `plan.drain` passes after that.
-pub async fn run(
+pub(crate) async fn run(
     plan: Plan,
     live: Arc<Live>,
     ready: oneshot::Sender<()>,
@@ -51,7 +51,7 @@ pub async fn run(
 /// `run` without the accounting: the report has the connection figures and latencies, and every
 /// stream's outcome comes back (in `plan.streams` order) for the caller to judge. `done` brings
 /// how many events each topic's streams are to receive.
-pub async fn run_streams(
+pub(crate) async fn run_streams(
     plan: Plan,
     live: Arc<Live>,
     ready: oneshot::Sender<()>,

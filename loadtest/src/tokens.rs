@@ -8,18 +8,18 @@ use anyhow::{Context, bail};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use shared::{Claims, TopicPattern};
 
-pub enum Tokens {
+pub(crate) enum Tokens {
     Mint { key: EncodingKey, algorithm: Algorithm },
     List(Vec<String>),
 }
 
 impl Tokens {
-    pub fn from_secret(secret: &str) -> Self {
+    pub(crate) fn from_secret(secret: &str) -> Self {
         Self::Mint { key: EncodingKey::from_secret(secret.as_bytes()), algorithm: Algorithm::HS256 }
     }
 
     /// A PEM private key for `algorithm` (RS*/PS*, ES256/ES384, EdDSA).
-    pub fn from_key_file(path: &Path, algorithm: &str) -> anyhow::Result<Self> {
+    pub(crate) fn from_key_file(path: &Path, algorithm: &str) -> anyhow::Result<Self> {
         let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let algorithm: Algorithm = algorithm.parse().with_context(|| format!("unknown algorithm {algorithm}"))?;
         let key = match algorithm {
@@ -34,7 +34,7 @@ impl Tokens {
         Ok(Self::Mint { key, algorithm })
     }
 
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let list: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect();
         if list.is_empty() {
@@ -45,7 +45,7 @@ impl Tokens {
 
     /// A token for client `n` (its subject), allowed to follow and publish everything, valid
     /// for `ttl`.
-    pub fn token(&self, n: usize, ttl: Duration) -> anyhow::Result<String> {
+    pub(crate) fn token(&self, n: usize, ttl: Duration) -> anyhow::Result<String> {
         match self {
             Self::List(list) => Ok(list[n % list.len()].clone()),
             Self::Mint { key, algorithm } => {
@@ -65,7 +65,7 @@ impl Tokens {
     }
 
     /// A Mercure 0.x token for client `n`, allowed to subscribe to and publish every topic.
-    pub fn mercure(&self, n: usize, ttl: Duration) -> anyhow::Result<String> {
+    pub(crate) fn mercure(&self, n: usize, ttl: Duration) -> anyhow::Result<String> {
         match self {
             Self::List(list) => Ok(list[n % list.len()].clone()),
             Self::Mint { key, algorithm } => {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 #[derive(Debug, Default, Clone)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     highest: Option<u64>,
     /// Numbers below `highest` not seen yet.
     missing: BTreeSet<u64>,
@@ -21,7 +21,7 @@ pub struct Tracker {
 const KEEP_DUPLICATES: usize = 64;
 
 impl Tracker {
-    pub fn record(&mut self, seq: u64) {
+    pub(crate) fn record(&mut self, seq: u64) {
         self.received += 1;
         match self.highest {
             None => {
@@ -46,17 +46,17 @@ impl Tracker {
     }
 
     /// Distinct numbers seen.
-    pub fn distinct(&self) -> u64 {
+    pub(crate) fn distinct(&self) -> u64 {
         self.highest.map_or(0, |h| h + 1 - self.missing.len() as u64)
     }
 
     /// Of the `expected` numbers `0..expected`, how many never came.
-    pub fn lost(&self, expected: u64) -> u64 {
+    pub(crate) fn lost(&self, expected: u64) -> u64 {
         expected.saturating_sub(self.distinct())
     }
 
     /// Whether `seq` came at least once.
-    pub fn seen(&self, seq: u64) -> bool {
+    pub(crate) fn seen(&self, seq: u64) -> bool {
         self.highest.is_some_and(|h| seq <= h) && !self.missing.contains(&seq)
     }
 }

@@ -36,7 +36,7 @@ thread_local! {
 
 /// How to reach a stream.
 #[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     /// An `http://host:port` base URL (perhaps with a path prefix).
     pub target: &'a str,
     /// Path and query, appended to the target's.
@@ -52,7 +52,7 @@ pub struct Request<'a> {
 
 /// A stream's body, undone of its framing as it is read.
 #[derive(Debug)]
-pub struct RawBody {
+pub(crate) struct RawBody {
     socket: TcpStream,
     framing: Framing,
     /// Body bytes that came in with the response head.
@@ -60,12 +60,12 @@ pub struct RawBody {
 }
 
 /// Whether `target` is one this module opens (plain `http://`).
-pub fn speaks(target: &str) -> bool {
+pub(crate) fn speaks(target: &str) -> bool {
     target.starts_with("http://")
 }
 
 /// Opens `GET path` on the target and reads the response head; a status other than 200 is an error.
-pub async fn open(req: Request<'_>) -> anyhow::Result<RawBody> {
+pub(crate) async fn open(req: Request<'_>) -> anyhow::Result<RawBody> {
     let rest = req.target.strip_prefix("http://").context("plain http:// targets only")?;
     let authority = rest.split('/').next().unwrap_or(rest);
     let prefix = &rest[authority.len()..];
@@ -142,7 +142,7 @@ impl RawBody {
     /// Waits for the next bytes and hands the body's part of them to `on_body` (as the slices
     /// between chunk headers, in order). Returns false once the body is over, the connection was
     /// closed or the framing broken. Cancel-safe: it waits only before reading.
-    pub async fn read(&mut self, on_body: impl FnOnce(&mut dyn Iterator<Item = &[u8]>)) -> bool {
+    pub(crate) async fn read(&mut self, on_body: impl FnOnce(&mut dyn Iterator<Item = &[u8]>)) -> bool {
         if !self.early.is_empty() {
             let early = std::mem::take(&mut self.early);
             on_body(&mut Segments { framing: &mut self.framing, bytes: &early });

@@ -25,11 +25,11 @@ struct Worker {
     lines: Lines<BufReader<ChildStdout>>,
 }
 
-pub struct Workers(Vec<Worker>);
+pub(crate) struct Workers(Vec<Worker>);
 
 impl Workers {
     /// Starts `k` workers with this process's own arguments.
-    pub fn spawn(k: usize, run_id: &str) -> anyhow::Result<Self> {
+    pub(crate) fn spawn(k: usize, run_id: &str) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating this program")?;
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut workers = Vec::with_capacity(k);
@@ -50,7 +50,7 @@ impl Workers {
     }
 
     /// Waits until every worker has opened its streams.
-    pub async fn ready(&mut self) -> anyhow::Result<()> {
+    pub(crate) async fn ready(&mut self) -> anyhow::Result<()> {
         for (i, w) in self.0.iter_mut().enumerate() {
             match w.lines.next_line().await? {
                 Some(l) if l == "READY" => {}
@@ -61,7 +61,7 @@ impl Workers {
     }
 
     /// Tells every worker what was published and merges their reports.
-    pub async fn finish(mut self, published: &HashMap<String, u64>) -> anyhow::Result<Report> {
+    pub(crate) async fn finish(mut self, published: &HashMap<String, u64>) -> anyhow::Result<Report> {
         let line = format!("DONE {}\n", serde_json::to_string(published)?);
         for w in &mut self.0 {
             w.stdin.write_all(line.as_bytes()).await?;
@@ -90,7 +90,7 @@ impl Workers {
 }
 
 /// Runs as worker `spec` ("I/K"): opens every K-th stream from the I-th.
-pub async fn child(cli: Cli, spec: &str) -> anyhow::Result<u8> {
+pub(crate) async fn child(cli: Cli, spec: &str) -> anyhow::Result<u8> {
     let (i, k) =
         spec.split_once('/').and_then(|(i, k)| Some((i.parse::<usize>().ok()?, k.parse::<usize>().ok()?))).context("--worker I/K")?;
     let run_id = cli.opts.run_id.clone().context("a worker needs --run-id")?;

@@ -42,7 +42,7 @@ pub enum Queued {
 
 /// An event handed out this long after it was published finds the node behind: direct sinks
 /// then gather it with what follows rather than write it alone (see `held/stream.rs`).
-pub const LATE: std::time::Duration = std::time::Duration::from_millis(5);
+pub(crate) const LATE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// A follower the fan-out writes to itself, rather than through a queue.
 pub trait DirectSink: Send + Sync + std::fmt::Debug {

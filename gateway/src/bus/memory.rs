@@ -48,7 +48,7 @@ struct State {
 }
 
 #[derive(Debug)]
-pub struct MemoryBus {
+pub(crate) struct MemoryBus {
     state: Mutex<State>,
     fanout: Arc<Fanout>,
     max_len: usize,
@@ -58,7 +58,7 @@ pub struct MemoryBus {
 }
 
 impl MemoryBus {
-    pub fn new(fanout: Arc<Fanout>, max_len: usize, max_age: Duration) -> Self {
+    pub(crate) fn new(fanout: Arc<Fanout>, max_len: usize, max_age: Duration) -> Self {
         // Anything before now belonged to an earlier process (if any): a cursor from then may
         // point at events this process never had.
         let boot = StreamId::new(now_millis(), 0);
@@ -73,7 +73,7 @@ impl MemoryBus {
 
     /// Drops expired events from every topic and removes emptied logs. Run periodically so that
     /// topics nobody publishes to any more do not hold memory.
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         self.tickets.sweep();
         let cutoff = self.age_cutoff();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -115,7 +115,7 @@ impl MemoryBus {
     }
 
     /// How many topics hold history (for tests and [`Bus::held_topics`]).
-    pub fn topic_count(&self) -> usize {
+    pub(crate) fn topic_count(&self) -> usize {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).logs.len()
     }
 

@@ -13,14 +13,14 @@
 
 mod error;
 mod event;
-pub mod fanout;
-pub mod memory;
-pub mod redis;
+pub(crate) mod fanout;
+pub(crate) mod memory;
+pub(crate) mod redis;
 mod seam;
 mod shrink;
-pub mod tickets;
+pub(crate) mod tickets;
 
-pub use error::BusError;
-pub use event::{Delivery, NewEvent};
-pub use seam::{Bus, Replay};
+pub(crate) use error::BusError;
+pub(crate) use event::{Delivery, NewEvent};
+pub(crate) use seam::{Bus, Replay};
 pub(crate) use shrink::shrink_idle;

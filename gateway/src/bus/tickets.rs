@@ -58,7 +58,7 @@ pub trait TicketStore {
 /// Unexpired tickets (used ones included) one embedded bus keeps at most: a token holder asking
 /// for tickets in a loop fills this, not the process's memory. At a few hundred bytes of claims
 /// each, the table stays under a few tens of MB.
-pub const MAX_TICKETS: usize = 65_536;
+pub(crate) const MAX_TICKETS: usize = 65_536;
 
 /// One ticket: its entry until it is taken (then `None`, the tombstone), and when it expires.
 #[derive(Debug)]
@@ -70,7 +70,7 @@ struct Slot {
 /// The embedded bus's tickets: in process memory, at most [`MAX_TICKETS`], expired ones dropped
 /// by [`TicketTable::sweep`] (the bus's periodic sweep) and whenever the table is full.
 #[derive(Debug)]
-pub struct TicketTable {
+pub(crate) struct TicketTable {
     slots: Mutex<HashMap<String, Slot>>,
     max: usize,
 }
@@ -82,7 +82,7 @@ impl Default for TicketTable {
 }
 
 impl TicketTable {
-    pub fn with_capacity(max: usize) -> Self {
+    pub(crate) fn with_capacity(max: usize) -> Self {
         Self { slots: Mutex::default(), max }
     }
 
@@ -91,27 +91,29 @@ impl TicketTable {
     }
 
     /// How many tickets (used ones included) the table holds.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.slots().len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Drops the tickets expired at `now`.
-    pub fn sweep_at(&self, now: Instant) {
+    pub(crate) fn sweep_at(&self, now: Instant) {
         let mut slots = self.slots();
         slots.retain(|_, slot| slot.until > now);
         shrink_idle(&mut slots);
     }
 
     #[expect(clippy::disallowed_methods, reason = "the embedded bus's ticket TTL is wall-clock, as Redis's own TTL is for the Redis bus")]
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         self.sweep_at(Instant::now());
     }
 
-    pub fn put_at(&self, key: &str, entry: String, until: Instant, now: Instant) -> Stored {
+    pub(crate) fn put_at(&self, key: &str, entry: String, until: Instant, now: Instant) -> Stored {
         let mut slots = self.slots();
         if slots.len() >= self.max {
             slots.retain(|_, slot| slot.until > now);
@@ -123,7 +125,7 @@ impl TicketTable {
         Stored::Kept
     }
 
-    pub fn take_at(&self, key: &str, now: Instant) -> Taken {
+    pub(crate) fn take_at(&self, key: &str, now: Instant) -> Taken {
         let mut slots = self.slots();
         match slots.get_mut(key) {
             // Expired but not swept yet: as good as gone.

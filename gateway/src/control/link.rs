@@ -35,12 +35,12 @@ pub trait Link: Send + Sync + std::fmt::Debug + 'static {
 
 /// The embedded bus's link: one node, nothing stored (the node's own table is the whole truth).
 #[derive(Debug)]
-pub struct LocalLink {
+pub(crate) struct LocalLink {
     tx: mpsc::Sender<Incoming>,
 }
 
 impl LocalLink {
-    pub fn new(tx: mpsc::Sender<Incoming>) -> Self {
+    pub(crate) fn new(tx: mpsc::Sender<Incoming>) -> Self {
         Self { tx }
     }
 }

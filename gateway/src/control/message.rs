@@ -11,7 +11,7 @@ use super::revocations::Target;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Message {
+pub(crate) enum Message {
     /// Close the streams under `target` (after a last `gateway.revoked`) and refuse it until
     /// `until_ms` (Unix ms; in the past for a disconnect that refuses nothing). Every node
     /// answers with how many streams it closed.
@@ -45,7 +45,7 @@ pub enum Message {
 /// A node's answer to an ask.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Answer {
+pub(crate) enum Answer {
     /// Streams closed (revoke) or counted (count) on the answering node.
     Streams { streams: usize },
     /// The stream now lives until the new token's `exp`.
@@ -77,7 +77,7 @@ impl RefreshRefusal {
 }
 
 impl Message {
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 }

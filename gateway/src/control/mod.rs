@@ -27,20 +27,20 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::BusError;
 use crate::counters::Counters;
 use crate::epoch::now_millis;
-pub use link::{Incoming, Link, LocalLink};
-pub use message::{Answer, Message, RefreshRefusal};
-pub use registry::{Registry, StreamEntry, is_stream_id};
-pub use revocations::{Revocations, Target};
+pub(crate) use link::{Incoming, Link, LocalLink};
+pub(crate) use message::{Answer, Message, RefreshRefusal};
+pub(crate) use registry::{Registry, StreamEntry, is_stream_id};
+pub(crate) use revocations::{Revocations, Target};
 
 /// How long an ask waits for the nodes' answers.
-pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the stored revocations are reloaded, whatever the channel said.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const RELOAD_EVERY: Duration = Duration::from_secs(10);
 /// Messages waiting for the control task.
-pub const INCOMING_QUEUE: usize = 1024;
+pub(crate) const INCOMING_QUEUE: usize = 1024;
 
 /// A name for this node on the control channel: random per process.
-pub fn node_name() -> String {
+pub(crate) fn node_name() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 

@@ -115,7 +115,7 @@ impl StreamEntry {
 /// The node's streams by id. A set keyed by the entry's own id, so that a stream pays for its
 /// id once rather than again as a map key.
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     streams: HashSet<ById>,
 }
 
@@ -171,12 +171,8 @@ impl Registry {
         self.streams.iter().map(|e| &e.0).filter(move |e| !e.is_revoked() && e.covered_by(target))
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.streams.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.streams.is_empty()
     }
 }
 
@@ -187,6 +183,6 @@ fn new_stream_id(node: &str) -> String {
 }
 
 /// Whether `id` has the form `new_stream_id` gives (48 lowercase hex digits).
-pub fn is_stream_id(id: &str) -> bool {
+pub(crate) fn is_stream_id(id: &str) -> bool {
     id.len() == 48 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

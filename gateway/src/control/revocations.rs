@@ -63,30 +63,30 @@ impl Target {
 
 /// Standing revocations, each with the time (Unix ms) it lapses.
 #[derive(Debug, Default)]
-pub struct Revocations {
+pub(crate) struct Revocations {
     standing: HashMap<Target, u64>,
 }
 
 impl Revocations {
     /// Adds or lengthens a revocation; a shorter one never shortens a standing one.
-    pub fn insert(&mut self, target: Target, until_ms: u64) {
+    pub(crate) fn insert(&mut self, target: Target, until_ms: u64) {
         let until = self.standing.entry(target).or_default();
         *until = (*until).max(until_ms);
     }
 
     /// Whether `target` already stands at least until `until_ms`.
-    pub fn holds(&self, target: &Target, until_ms: u64) -> bool {
+    pub(crate) fn holds(&self, target: &Target, until_ms: u64) -> bool {
         self.standing.get(target).is_some_and(|u| *u >= until_ms)
     }
 
     /// Forgets the revocations that lapsed by `now_ms`.
-    pub fn prune(&mut self, now_ms: u64) {
+    pub(crate) fn prune(&mut self, now_ms: u64) {
         self.standing.retain(|_, until| *until > now_ms);
         crate::bus::shrink_idle(&mut self.standing);
     }
 
     /// The revocation that refuses these attributes at `now_ms`, if any.
-    pub fn refusing(&self, sub: Option<&str>, jti: Option<&str>, topics: &[Topic], now_ms: u64) -> Option<(&Target, u64)> {
+    pub(crate) fn refusing(&self, sub: Option<&str>, jti: Option<&str>, topics: &[Topic], now_ms: u64) -> Option<(&Target, u64)> {
         if self.standing.is_empty() {
             return None;
         }
@@ -100,12 +100,9 @@ impl Revocations {
             .find_map(|t| self.standing.get_key_value(&t).filter(|(_, until)| **until > now_ms).map(|(t, until)| (t, *until)))
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.standing.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.standing.is_empty()
     }
 }
 

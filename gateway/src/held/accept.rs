@@ -34,7 +34,14 @@ use crate::stream::{EventStream, Parts};
 const MAX_ANSWER: usize = 1024 * 1024;
 
 /// Serves one socket until it closes or goes to hyper.
-pub async fn serve_socket(node: Arc<Node>, mut socket: TcpStream, remote: SocketAddr, router: Router, hyper: Arc<Hyper>, watcher: Watcher) {
+pub(crate) async fn serve_socket(
+    node: Arc<Node>,
+    mut socket: TcpStream,
+    remote: SocketAddr,
+    router: Router,
+    hyper: Arc<Hyper>,
+    watcher: Watcher,
+) {
     let count = SocketCount::new(&node.counters);
     let accepted = Instant::now();
     let mut buf = BytesMut::new();
@@ -56,7 +63,7 @@ pub async fn serve_socket(node: Arc<Node>, mut socket: TcpStream, remote: Socket
                 first = false;
                 let keep_alive = head.keep_alive;
                 let http11 = head.http11;
-                let response = route(head, remote, &router).await;
+                let response = route(head, &router).await;
                 match answer(&node, &mut socket, response, http11, keep_alive).await {
                     Answered::Again if keep_alive => continue,
                     Answered::Again | Answered::Close => return,
@@ -70,9 +77,9 @@ pub async fn serve_socket(node: Arc<Node>, mut socket: TcpStream, remote: Socket
     }
 }
 
-async fn route(head: Box<LeanHead>, remote: SocketAddr, router: &Router) -> Response {
+async fn route(head: Box<LeanHead>, router: &Router) -> Response {
     let mut request = head.request;
-    request.extensions_mut().insert(ConnectInfo(ClientInfo::lean(remote)));
+    request.extensions_mut().insert(ConnectInfo(ClientInfo::lean()));
     router.clone().oneshot(request).await.unwrap_or_else(|never| match never {})
 }
 

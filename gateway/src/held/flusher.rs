@@ -18,13 +18,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// A stream a flusher writes: what it gathered while dirty.
-pub trait Flush: Send + Sync + 'static {
+pub(crate) trait Flush: Send + Sync + 'static {
     /// Writes what the stream gathered (see `stream.rs`).
     fn flush_dirty(&self);
 }
 
 /// How long a dirty stream's frames may wait to be written together.
-pub const FLUSH_TICK: Duration = Duration::from_millis(4);
+pub(super) const FLUSH_TICK: Duration = Duration::from_millis(4);
 
 #[derive(Debug)]
 struct Shard<T> {

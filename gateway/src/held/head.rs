@@ -30,7 +30,7 @@ const STREAM_PATHS: [&str; 2] = ["/events", HUB_PATH];
 
 /// What the socket sent first.
 #[derive(Debug)]
-pub enum Head {
+pub(crate) enum Head {
     /// A stream request for the lean path.
     Lean(Box<LeanHead>),
     /// Anything else: hyper serves the socket from here, starting with these bytes.
@@ -41,7 +41,7 @@ pub enum Head {
 
 /// A parsed stream request.
 #[derive(Debug)]
-pub struct LeanHead {
+pub(crate) struct LeanHead {
     pub request: Request<Body>,
     /// HTTP/1.1: the body is chunked, and the socket may carry another request after an error.
     pub http11: bool,
@@ -52,7 +52,7 @@ pub struct LeanHead {
 /// Reads until `buf` holds a complete head (after any bytes already in it), within `timeout`.
 /// On [`Head::Lean`] the head's bytes are removed from `buf`; what follows them (a pipelined
 /// request) stays.
-pub async fn read(socket: &mut TcpStream, buf: &mut BytesMut, timeout: Duration, stop: &CancellationToken) -> Head {
+pub(crate) async fn read(socket: &mut TcpStream, buf: &mut BytesMut, timeout: Duration, stop: &CancellationToken) -> Head {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if !buf.is_empty() {

@@ -17,14 +17,14 @@
 //! A stream served by hyper (HTTP/2, or a keep-alive connection whose first request was not a
 //! stream) keeps the `Connection` for its whole life; both give the same frames in the same order.
 
-pub mod accept;
+pub(crate) mod accept;
 mod due;
 mod flusher;
-pub mod head;
+pub(crate) mod head;
 mod node;
 mod schedule;
 mod stream;
 mod writer;
 
 /// The node of this gateway's held streams (`node.rs`).
-pub type Node = node::Node<stream::Held>;
+pub(crate) type Node = node::Node<stream::Held>;

@@ -16,7 +16,7 @@ use crate::counters::Counters;
 /// `Node` in `mod.rs`) because the streams hold their node: the schedule and the flushers keep
 /// streams without naming their type.
 #[derive(Debug)]
-pub struct Node<T> {
+pub(crate) struct Node<T> {
     pub(crate) counters: Arc<Counters>,
     pub(crate) fanout: Arc<Fanout>,
     pub(crate) schedule: Arc<Schedule<T>>,
@@ -30,7 +30,7 @@ pub struct Node<T> {
 }
 
 impl<T: Timed + Flush> Node<T> {
-    pub fn new(
+    pub(crate) fn new(
         counters: Arc<Counters>,
         fanout: Arc<Fanout>,
         heartbeat: Duration,
@@ -54,7 +54,7 @@ impl<T: Timed + Flush> Node<T> {
 
     /// The node-wide tasks of the lean path, to run until shutdown: the schedule (which then
     /// ends every held stream) and the flushers.
-    pub fn background(&self) -> Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>> {
+    pub(crate) fn background(&self) -> Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>> {
         let mut tasks: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> =
             vec![Box::pin(Arc::clone(&self.schedule).run(self.shutdown.clone()))];
         tasks.extend(self.flushers.run(&self.shutdown).into_iter().map(|f| Box::pin(f) as _));
@@ -62,7 +62,7 @@ impl<T: Timed + Flush> Node<T> {
     }
 
     /// Waits for every socket and stream task to finish (after shutdown began).
-    pub async fn drained(&self) {
+    pub(crate) async fn drained(&self) {
         self.tasks.close();
         self.tasks.wait().await;
     }

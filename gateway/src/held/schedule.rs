@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// A stream the schedule keeps times for.
-pub trait Timed: Send + Sync + 'static {
+pub(crate) trait Timed: Send + Sync + 'static {
     /// When its heartbeat entry and its deadline entry (with the deadline's generation) first
     /// come due.
     fn first_due(&self) -> (Instant, (Instant, u32));

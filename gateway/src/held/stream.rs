@@ -49,7 +49,7 @@ const WRITE_SLICES: usize = 64;
 
 /// Why a held stream ends; each counts in `connections_closed{reason}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     ClientGone,
     Slow,
     WriteTimeout,
@@ -61,24 +61,28 @@ pub enum End {
 impl End {
     /// Whether the stream's last frames are still sent (it ends on the gateway's decision, not
     /// because its client cannot take more).
-    pub fn flushes(self) -> bool {
+    pub(crate) fn flushes(self) -> bool {
         matches!(self, End::Expired | End::Revoked | End::Shutdown)
     }
 }
 
 /// What a held stream keeps only to release it when it ends.
 #[derive(Debug)]
-pub struct Keep {
+pub(crate) struct Keep {
     pub membership: Option<Membership>,
     pub control: Option<Registration>,
+    // These three are never read: they are kept for their `Drop`, which releases them.
     /// The stream-limit permit, a subscription's announcement: see `event_stream.rs`.
+    #[expect(dead_code, reason = "kept for its Drop")]
     pub held: Box<dyn Any + Send>,
+    #[expect(dead_code, reason = "kept for its Drop")]
     pub open: OpenStream,
+    #[expect(dead_code, reason = "kept for its Drop")]
     pub socket: SocketCount,
 }
 
 /// An event that reaches a stream sooner than this after its last write waits for the flusher.
-pub const COALESCE: Duration = Duration::from_millis(5);
+pub(super) const COALESCE: Duration = Duration::from_millis(5);
 
 /// Who writes a stream's next bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +96,7 @@ enum Mode {
 }
 
 #[derive(Debug)]
-pub struct State {
+pub(crate) struct State {
     pub positions: Positions,
     /// Frames waiting for the socket, and how many events they hold; `None` while writes go
     /// straight to the socket.
@@ -120,7 +124,7 @@ struct Backlog {
 }
 
 #[derive(Debug)]
-pub struct Held {
+pub(crate) struct Held {
     /// Itself, for the flusher's list (a stream becomes dirty from under `&self`).
     me: Weak<Held>,
     /// Which of the node's flushers writes it when dirty.
@@ -134,23 +138,23 @@ pub struct Held {
 }
 
 impl Held {
-    pub fn new(socket: TcpStream, node: Arc<Node<Held>>, wake: Arc<Notify>, state: State) -> Arc<Self> {
+    pub(crate) fn new(socket: TcpStream, node: Arc<Node<Held>>, wake: Arc<Notify>, state: State) -> Arc<Self> {
         node.counters.lean_streams.fetch_add(1, Ordering::Relaxed);
         let shard = node.flushers.pick();
         Arc::new_cyclic(|me| Self { me: me.clone(), shard, socket, node, wake, state: Mutex::new(state) })
     }
 
-    pub fn state(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Sends a frame of the stream's own (a heartbeat, a refresh offer, a last frame).
-    pub fn send_own(&self, st: &mut State, frame: &[u8]) {
+    pub(crate) fn send_own(&self, st: &mut State, frame: &[u8]) {
         let piece = if st.chunked { chunk(&[frame]) } else { Bytes::copy_from_slice(frame) };
         self.send(st, &[piece], None);
     }
 
-    pub fn heartbeat(&self, st: &mut State) {
+    pub(crate) fn heartbeat(&self, st: &mut State) {
         if st.chunked {
             self.send(st, &[Bytes::from_static(CHUNKED_HEARTBEAT)], None);
         } else {
@@ -160,7 +164,7 @@ impl Held {
 
     /// Ends the stream for `why`, after `last` if given (written only when the reason lets the
     /// stream flush). The task finishes the rest.
-    pub fn end(&self, st: &mut State, why: End, last: Option<&[u8]>) {
+    pub(crate) fn end(&self, st: &mut State, why: End, last: Option<&[u8]>) {
         if st.end.is_some() {
             return;
         }
@@ -259,13 +263,13 @@ impl Held {
     }
 
     /// Whether the stream's own task has frames to write.
-    pub fn is_behind(st: &State) -> bool {
+    pub(crate) fn is_behind(st: &State) -> bool {
         st.mode == Mode::Behind && st.backlog.as_ref().is_some_and(|b| !b.frames.is_empty())
     }
 
     /// Writes as much of the backlog as the socket takes now, in one call of up to
     /// [`WRITE_SLICES`] frames; the bytes written (the backlog is gone once all are).
-    pub fn write_backlog(&self, st: &mut State) -> std::io::Result<usize> {
+    pub(crate) fn write_backlog(&self, st: &mut State) -> std::io::Result<usize> {
         let Some(backlog) = &st.backlog else { return Ok(0) };
         let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
         let mut count = 0;
@@ -283,7 +287,7 @@ impl Held {
     }
 
     /// Drops `n` written bytes from the front of the backlog.
-    pub fn written(&self, st: &mut State, mut n: usize) {
+    pub(crate) fn written(&self, st: &mut State, mut n: usize) {
         if n == 0 {
             return;
         }
@@ -307,7 +311,7 @@ impl Held {
     }
 
     /// What was queued for the stream before it went direct (see `Fanout::go_direct`).
-    pub fn take_queued(&self, item: Queued) {
+    pub(crate) fn take_queued(&self, item: Queued) {
         match item {
             Queued::Event(d) => {
                 self.deliver(&d);
@@ -316,7 +320,7 @@ impl Held {
         }
     }
 
-    pub fn new_state(positions: Positions, chunked: bool, expires_at: Instant, exp: u64, keep: Keep) -> State {
+    pub(crate) fn new_state(positions: Positions, chunked: bool, expires_at: Instant, exp: u64, keep: Keep) -> State {
         State {
             positions,
             backlog: None,

@@ -17,7 +17,7 @@ use super::stream::{End, Held};
 use crate::stream::revoked_frame;
 
 /// Runs `held` until it ends.
-pub async fn run(held: Arc<Held>) {
+pub(super) async fn run(held: Arc<Held>) {
     // A revocation or refresh may have come while the stream was being handed over.
     on_wake(&held);
     loop {

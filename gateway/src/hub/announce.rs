@@ -16,14 +16,14 @@ use crate::state::AppState;
 
 /// The subscription's end, to publish when the stream is dropped.
 #[derive(Debug)]
-pub struct Announced {
+pub(super) struct Announced {
     state: AppState,
     ended: Vec<Update>,
 }
 
 /// One matcher of a subscription, as its events name it.
 #[derive(Debug)]
-pub struct Matcher {
+pub(super) struct Matcher {
     kind: MatcherType,
     source: String,
     /// What the subscriber's token attaches to this matcher.
@@ -32,7 +32,7 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    pub fn new(kind: MatcherType, source: &str, grant: Option<&MercureGrant>, hub_url: &Url) -> Self {
+    pub(super) fn new(kind: MatcherType, source: &str, grant: Option<&MercureGrant>, hub_url: &Url) -> Self {
         let payload = grant.and_then(|g| g.payload_for(&TopicRef::on_hub(source, hub_url))).cloned();
         Self { kind, source: source.to_owned(), payload, hub_url: hub_url.clone() }
     }
@@ -44,7 +44,7 @@ impl Matcher {
 
 /// Publishes the start of each matcher's subscription and returns the guard that publishes their
 /// end. A bus failure is logged, not returned: the stream itself is open and fine.
-pub async fn announce(state: &AppState, matchers: &[Matcher]) -> Announced {
+pub(super) async fn announce(state: &AppState, matchers: &[Matcher]) -> Announced {
     let subscriber = subscription_event::subscriber_id();
     let started: Vec<Update> = matchers.iter().map(|m| m.event(&subscriber, true)).collect();
     let ended = matchers.iter().map(|m| m.event(&subscriber, false)).collect();

@@ -12,7 +12,7 @@ use crate::mercure::selector::SelectorError;
 use crate::mercure::update::UpdateError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum HubError {
+pub(super) enum HubError {
     /// No token where one is needed: 401 with a bare challenge (no error code).
     #[error("a token is required: send Authorization: Bearer (or the hub's cookie)")]
     MissingToken,

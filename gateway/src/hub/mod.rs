@@ -31,13 +31,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 
-pub use self::settings::Hub;
+pub(crate) use self::settings::Hub;
 use crate::config::{HUB_PATH, MercureConfig};
 use crate::mercure::update::{UpdateLimits, UpdateRules};
 use crate::state::AppState;
 
 /// The hub's routes, or none when `GATEWAY_MERCURE=off`.
-pub fn router(config: Option<&MercureConfig>, max_body: usize) -> Router<AppState> {
+pub(crate) fn router(config: Option<&MercureConfig>, max_body: usize) -> Router<AppState> {
     let Some(config) = config else { return Router::new() };
     let rules = UpdateRules { protocol: config.protocol, hub_url: config.hub_url.clone(), limits: UpdateLimits::default() };
     let hub = Arc::new(Hub { config: config.clone(), rules });

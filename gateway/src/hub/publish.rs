@@ -29,7 +29,7 @@ use crate::mercure::version::Protocol;
 use crate::state::AppState;
 use crate::telemetry::{self, TraceContext};
 
-pub async fn publish(
+pub(super) async fn publish(
     State(state): State<AppState>,
     Extension(hub): Extension<Arc<Hub>>,
     headers: HeaderMap,

@@ -12,7 +12,7 @@ use crate::mercure::version::Protocol;
 use crate::stream::Render;
 
 #[derive(Debug)]
-pub struct MercureRender {
+pub(super) struct MercureRender {
     pub protocol: Protocol,
     pub selectors: Vec<Selector>,
     /// `None`: an anonymous subscriber, who receives public updates only.

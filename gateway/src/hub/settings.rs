@@ -6,7 +6,7 @@ use crate::mercure::update::UpdateRules;
 
 /// The hub's settings as the handlers use them.
 #[derive(Debug)]
-pub struct Hub {
+pub(crate) struct Hub {
     pub config: MercureConfig,
     pub rules: UpdateRules,
 }

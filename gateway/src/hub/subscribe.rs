@@ -44,7 +44,7 @@ const NO_EXPIRY: Duration = Duration::from_secs(24 * 3600);
 /// Longest `Last-Event-ID` read (update ids are at most 256 bytes).
 const MAX_LAST_EVENT_ID: usize = 1024;
 
-pub async fn subscribe(
+pub(super) async fn subscribe(
     State(state): State<AppState>,
     Extension(hub): Extension<Arc<Hub>>,
     client: Option<Extension<ConnectInfo<ClientInfo>>>,

@@ -25,20 +25,20 @@ use crate::mercure::version::Protocol;
 use crate::state::AppState;
 
 /// The 0.x cookie name the draft recommends and Symfony sets.
-pub const LEGACY_COOKIE: &str = "mercureAuthorization";
+pub(super) const LEGACY_COOKIE: &str = "mercureAuthorization";
 /// The 1.0 cookie name.
-pub const V1_COOKIE: &str = "__Secure-mercure_access_token";
+pub(super) const V1_COOKIE: &str = "__Secure-mercure_access_token";
 
 /// What the request is for: cookies count for subscribing only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
+pub(super) enum Purpose {
     Publish,
     Subscribe,
 }
 
 /// The request's token, if it presents one. A malformed `Authorization` header is an error, not
 /// "no token": the client meant to authenticate.
-pub fn find<'a>(
+pub(super) fn find<'a>(
     protocol: Protocol,
     headers: &'a HeaderMap,
     query: &'a [(String, String)],
@@ -63,7 +63,7 @@ pub fn find<'a>(
 }
 
 /// Verifies `token` and reads its grant for the hub's protocol.
-pub async fn grant(state: &AppState, hub: &Hub, token: &str) -> Result<MercureGrant, HubError> {
+pub(super) async fn grant(state: &AppState, hub: &Hub, token: &str) -> Result<MercureGrant, HubError> {
     let refused = |reason: &str| {
         tracing::debug!(reason, "Mercure token refused");
         state.counters.auth_failures.get_or_create(&[("reason", "mercure")]).inc();
@@ -92,6 +92,6 @@ pub async fn grant(state: &AppState, hub: &Hub, token: &str) -> Result<MercureGr
 /// What the control plane knows a Mercure stream or publisher by: its subject, its token id and
 /// when it ends (`exp`, seconds since the epoch), so that revocation and the admin counts cover
 /// Mercure streams as they cover native ones.
-pub fn control_claims(grant: Option<&MercureGrant>, exp: u64) -> Claims {
+pub(super) fn control_claims(grant: Option<&MercureGrant>, exp: u64) -> Claims {
     Claims { sub: grant.and_then(|g| g.subject.clone()), jti: grant.and_then(|g| g.token_id.clone()), exp, ..Claims::default() }
 }

@@ -21,16 +21,16 @@ use url::Url;
 use super::selector::{MAX_SELECTORS, MatcherType, Selector, SelectorError, TopicRef};
 
 /// The claim that holds a 0.x grant, and the other name 0.x hubs accept for it.
-pub const LEGACY_CLAIM: &str = "mercure";
-pub const LEGACY_CLAIM_URI: &str = "https://mercure.rocks/";
+pub(crate) const LEGACY_CLAIM: &str = "mercure";
+pub(crate) const LEGACY_CLAIM_URI: &str = "https://mercure.rocks/";
 /// The `type` of a Mercure entry in `authorization_details` (draft-08), compared byte for byte.
-pub const AUTHORIZATION_DETAIL_TYPE: &str = "https://mercure.rocks/authorization-detail";
+pub(crate) const AUTHORIZATION_DETAIL_TYPE: &str = "https://mercure.rocks/authorization-detail";
 /// Most Mercure entries read from one token's `authorization_details`.
-pub const MAX_DETAILS: usize = 32;
+pub(crate) const MAX_DETAILS: usize = 32;
 
 /// The RFC 6750 error codes, carried in a `WWW-Authenticate: Bearer` challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BearerError {
+pub(crate) enum BearerError {
     /// 400: the token or its presentation is malformed.
     InvalidRequest,
     /// 401: the token failed validation (why is not disclosed to the client).
@@ -40,7 +40,7 @@ pub enum BearerError {
 }
 
 impl BearerError {
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             BearerError::InvalidRequest => "invalid_request",
             BearerError::InvalidToken => "invalid_token",
@@ -48,7 +48,7 @@ impl BearerError {
         }
     }
 
-    pub fn status(self) -> http::StatusCode {
+    pub(crate) fn status(self) -> http::StatusCode {
         match self {
             BearerError::InvalidRequest => http::StatusCode::BAD_REQUEST,
             BearerError::InvalidToken => http::StatusCode::UNAUTHORIZED,
@@ -60,7 +60,7 @@ impl BearerError {
 /// Why a token grants nothing, or not this. The messages are for logs; clients only see the
 /// [`BearerError`] code, as the draft recommends.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum GrantError {
+pub(crate) enum GrantError {
     #[error("the token type is {0:?}, not at+jwt")]
     TokenType(Option<String>),
     #[error("the token claims are not a JSON object")]
@@ -89,7 +89,7 @@ impl GrantError {
     /// The RFC 6750 code for this failure: every defect of a presented token is `invalid_token`
     /// (including bad authorization details: partial acceptance is forbidden), a valid token that
     /// does not reach far enough is `insufficient_scope`.
-    pub fn bearer(&self) -> BearerError {
+    pub(crate) fn bearer(&self) -> BearerError {
         match self {
             GrantError::NotGranted(_) => BearerError::InsufficientScope,
             _ => BearerError::InvalidToken,
@@ -100,14 +100,14 @@ impl GrantError {
 /// What one subscription's payload comes from: the first entry whose selectors match the
 /// subscription's own selector string wins (1.0); a 0.x token has at most one, for every topic.
 #[derive(Debug)]
-pub struct PayloadGrant {
+pub(crate) struct PayloadGrant {
     pub selectors: Vec<Selector>,
     pub payload: Value,
 }
 
 /// The rights a verified token carries.
 #[derive(Debug, Default)]
-pub struct MercureGrant {
+pub(crate) struct MercureGrant {
     pub publish: Vec<Selector>,
     pub subscribe: Vec<Selector>,
     pub payloads: Vec<PayloadGrant>,
@@ -120,38 +120,38 @@ pub struct MercureGrant {
 
 impl MercureGrant {
     /// When a subscription under this token must end.
-    pub fn expires_at(&self) -> Option<SystemTime> {
+    pub(crate) fn expires_at(&self) -> Option<SystemTime> {
         self.exp.map(|exp| UNIX_EPOCH + Duration::from_secs_f64(exp))
     }
 
     /// Whether this grant may publish an update with `topics`: every topic, canonical and
     /// alternate, must be granted, or the update is refused whole.
-    pub fn authorize_publish(&self, topics: &[TopicRef<'_>]) -> Result<(), GrantError> {
+    pub(crate) fn authorize_publish(&self, topics: &[TopicRef<'_>]) -> Result<(), GrantError> {
         let granted = |t: &TopicRef<'_>| self.publish.iter().any(|s| s.matches(t));
         if !topics.is_empty() && topics.iter().all(granted) { Ok(()) } else { Err(GrantError::NotGranted("publish")) }
     }
 
     /// Whether this grant may receive a private update with `topics`: one granted topic is enough,
     /// which is what lets a publisher reach one subscriber through an alternate topic.
-    pub fn may_receive_private(&self, topics: &[TopicRef<'_>]) -> bool {
+    pub(crate) fn may_receive_private(&self, topics: &[TopicRef<'_>]) -> bool {
         topics.iter().any(|t| self.subscribe.iter().any(|s| s.matches(t)))
     }
 
     /// The payload to attach to the subscription whose selector is `selector`.
-    pub fn payload_for(&self, selector: &TopicRef<'_>) -> Option<&Value> {
+    pub(crate) fn payload_for(&self, selector: &TopicRef<'_>) -> Option<&Value> {
         self.payloads.iter().find(|p| p.selectors.iter().any(|s| s.matches(selector))).map(|p| &p.payload)
     }
 }
 
 /// Whether a subscriber (with its grant, or none when anonymous) receives an update: public
 /// updates reach everyone whose selectors chose them, private ones only a granted subscriber.
-pub fn may_receive(grant: Option<&MercureGrant>, private: bool, topics: &[TopicRef<'_>]) -> bool {
+pub(crate) fn may_receive(grant: Option<&MercureGrant>, private: bool, topics: &[TopicRef<'_>]) -> bool {
     !private || grant.is_some_and(|g| g.may_receive_private(topics))
 }
 
 /// The 0.x grant in `claims`, checked against `now`. A token without a `mercure` claim is valid
 /// and grants nothing (its bearer is treated like an anonymous subscriber).
-pub fn legacy_grant(claims: &Value, now: SystemTime) -> Result<MercureGrant, GrantError> {
+pub(crate) fn legacy_grant(claims: &Value, now: SystemTime) -> Result<MercureGrant, GrantError> {
     let claims = claims.as_object().ok_or(GrantError::NotAnObject)?;
     let exp = check_times(claims, now)?;
     let subject = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
@@ -183,11 +183,11 @@ pub fn legacy_grant(claims: &Value, now: SystemTime) -> Result<MercureGrant, Gra
 }
 
 /// Who a 1.0 hub trusts: a configuration value (`config/mercure.rs`).
-pub use crate::config::AccessTokenPolicy;
+pub(crate) use crate::config::AccessTokenPolicy;
 
 /// Checks the JOSE header's `typ`: `at+jwt`, or `application/at+jwt`, case-insensitively, so that
 /// a token minted for something else (an OpenID Connect ID token) is not accepted as access.
-pub fn check_access_token_type(typ: Option<&str>) -> Result<(), GrantError> {
+pub(crate) fn check_access_token_type(typ: Option<&str>) -> Result<(), GrantError> {
     let t = typ.unwrap_or_default();
     let short = if t.len() > 12 && t[..12].eq_ignore_ascii_case("application/") { &t[12..] } else { t };
     if short.eq_ignore_ascii_case("at+jwt") { Ok(()) } else { Err(GrantError::TokenType(typ.map(str::to_owned))) }
@@ -195,7 +195,7 @@ pub fn check_access_token_type(typ: Option<&str>) -> Result<(), GrantError> {
 
 /// The 1.0 grant in an access token's `claims`, checked against `policy` and `now`. Any malformed
 /// Mercure entry invalidates the whole token; entries of other types are someone else's.
-pub fn access_token_grant(claims: &Value, policy: &AccessTokenPolicy, now: SystemTime) -> Result<MercureGrant, GrantError> {
+pub(crate) fn access_token_grant(claims: &Value, policy: &AccessTokenPolicy, now: SystemTime) -> Result<MercureGrant, GrantError> {
     let claims = claims.as_object().ok_or(GrantError::NotAnObject)?;
     let exp = check_times(claims, now)?.ok_or(GrantError::MissingExpiry)?;
     match claims.get("iss").and_then(Value::as_str) {

@@ -37,7 +37,7 @@ struct Stored {
 }
 
 /// The stored form of `update`.
-pub fn store(update: &Update) -> String {
+pub(crate) fn store(update: &Update) -> String {
     let stored = Stored {
         id: update.id.clone(),
         t: update.topics.clone(),
@@ -51,7 +51,9 @@ pub fn store(update: &Update) -> String {
 
 /// An update as a node's streams need it.
 #[derive(Debug)]
-pub struct Dispatch {
+pub(crate) struct Dispatch {
+    /// The update's id, which the unit tests check dispatch keeps; streams take it from `frame`.
+    #[cfg_attr(not(test), expect(dead_code, reason = "read by the unit tests only"))]
     pub id: String,
     pub topics: Vec<String>,
     pub private: bool,
@@ -64,7 +66,7 @@ pub struct Dispatch {
 impl Dispatch {
     /// Reads a stored update; `None` for data that is not one (an entry added to the internal
     /// stream by hand), which no stream then sends.
-    pub fn decode(raw: &str) -> Option<Self> {
+    pub(crate) fn decode(raw: &str) -> Option<Self> {
         let s: Stored = serde_json::from_str(raw).ok()?;
         if s.t.is_empty() || s.id.is_empty() {
             return None;
@@ -76,7 +78,7 @@ impl Dispatch {
     }
 
     /// The update's topics, ready for matching. `hub` is the same for every caller of a node.
-    pub fn topic_refs<'a>(&'a self, hub: &'a Url) -> Vec<TopicRef<'a>> {
+    pub(crate) fn topic_refs<'a>(&'a self, hub: &'a Url) -> Vec<TopicRef<'a>> {
         let urls = self.urls.get_or_init(|| self.topics.iter().map(|t| hub.join(t).ok()).collect());
         self.topics.iter().zip(urls).map(|(t, url)| TopicRef::resolved(t, url.as_ref())).collect()
     }

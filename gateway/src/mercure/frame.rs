@@ -17,7 +17,7 @@ use super::update::Update;
 
 /// The SSE frame for `update`: `id:` first, then `event:` and `retry:` when given, the `data:`
 /// lines, and the blank line that dispatches the event.
-pub fn encode(update: &Update) -> Bytes {
+pub(crate) fn encode(update: &Update) -> Bytes {
     let mut buf = BytesMut::with_capacity(update.data.len() + update.id.len() + 32);
     put_field(&mut buf, "id", &update.id);
     if let Some(event_type) = &update.event_type {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 /// Interned values of type `V` under keys of type `K`.
 #[derive(Debug)]
-pub struct Interner<K, V> {
+pub(crate) struct Interner<K, V> {
     table: Mutex<Table<K, V>>,
 }
 
@@ -37,7 +37,7 @@ impl<K: Eq + Hash + Clone, V> Interner<K, V> {
     /// The value interned under `key`, or the one `compile` makes, interned. Compiling happens
     /// outside the lock: two callers racing on a new key may both compile, and the first to
     /// insert wins.
-    pub fn get_or_compile<E>(&self, key: &K, compile: impl FnOnce() -> Result<V, E>) -> Result<Arc<V>, E> {
+    pub(crate) fn get_or_compile<E>(&self, key: &K, compile: impl FnOnce() -> Result<V, E>) -> Result<Arc<V>, E> {
         if let Some(v) = self.lock().entries.get(key).and_then(Weak::upgrade) {
             return Ok(v);
         }
@@ -64,7 +64,8 @@ impl<K: Eq + Hash + Clone, V> Interner<K, V> {
     }
 
     /// How many entries the table holds (live or not yet swept).
-    pub fn held(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
         self.lock().entries.len()
     }
 }

@@ -25,15 +25,15 @@
 //! `text.rs` holds the character rules that topics, matchers, ids and types share;
 //! `subscription_event.rs` the 1.0 events announcing that a subscription started or ended.
 
-pub mod claims;
-pub mod dispatch;
-pub mod frame;
-pub mod intern;
-pub mod selector;
-pub mod subscription_event;
-pub mod template;
-pub mod text;
-pub mod update;
-pub mod version;
+pub(crate) mod claims;
+pub(crate) mod dispatch;
+pub(crate) mod frame;
+pub(crate) mod intern;
+pub(crate) mod selector;
+pub(crate) mod subscription_event;
+pub(crate) mod template;
+pub(crate) mod text;
+pub(crate) mod update;
+pub(crate) mod version;
 
-pub use dispatch::Dispatch;
+pub(crate) use dispatch::Dispatch;

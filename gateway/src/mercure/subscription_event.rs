@@ -17,12 +17,12 @@ use super::update::{RESERVED_TYPE, Update, generate_id};
 
 /// A fresh subscriber identifier: random, so that it discloses nothing about the token's `sub`
 /// to the other clients allowed to see subscription events, and unique per connection.
-pub fn subscriber_id() -> String {
+pub(crate) fn subscriber_id() -> String {
     format!("urn:uuid:{}", uuid::Uuid::new_v4())
 }
 
 /// The topic of the events of one matcher of one subscriber.
-pub fn topic(hub: &Url, kind: MatcherType, matcher: &str, subscriber: &str) -> String {
+pub(crate) fn topic(hub: &Url, kind: MatcherType, matcher: &str, subscriber: &str) -> String {
     // Everything but unreserved characters is encoded, `%` included: exactly once, whole.
     const SET: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
     let path = hub.path().trim_end_matches('/');
@@ -31,7 +31,7 @@ pub fn topic(hub: &Url, kind: MatcherType, matcher: &str, subscriber: &str) -> S
 
 /// The update announcing that the subscription of `subscriber` to `matcher` started (`active`)
 /// or ended.
-pub fn update(hub: &Url, kind: MatcherType, matcher: &str, subscriber: &str, active: bool, payload: Option<&Value>) -> Update {
+pub(crate) fn update(hub: &Url, kind: MatcherType, matcher: &str, subscriber: &str, active: bool, payload: Option<&Value>) -> Update {
     let topic = topic(hub, kind, matcher, subscriber);
     let mut doc = json!({
         "id": topic,

@@ -14,16 +14,16 @@
 use regex::{Regex, RegexBuilder};
 
 /// At most this many `{…}` expressions in one template.
-pub const MAX_EXPRESSIONS: usize = 16;
+pub(crate) const MAX_EXPRESSIONS: usize = 16;
 /// At most this many variables in one expression.
-pub const MAX_VARIABLES: usize = 16;
+pub(crate) const MAX_VARIABLES: usize = 16;
 /// The compiled program of one template may not exceed this many bytes (the `regex` crate's own
 /// bound on compiled size; what the limits above allow stays far below it).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Why a string is not a URI template (for a 0.x selector: it is then matched exactly).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TemplateError {
+pub(crate) enum TemplateError {
     #[error("unbalanced braces")]
     Unbalanced,
     #[error("the literal character {0:?} is not allowed in a URI template")]
@@ -39,13 +39,13 @@ pub enum TemplateError {
 /// A compiled template. Only templates with at least one expression are worth compiling; a
 /// string without braces is just a literal.
 #[derive(Debug, Clone)]
-pub struct UriTemplate {
+pub(crate) struct UriTemplate {
     regex: Regex,
 }
 
 impl UriTemplate {
     /// Parses and compiles `template`.
-    pub fn compile(template: &str) -> Result<Self, TemplateError> {
+    pub(crate) fn compile(template: &str) -> Result<Self, TemplateError> {
         let mut pattern = String::from(r"\A");
         let mut rest = template;
         let mut expressions = 0;
@@ -74,7 +74,7 @@ impl UriTemplate {
     }
 
     /// Whether `topic` could be an expansion of the template.
-    pub fn matches(&self, topic: &str) -> bool {
+    pub(crate) fn matches(&self, topic: &str) -> bool {
         self.regex.is_match(topic)
     }
 }

@@ -13,7 +13,7 @@ use icu_properties::CodePointMapData;
 use icu_properties::props::GeneralCategory;
 
 /// The first character of `s` that the 1.0 draft forbids, if any.
-pub fn forbidden_char(s: &str) -> Option<char> {
+pub(crate) fn forbidden_char(s: &str) -> Option<char> {
     // `CodePointMapData::new()` is a const lookup into data compiled into the binary: no allocation,
     // no I/O, cheap enough to call per string.
     let categories = CodePointMapData::<GeneralCategory>::new();
@@ -23,7 +23,7 @@ pub fn forbidden_char(s: &str) -> Option<char> {
 /// The first character of `s` that could end an SSE line or field (CR, LF, NUL), if any: what a
 /// 0.x value must still not contain, whatever the older draft says, so that no publisher can
 /// forge a field.
-pub fn line_break_char(s: &str) -> Option<char> {
+pub(crate) fn line_break_char(s: &str) -> Option<char> {
     s.chars().find(|c| matches!(c, '\r' | '\n' | '\0'))
 }
 

@@ -19,27 +19,30 @@ use super::text::{forbidden_char, line_break_char};
 use super::version::Protocol;
 
 /// The id value reserved for "replay everything" in `Last-Event-ID`.
-pub const EARLIEST: &str = "earliest";
+pub(crate) const EARLIEST: &str = "earliest";
 /// The event type a 1.0 hub keeps for the events it generates itself.
-pub const RESERVED_TYPE: &str = "mercure";
+pub(crate) const RESERVED_TYPE: &str = "mercure";
 
 /// A publish request's field, to say which one was wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
+pub(crate) enum Field {
     Topic,
     Data,
     Id,
     Type,
+    /// Named only by [`UpdateError::field`], for the unit tests: no limit applies to `retry`.
+    #[cfg(test)]
     Retry,
 }
 
 impl Field {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Field::Topic => "topic",
             Field::Data => "data",
             Field::Id => "id",
             Field::Type => "type",
+            #[cfg(test)]
             Field::Retry => "retry",
         }
     }
@@ -47,7 +50,7 @@ impl Field {
 
 /// Why a publish request was refused; [`UpdateError::status`] is the draft's status for it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UpdateError {
+pub(crate) enum UpdateError {
     #[error("missing topic")]
     MissingTopic,
     #[error("more than {0} topics")]
@@ -72,15 +75,16 @@ pub enum UpdateError {
 
 impl UpdateError {
     /// 413 for what exceeds our limits (the 1.0 draft's "Content Too Large"), 400 for the rest.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             UpdateError::TooManyTopics(_) | UpdateError::TooLong(..) => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
 
-    /// The field at fault.
-    pub fn field(&self) -> Field {
+    /// The field at fault (what the unit tests check a refusal by).
+    #[cfg(test)]
+    pub(crate) fn field(&self) -> Field {
         match self {
             UpdateError::TooLong(f, _) | UpdateError::Forbidden(f, _) => *f,
             UpdateError::IdStartsWithHash | UpdateError::ReservedId => Field::Id,
@@ -93,7 +97,7 @@ impl UpdateError {
 
 /// Bounds on one update (the body as a whole is bounded by the route's body limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpdateLimits {
+pub(crate) struct UpdateLimits {
     pub max_topics: usize,
     pub max_topic_len: usize,
     pub max_id_len: usize,
@@ -111,7 +115,7 @@ impl Default for UpdateLimits {
 
 /// A validated update.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Update {
+pub(crate) struct Update {
     /// At least one; the first is the canonical topic.
     pub topics: Vec<String>,
     pub data: String,
@@ -125,7 +129,7 @@ pub struct Update {
 }
 
 impl Update {
-    pub fn canonical_topic(&self) -> &str {
+    pub(crate) fn canonical_topic(&self) -> &str {
         &self.topics[0]
     }
 }
@@ -133,14 +137,14 @@ impl Update {
 /// How to judge a publish request: the version's rules, the hub's URL (whose path subtree 1.0
 /// reserves) and the bounds.
 #[derive(Debug, Clone)]
-pub struct UpdateRules {
+pub(crate) struct UpdateRules {
     pub protocol: Protocol,
     pub hub_url: Url,
     pub limits: UpdateLimits,
 }
 
 /// Parses and validates a publish request body.
-pub fn parse_update(body: &[u8], rules: &UpdateRules) -> Result<Update, UpdateError> {
+pub(crate) fn parse_update(body: &[u8], rules: &UpdateRules) -> Result<Update, UpdateError> {
     let limits = &rules.limits;
     let mut topics = Vec::new();
     let (mut data, mut id, mut event_type, mut retry) = (None, None, None, None);
@@ -186,7 +190,7 @@ pub fn parse_update(body: &[u8], rules: &UpdateRules) -> Result<Update, UpdateEr
 
 /// A fresh update id: a UUIDv7 URN, an IRI as both drafts ask, and time-ordered so ids sort
 /// roughly by publication in logs and stores.
-pub fn generate_id() -> String {
+pub(crate) fn generate_id() -> String {
     format!("urn:uuid:{}", Uuid::now_v7())
 }
 
@@ -260,7 +264,7 @@ fn parse_retry(retry: &str) -> Result<u64, UpdateError> {
 /// path is compared after the URL parser removed dot segments and after percent-encoded
 /// unreserved characters are decoded, so `/.well-known/%6Dercure/x` and `/a/../.well-known/mercure`
 /// are caught, whatever the scheme and host. A topic that is not a URL reference names no path.
-pub fn addresses_hub_namespace(topic: &str, hub: &Url) -> bool {
+pub(crate) fn addresses_hub_namespace(topic: &str, hub: &Url) -> bool {
     let Ok(url) = hub.join(topic) else { return false };
     let path = decode_unreserved(url.path());
     let hub_path = hub.path().trim_end_matches('/');

@@ -2,4 +2,4 @@
 //! (`GATEWAY_MERCURE`, parsed in `config/mercure_version.rs`); the protocol rules in this module
 //! and the hub branch on them.
 
-pub use crate::config::{MercureSetting, Protocol, UnknownSetting};
+pub(crate) use crate::config::Protocol;

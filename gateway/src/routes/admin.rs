@@ -27,7 +27,7 @@ use crate::state::AppState;
 /// An admin body is a handful of fields.
 const MAX_BODY: usize = 4096;
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new().route("/admin/disconnect", post(disconnect)).route("/admin/streams", get(streams)).layer(DefaultBodyLimit::max(MAX_BODY))
 }
 

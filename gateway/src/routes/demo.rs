@@ -10,7 +10,7 @@ use crate::state::AppState;
 
 const PAGE: &str = include_str!("../../static/index.html");
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new().route(
         "/",
         get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], PAGE).into_response() }),

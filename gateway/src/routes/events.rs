@@ -18,7 +18,7 @@ use crate::listener::ClientInfo;
 use crate::state::AppState;
 use crate::stream::{EventStream, RefreshOffer, StreamSettings};
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new().route("/events", get(events))
 }
 

@@ -19,7 +19,7 @@ use tower_http::trace::TraceLayer;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .merge(events::router())
         .merge(publish::router(state.config.max_body_bytes))
@@ -46,7 +46,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The admin listener's routes (`GATEWAY_METRICS_ADDR`): metrics and health, nothing a client
 /// uses.
-pub fn admin_router(state: AppState) -> Router {
+pub(crate) fn admin_router(state: AppState) -> Router {
     Router::new()
         .merge(metrics::router())
         .merge(health::router())

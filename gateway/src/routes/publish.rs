@@ -26,7 +26,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::telemetry::{self, TraceContext};
 
-pub fn router(max_body: usize) -> Router<AppState> {
+pub(super) fn router(max_body: usize) -> Router<AppState> {
     Router::new()
         .route("/publish", post(publish))
         .layer(DefaultBodyLimit::max(max_body))

@@ -17,7 +17,7 @@ use crate::control::RefreshOutcome;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new().route("/streams/{id}/refresh", post(refresh))
 }
 

@@ -31,7 +31,7 @@ fn max_body(max_topics: usize) -> usize {
     1024 + max_topics * (shared::event::MAX_TOPIC_LEN + 4)
 }
 
-pub fn router(max_topics: usize) -> Router<AppState> {
+pub(super) fn router(max_topics: usize) -> Router<AppState> {
     let limit = max_body(max_topics);
     Router::new()
         .route("/tickets", post(issue))

@@ -14,7 +14,7 @@ use crate::counters::Counters;
 
 /// Counts the stream in `streams_open` while it lives, whichever path holds it.
 #[derive(Debug)]
-pub struct OpenStream(Arc<Counters>);
+pub(crate) struct OpenStream(Arc<Counters>);
 
 impl OpenStream {
     pub(super) fn new(counters: &Arc<Counters>) -> Self {
@@ -33,7 +33,7 @@ impl Drop for OpenStream {
 /// A live, caught-up stream taken apart for the lean path (`held/`), which holds the same
 /// stream without a task pulling frames: see [`EventStream::into_parts`].
 #[derive(Debug)]
-pub struct Parts {
+pub(crate) struct Parts {
     pub positions: Positions,
     pub sub: Inbox,
     pub control: Option<Registration>,

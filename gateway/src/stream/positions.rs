@@ -27,7 +27,7 @@ struct TopicState {
 
 /// What a stream sends for one event.
 #[derive(Debug)]
-pub enum Frame {
+pub(crate) enum Frame {
     /// The event's own frame (`Delivery::frame`), shared by every stream of one topic.
     Shared,
     /// A frame of this stream's own (another protocol's rendering).
@@ -38,21 +38,21 @@ pub enum Frame {
 
 /// A stream's topics, its position in each, and how it renders events.
 #[derive(Debug)]
-pub struct Positions {
+pub(crate) struct Positions {
     topics: Vec<TopicState>,
     render: Option<Box<dyn Render>>,
 }
 
 impl Positions {
     /// `starts` pairs each topic with where the stream starts in it.
-    pub fn new(starts: impl IntoIterator<Item = (Topic, StreamId)>, render: Option<Box<dyn Render>>) -> Self {
+    pub(crate) fn new(starts: impl IntoIterator<Item = (Topic, StreamId)>, render: Option<Box<dyn Render>>) -> Self {
         let topics = starts.into_iter().map(|(topic, position)| TopicState { key: cursor::topic_key(&topic), topic, position }).collect();
         Self { topics, render }
     }
 
     /// What to send for `d`, moving the stream's position past it; `None` if the stream sent it
     /// already, does not follow its topic, or its rendering skips it.
-    pub fn accept(&mut self, d: &Delivery, counters: &Counters) -> Option<Frame> {
+    pub(crate) fn accept(&mut self, d: &Delivery, counters: &Counters) -> Option<Frame> {
         let i = self.topics.iter().position(|t| t.topic == d.topic)?;
         let Some(id) = d.id else {
             // Live-only: no id line, the client's Last-Event-ID stays where it was.
@@ -78,33 +78,33 @@ impl Positions {
 
     /// Whether the stream has its own way of telling a client that events were lost (Mercure
     /// answers in a response header instead of `gateway.lost`).
-    pub fn renders(&self) -> bool {
+    pub(crate) fn renders(&self) -> bool {
         self.render.is_some()
     }
 
     /// Moves the topic's position back to `to` (see `Queued::Rewind`).
-    pub fn rewind(&mut self, topic: &Topic, to: StreamId) {
+    pub(crate) fn rewind(&mut self, topic: &Topic, to: StreamId) {
         if let Some(t) = self.topics.iter_mut().find(|t| t.topic == *topic) {
             t.position = t.position.min(to);
         }
     }
 
     /// Pulls the position of the `i`-th topic back to `tail` if it is beyond it.
-    pub fn clamp(&mut self, i: usize, tail: StreamId) {
+    pub(crate) fn clamp(&mut self, i: usize, tail: StreamId) {
         let state = &mut self.topics[i];
         state.position = state.position.min(tail);
     }
 
-    pub fn topic(&self, i: usize) -> &Topic {
+    pub(crate) fn topic(&self, i: usize) -> &Topic {
         &self.topics[i].topic
     }
 
-    pub fn position(&self, i: usize) -> StreamId {
+    pub(crate) fn position(&self, i: usize) -> StreamId {
         self.topics[i].position
     }
 
     /// The `Last-Event-ID` the client holds now.
-    pub fn cursor(&self) -> String {
+    pub(crate) fn cursor(&self) -> String {
         match self.topics.as_slice() {
             [one] => cursor::encode_single(one.position),
             many => cursor::encode(many.iter().map(|t| (t.key, t.position))),

@@ -12,7 +12,7 @@ use crate::control::Registration;
 
 /// What a stream needs from the application, gathered by the route.
 #[derive(Debug)]
-pub struct StreamSettings {
+pub(crate) struct StreamSettings {
     pub heartbeat: Duration,
     /// Reconnection delay (ms) for the opening `retry:` and for the last one at shutdown.
     pub retry_ms: u64,
@@ -34,7 +34,7 @@ pub struct StreamSettings {
 
 /// How a stream of another protocol turns events into frames. The stream keeps its positions
 /// (ids, order, exactly-once, resumption) as a native one does; only what it writes differs.
-pub trait Render: Send + Sync + std::fmt::Debug {
+pub(crate) trait Render: Send + Sync + std::fmt::Debug {
     /// The frame to send for `d`, or `None` to skip it (its position still moves past it).
     fn frame(&self, d: &Delivery) -> Option<Bytes>;
 }
@@ -42,7 +42,7 @@ pub trait Render: Send + Sync + std::fmt::Debug {
 /// In-band token refresh: `window` before the token expires the stream sends
 /// `gateway.refresh` with `url`, where the client posts a fresh token.
 #[derive(Debug, Clone)]
-pub struct RefreshOffer {
+pub(crate) struct RefreshOffer {
     pub window: Duration,
     /// `GATEWAY_PUBLIC_URL` without a trailing slash, or empty. The offer's URL is made from it
     /// and the stream's id when the offer is sent, rather than kept by every stream.
@@ -53,7 +53,7 @@ impl RefreshOffer {
     /// Where the client of stream `id` posts its fresh token (`routes/refresh.rs`): absolute
     /// with `GATEWAY_PUBLIC_URL`, else relative to the gateway's root (resolved against the event
     /// stream's URL).
-    pub fn url(&self, id: &str) -> String {
+    pub(crate) fn url(&self, id: &str) -> String {
         format!("{}/streams/{id}/refresh", self.public_url)
     }
 }

@@ -19,7 +19,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 /// Length of a deployment tag.
-pub const DEPLOYMENT_LEN: usize = 12;
+pub(crate) const DEPLOYMENT_LEN: usize = 12;
 /// Random bytes in a ticket's secret part.
 const SECRET_BYTES: usize = 16;
 /// Length of the secret part (base64url of [`SECRET_BYTES`], no padding).
@@ -27,16 +27,16 @@ const SECRET_LEN: usize = 22;
 /// Longest expiry part: `u64::MAX` in base 36 has 13 digits.
 const EXPIRY_MAX_LEN: usize = 13;
 /// Longest well-formed ticket. Anything longer is refused before it is split.
-pub const MAX_LEN: usize = DEPLOYMENT_LEN + 1 + EXPIRY_MAX_LEN + 1 + SECRET_LEN;
+pub(crate) const MAX_LEN: usize = DEPLOYMENT_LEN + 1 + EXPIRY_MAX_LEN + 1 + SECRET_LEN;
 
 /// Why a string is not a ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("not a ticket")]
-pub struct Malformed;
+pub(crate) struct Malformed;
 
 /// A well-formed ticket, borrowed from the string it was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket<'a> {
+pub(crate) struct Ticket<'a> {
     raw: &'a str,
     pub deployment: &'a str,
     /// Milliseconds since the epoch.
@@ -44,14 +44,14 @@ pub struct Ticket<'a> {
 }
 
 /// A fresh deployment tag.
-pub fn new_deployment() -> String {
+pub(crate) fn new_deployment() -> String {
     let mut bytes = [0u8; DEPLOYMENT_LEN * 3 / 4];
     rand::rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A new ticket of `deployment` expiring at `expires_ms`.
-pub fn mint(deployment: &str, expires_ms: u64) -> String {
+pub(crate) fn mint(deployment: &str, expires_ms: u64) -> String {
     let mut secret = [0u8; SECRET_BYTES];
     rand::rng().fill_bytes(&mut secret);
     format!("{deployment}.{}.{}", base36(expires_ms), URL_SAFE_NO_PAD.encode(secret))
@@ -78,7 +78,7 @@ fn is_base64url(s: &str) -> bool {
 impl<'a> Ticket<'a> {
     /// Reads a ticket, checking each part's alphabet and length: whatever passes is safe to log
     /// the parts of (it never is) and to hash, and nothing oversized is ever processed.
-    pub fn parse(raw: &'a str) -> Result<Self, Malformed> {
+    pub(crate) fn parse(raw: &'a str) -> Result<Self, Malformed> {
         if raw.len() > MAX_LEN {
             return Err(Malformed);
         }
@@ -104,7 +104,7 @@ impl<'a> Ticket<'a> {
     }
 
     /// The key the store keeps this ticket under: base64url of the SHA-256 of the whole string.
-    pub fn digest(&self) -> String {
+    pub(crate) fn digest(&self) -> String {
         URL_SAFE_NO_PAD.encode(Sha256::digest(self.raw.as_bytes()))
     }
 }

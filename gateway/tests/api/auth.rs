@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use gateway::config::KeyMaterial;
 use gateway::config::JwtConfig;
+use gateway::config::KeyMaterial;
 use gateway::counters::Counters;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};

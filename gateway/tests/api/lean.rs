@@ -12,8 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use futures::StreamExt;
-use gateway::counters::Counters;
 use gateway::config::Protocol;
+use gateway::counters::Counters;
 use serde_json::{Value, json};
 use shared::sse::Item;
 

@@ -16,7 +16,7 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// The gateway settings of a chaos run, shortened so that faults show within seconds; the
 /// report's notes list them.
-pub const GATEWAY_ENV: &[(&str, &str)] = &[
+pub(super) const GATEWAY_ENV: &[(&str, &str)] = &[
     // A client that stops reading is cut after 1 s of a full socket (default 30 s).
     ("GATEWAY_WRITE_TIMEOUT", "1s"),
     // A draining node gives its streams and requests 5 s (default 10 s).
@@ -30,11 +30,11 @@ pub const GATEWAY_ENV: &[(&str, &str)] = &[
 
 /// A loopback port for a server the harness starts: outside the range its clients' sockets take
 /// theirs from, so that none takes it before the server binds it (see `shared::ports`).
-pub fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     shared::ports::free_loopback_port().context("no free loopback port")
 }
 
-pub struct Redis {
+pub(super) struct Redis {
     port: u16,
     dir: PathBuf,
     binary: PathBuf,
@@ -42,13 +42,13 @@ pub struct Redis {
 }
 
 impl Redis {
-    pub async fn start(binary: &Path, dir: &Path) -> anyhow::Result<Self> {
+    pub(super) async fn start(binary: &Path, dir: &Path) -> anyhow::Result<Self> {
         let mut redis = Self { port: free_port()?, dir: dir.to_owned(), binary: binary.to_owned(), child: None };
         redis.spawn().await?;
         Ok(redis)
     }
 
-    pub fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -90,7 +90,7 @@ impl Redis {
     /// Stops Redis as an operator would (SIGTERM: it syncs its file and exits), leaves it down
     /// for `down_for`, and starts it again on the same port and directory. Returns how long
     /// Redis was away.
-    pub async fn restart(&mut self, down_for: Duration) -> anyhow::Result<Duration> {
+    pub(super) async fn restart(&mut self, down_for: Duration) -> anyhow::Result<Duration> {
         let down = Instant::now();
         if let Some(mut child) = self.child.take() {
             terminate(&mut child, Duration::from_secs(10)).await?;
@@ -101,7 +101,7 @@ impl Redis {
     }
 }
 
-pub struct Node {
+pub(super) struct Node {
     pub port: u16,
     binary: PathBuf,
     env: Vec<(String, String)>,
@@ -110,13 +110,13 @@ pub struct Node {
 }
 
 impl Node {
-    pub async fn start(binary: &Path, env: Vec<(String, String)>, log: PathBuf) -> anyhow::Result<Self> {
+    pub(super) async fn start(binary: &Path, env: Vec<(String, String)>, log: PathBuf) -> anyhow::Result<Self> {
         let mut node = Self { port: free_port()?, binary: binary.to_owned(), env, log, child: None };
         node.spawn().await?;
         Ok(node)
     }
 
-    pub fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -153,7 +153,7 @@ impl Node {
 
     /// SIGKILL, and started again on the same port after `down_for`. Returns how long the node
     /// was away.
-    pub async fn kill_and_restart(&mut self, down_for: Duration) -> anyhow::Result<Duration> {
+    pub(super) async fn kill_and_restart(&mut self, down_for: Duration) -> anyhow::Result<Duration> {
         let down = Instant::now();
         if let Some(mut child) = self.child.take() {
             child.kill().await?;
@@ -165,7 +165,7 @@ impl Node {
 
     /// SIGTERM (the node drains), waits for it to exit, starts it again and waits until it is
     /// ready. Returns how long the node took to exit and how long it was away.
-    pub async fn roll(&mut self) -> anyhow::Result<(Duration, Duration)> {
+    pub(super) async fn roll(&mut self) -> anyhow::Result<(Duration, Duration)> {
         let down = Instant::now();
         if let Some(mut child) = self.child.take() {
             terminate(&mut child, Duration::from_secs(30)).await?;

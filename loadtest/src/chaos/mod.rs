@@ -39,7 +39,7 @@ use report::{ChaosReport, Phase};
 
 /// The faults a run can inject, in the order given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// SIGKILL one node and start it again on the same port.
     KillNode,
     /// Stop Redis (SIGTERM) and start it again on the same port and data.
@@ -51,7 +51,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 4] = [Fault::KillNode, Fault::RestartRedis, Fault::Stall, Fault::Rolling];
+    pub(crate) const ALL: [Fault; 4] = [Fault::KillNode, Fault::RestartRedis, Fault::Stall, Fault::Rolling];
 
     fn name(self) -> &'static str {
         match self {
@@ -95,7 +95,7 @@ struct Local {
     nodes: Vec<Node>,
 }
 
-pub async fn run(mut cli: Cli) -> anyhow::Result<u8> {
+pub(crate) async fn run(mut cli: Cli) -> anyhow::Result<u8> {
     let run_id = crate::setup::random_id();
     if cli.opts.secret.is_none() && cli.opts.key_file.is_none() && cli.opts.tokens_file.is_none() {
         cli.opts.secret = Some(format!("chaos-{run_id}-{:032x}", payload::now_micros()));

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::payload;
 
-pub struct Plan {
+pub(super) struct Plan {
     pub targets: Vec<String>,
     pub token: String,
     pub topics: Vec<String>,
@@ -25,7 +25,7 @@ pub struct Plan {
 
 /// Counted as the publisher goes (the progress line reads them).
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(super) struct Counters {
     pub sent: AtomicU64,
     pub accepted: AtomicU64,
     pub unknown: AtomicU64,
@@ -35,7 +35,7 @@ pub struct Counters {
 
 /// What the publisher did, in events.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Tally {
+pub(super) struct Tally {
     /// Events given a sequence number.
     pub sent: u64,
     /// Answered 200.
@@ -64,7 +64,7 @@ enum Sent {
 const TICK: Duration = Duration::from_millis(5);
 
 /// Publishes at `plan.rate` until `stop` fires.
-pub async fn run(plan: Plan, counters: Arc<Counters>, stop: CancellationToken) -> anyhow::Result<Tally> {
+pub(super) async fn run(plan: Plan, counters: Arc<Counters>, stop: CancellationToken) -> anyhow::Result<Tally> {
     let client = reqwest::Client::builder().http1_only().timeout(Duration::from_secs(3)).build()?;
     let mut next_seq = vec![0u64; plan.topics.len()];
     let start = Instant::now();

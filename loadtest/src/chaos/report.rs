@@ -11,7 +11,7 @@ use crate::report::Report;
 
 /// A distribution of durations, in milliseconds (exact, from every sample).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Spread {
+pub(super) struct Spread {
     pub count: u64,
     pub min: f64,
     pub p50: f64,
@@ -20,7 +20,7 @@ pub struct Spread {
 }
 
 impl Spread {
-    pub fn of(mut samples: Vec<Duration>) -> Self {
+    pub(super) fn of(mut samples: Vec<Duration>) -> Self {
         if samples.is_empty() {
             return Self::default();
         }
@@ -34,7 +34,7 @@ impl Spread {
 
 /// One phase of the run: the steady start, or a fault and the pause after it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Phase {
+pub(super) struct Phase {
     pub name: String,
     /// What was done, with the times the processes took.
     pub detail: String,
@@ -65,7 +65,7 @@ pub struct Phase {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ChaosReport {
+pub(super) struct ChaosReport {
     pub scenario: String,
     pub nodes: usize,
     pub connections: u64,
@@ -102,19 +102,19 @@ pub struct ChaosReport {
 
 impl ChaosReport {
     /// Every stream event reached every client exactly once.
-    pub fn is_clean(&self) -> bool {
+    pub(super) fn is_clean(&self) -> bool {
         self.lost == 0 && self.duplicated == 0 && self.phantom == 0 && self.stream_duplicates == 0 && self.accepted_missing == 0
     }
 
     /// The run did what was asked: every stream opened, every fault interrupted someone, and
     /// every interrupted client came back.
-    pub fn is_complete(&self) -> bool {
+    pub(super) fn is_complete(&self) -> bool {
         self.streams.connections_failed == 0
             && self.phases.iter().skip(1).all(|p| p.streams_interrupted + p.streams_delayed > 0)
             && self.phases.iter().all(|p| p.not_reopened == 0 && p.not_caught_up == 0)
     }
 
-    pub fn human(&self) -> String {
+    pub(super) fn human(&self) -> String {
         let s = &self.streams;
         let p = &self.publish;
         let mut out = format!(

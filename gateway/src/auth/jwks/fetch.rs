@@ -8,15 +8,15 @@ use reqwest::Url;
 use reqwest::header::{CACHE_CONTROL, CONTENT_LENGTH, DATE, EXPIRES, HeaderMap};
 
 /// Largest JWKS accepted. A key set of a few dozen RSA-4096 keys is well under 100 KiB.
-pub const MAX_BYTES: usize = 256 * 1024;
+pub(super) const MAX_BYTES: usize = 256 * 1024;
 /// Cache lifetime of an answer without caching headers.
-pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(5 * 60);
+pub(super) const DEFAULT_LIFETIME: Duration = Duration::from_secs(5 * 60);
 /// Longest cache lifetime, whatever the headers say: a key the provider withdrew (a leaked
 /// one) stops verifying within this.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(60 * 60);
+pub(super) const MAX_LIFETIME: Duration = Duration::from_secs(60 * 60);
 
 #[derive(Debug, thiserror::Error)]
-pub enum FetchError {
+pub(super) enum FetchError {
     /// Connection, TLS or timeout; the URL is stripped (it is logged apart, without its query).
     #[error("the request failed")]
     Request(#[source] reqwest::Error),
@@ -37,18 +37,18 @@ impl From<reqwest::Error> for FetchError {
 /// The keys of a JWK set, each still raw JSON: one key the library cannot read must not cost
 /// the others.
 #[derive(Debug, serde::Deserialize)]
-pub struct RawSet {
+pub(super) struct RawSet {
     pub keys: Vec<serde_json::Value>,
 }
 
 #[derive(Debug)]
-pub struct Fetched {
+pub(super) struct Fetched {
     pub set: RawSet,
     /// `None`: the answer said nothing about caching.
     pub lifetime: Option<Duration>,
 }
 
-pub async fn fetch(client: &reqwest::Client, url: &Url) -> Result<Fetched, FetchError> {
+pub(super) async fn fetch(client: &reqwest::Client, url: &Url) -> Result<Fetched, FetchError> {
     let mut response = client.get(url.clone()).header(reqwest::header::ACCEPT, "application/json").send().await?;
     if !response.status().is_success() {
         return Err(FetchError::Status(response.status().as_u16()));
@@ -72,7 +72,7 @@ pub async fn fetch(client: &reqwest::Client, url: &Url) -> Result<Fetched, Fetch
 /// How long an answer may be cached (RFC 9111): `Cache-Control: max-age` wins over `Expires`
 /// (counted from the answer's `Date`, else `now`); `no-store`, `no-cache` and an unreadable
 /// `Expires` mean "already stale". The caller clamps the result.
-pub fn lifetime(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(super) fn lifetime(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let directives = headers.get_all(CACHE_CONTROL).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
     let mut max_age = None;
     for directive in directives.map(|d| d.trim().to_ascii_lowercase()) {

@@ -13,7 +13,7 @@ use crate::auth::error::AuthError;
 use crate::config::is_hmac;
 
 /// A key from a JWKS with the validation it is used with: its own algorithms only.
-pub struct JwksKey {
+pub(crate) struct JwksKey {
     key: DecodingKey,
     validation: Validation,
 }
@@ -32,7 +32,7 @@ impl JwksKey {
 
 /// Why a JWK is ignored (logged with its `kid`, which is public).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(super) enum Refusal {
     #[error("an HMAC key (kty oct or an HS alg): a shared secret is never taken from a JWKS")]
     Hmac,
     #[error("not a signing key (use or key_ops)")]
@@ -69,7 +69,7 @@ fn family(jwk: &Jwk) -> Result<&'static [Algorithm], Refusal> {
 
 /// The `kid` and the usable key of `jwk`, checked against the `accepted` algorithms; `checks`
 /// holds the claim rules every key applies.
-pub fn from_jwk(jwk: &Jwk, accepted: &[Algorithm], checks: &Validation) -> Result<(String, JwksKey), Refusal> {
+pub(super) fn from_jwk(jwk: &Jwk, accepted: &[Algorithm], checks: &Validation) -> Result<(String, JwksKey), Refusal> {
     let family = family(jwk)?;
     if jwk.common.public_key_use.as_ref().is_some_and(|u| *u != PublicKeyUse::Signature)
         || jwk.common.key_operations.as_ref().is_some_and(|ops| !ops.contains(&KeyOperations::Verify))

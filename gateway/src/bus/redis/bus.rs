@@ -28,7 +28,7 @@ use crate::telemetry::TraceContext;
 
 /// What the Redis bus needs from the configuration.
 #[derive(Debug, Clone)]
-pub struct RedisSettings {
+pub(crate) struct RedisSettings {
     pub url: RedisUrl,
     pub prefix: String,
     /// Approximate stream length bound (0: none).
@@ -43,7 +43,7 @@ pub struct RedisSettings {
 }
 
 #[derive(Debug)]
-pub struct RedisBus {
+pub(crate) struct RedisBus {
     pub(super) client: Client,
     subscriber: Arc<SubscriberLinks>,
     pub(super) keys: KeyLayout,
@@ -64,7 +64,7 @@ const PUSH_QUEUE: usize = 4096;
 impl RedisBus {
     /// Connects (failing if Redis cannot be reached now), makes sure keyspace notifications for
     /// streams are on, and starts this node's upstream tasks on the shutdown tracker.
-    pub async fn connect(
+    pub(crate) async fn connect(
         settings: RedisSettings,
         fanout: Arc<Fanout>,
         counters: Arc<Counters>,
@@ -97,7 +97,7 @@ impl RedisBus {
 
     /// The control plane's link over this Redis (see `control.rs`), reading on its own
     /// link from now on.
-    pub async fn control_link(
+    pub(crate) async fn control_link(
         &self,
         node: &str,
         tx: tokio::sync::mpsc::Sender<crate::control::Incoming>,
@@ -107,7 +107,7 @@ impl RedisBus {
     }
 
     /// Closes every link (the last step of shutdown).
-    pub async fn quit(&self) {
+    pub(crate) async fn quit(&self) {
         self.subscriber.quit().await;
         let _ = self.client.quit().await;
     }

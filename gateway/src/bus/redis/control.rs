@@ -29,7 +29,7 @@ use crate::shutdown::Shutdown;
 /// How long a blocking read waits before it returns empty (below the 3 s command timeout).
 const BLOCK: Duration = Duration::from_secs(1);
 /// How often a node marks itself alive, and how long after its last mark it still counts.
-pub const PRESENCE_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const PRESENCE_EVERY: Duration = Duration::from_secs(2);
 const PRESENCE_LAPSE: Duration = Duration::from_secs(6);
 /// Control messages kept (approximately) and how long the stream outlives its last message.
 const KEEP_MESSAGES: usize = 10_000;
@@ -62,7 +62,7 @@ if last > 0 then redis.call('PEXPIREAT', KEYS[1], last) end
 return last";
 
 #[derive(Debug, Clone)]
-pub struct RedisLink {
+pub(crate) struct RedisLink {
     client: Client,
     keys: KeyLayout,
     node: String,
@@ -72,7 +72,7 @@ pub struct RedisLink {
 impl RedisLink {
     /// Starts reading the control stream (from its current end) on a link of its own, on
     /// the shutdown tracker; what it reads goes to `tx`.
-    pub async fn start(
+    pub(crate) async fn start(
         client: &Client,
         keys: KeyLayout,
         node: &str,
@@ -115,7 +115,7 @@ impl RedisLink {
     }
 
     /// Takes this node off the live set (at shutdown), so asks stop waiting for it at once.
-    pub async fn leave(&self) {
+    pub(crate) async fn leave(&self) {
         let _ = self.client.zrem::<Value, _, _>(self.keys.nodes(), self.node.as_str()).await;
     }
 }

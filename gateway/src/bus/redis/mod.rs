@@ -19,17 +19,17 @@
 
 mod bus;
 mod channels;
-pub mod control;
+pub(crate) mod control;
 mod link;
 mod pump;
 mod push;
-pub mod scripts;
+pub(crate) mod scripts;
 mod sentinel;
 mod shards;
 mod subscriber;
 mod tails;
 mod tickets;
-pub mod tls;
+pub(crate) mod tls;
 mod upstream;
 
-pub use bus::{RedisBus, RedisSettings};
+pub(crate) use bus::{RedisBus, RedisSettings};

@@ -28,7 +28,7 @@ use crate::telemetry::TraceContext;
 /// reconnect when its reply never came, but the script may have run (Redis stopped after running
 /// it, or the connection broke). A call that finds its receipt appends nothing and returns the
 /// ids of the first run.
-pub const PUBLISH: &str = r#"
+pub(crate) const PUBLISH: &str = r#"
 local receipt = redis.call('GET', KEYS[2])
 if receipt then return cjson.decode(receipt) end
 local maxlen, maxage = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -74,7 +74,7 @@ return ids
 /// first entry now: `XADD *` can only give a later id, and a connection that starts at that tail
 /// keeps a position that says "nothing was missed until now" (a tail of `0-0` would read as
 /// "lost" once history expired).
-pub const READ: &str = r#"
+pub(crate) const READ: &str = r#"
 local maxage = tonumber(ARGV[3] or '0') or 0
 local function now_ms()
   local t = redis.call('TIME')
@@ -114,7 +114,7 @@ return head
 /// entry at or before the oldest recent id. Anything other than `ARGV[1]` means the server's
 /// history diverged from what the node delivered (a failover lost the newest writes): the node
 /// rewinds there and delivers what it has not delivered yet.
-pub const RESUME_POINT: &str = r#"
+pub(crate) const RESUME_POINT: &str = r#"
 local function held(id) return #redis.call('XRANGE', KEYS[1], id, id) > 0 end
 if held(ARGV[1]) then return ARGV[1] end
 for i = #ARGV, 2, -1 do
@@ -130,9 +130,9 @@ return oldest
 /// Why a reply could not be understood.
 #[derive(Debug, thiserror::Error)]
 #[error("unexpected reply from Redis: {0}")]
-pub struct ReplyError(pub &'static str);
+pub(crate) struct ReplyError(pub &'static str);
 
-pub fn string(v: &Value) -> Option<String> {
+pub(crate) fn string(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.to_string()),
         Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
@@ -141,13 +141,13 @@ pub fn string(v: &Value) -> Option<String> {
     }
 }
 
-pub fn stream_id(v: &Value) -> Result<StreamId, ReplyError> {
+pub(crate) fn stream_id(v: &Value) -> Result<StreamId, ReplyError> {
     string(v).and_then(|s| StreamId::parse(&s).ok()).ok_or(ReplyError("a stream id"))
 }
 
 /// The parsed reply of [`READ`].
 #[derive(Debug)]
-pub struct ReadReply {
+pub(crate) struct ReadReply {
     pub tail: StreamId,
     /// The highest id removed by `XDEL`.
     max_deleted: StreamId,
@@ -176,13 +176,13 @@ impl ReadReply {
     /// A position older than the max age before the stream's birth (now, if it is missing) may
     /// have had events after it in a life of the stream that expired, so it is reported lost, even
     /// when the client had seen them all: once the key is gone nothing says what it held.
-    pub fn lost_after(&self, position: StreamId) -> bool {
+    pub(crate) fn lost_after(&self, position: StreamId) -> bool {
         let foreign = !self.held && position > StreamId::ZERO && self.first <= position && position <= self.tail;
         position < self.max_deleted || (self.removed_any && position < self.first) || foreign || position < self.expired_before
     }
 }
 
-pub fn read_reply(v: Value) -> Result<ReadReply, ReplyError> {
+pub(crate) fn read_reply(v: Value) -> Result<ReadReply, ReplyError> {
     let Value::Array(mut parts) = v else { return Err(ReplyError("an array")) };
     if parts.len() != 7 {
         return Err(ReplyError("seven parts"));
@@ -207,7 +207,7 @@ pub fn read_reply(v: Value) -> Result<ReadReply, ReplyError> {
 /// break, no `data` field) are refused here: the gateway cannot answer an `XADD` with an error,
 /// so it logs and skips them rather than deliver something else than was meant.
 #[derive(Debug, thiserror::Error)]
-pub enum EntryError {
+pub(crate) enum EntryError {
     #[error("entry is not [id, fields]")]
     Shape,
     #[error("entry {0} has no data field")]
@@ -218,12 +218,12 @@ pub enum EntryError {
 
 /// The field a gateway's own `POST /publish` adds to its entries (`via gateway`), so that nodes
 /// can tell them from raw `XADD`s in their metrics.
-pub const VIA_FIELD: &str = "via";
-pub const VIA_GATEWAY: &str = "gateway";
+pub(crate) const VIA_FIELD: &str = "via";
+pub(crate) const VIA_GATEWAY: &str = "gateway";
 
 /// A stream entry, understood.
 #[derive(Debug)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub event: Event,
     /// Whether a gateway's `POST /publish` wrote it (rather than another service's `XADD`).
     pub from_gateway: bool,
@@ -234,7 +234,7 @@ pub struct Entry {
 /// Turns `[id, [field, value, …]]` into an event. Fields: `data` (required), `event`, `retry`,
 /// `via`, `traceparent` and `tracestate` (W3C trace context); others are ignored. A malformed
 /// trace context is not an error: the delivery then starts a trace of its own.
-pub fn entry(topic: &Topic, v: &Value) -> Result<Entry, EntryError> {
+pub(crate) fn entry(topic: &Topic, v: &Value) -> Result<Entry, EntryError> {
     let Value::Array(pair) = v else { return Err(EntryError::Shape) };
     let [id, Value::Array(fields)] = pair.as_slice() else { return Err(EntryError::Shape) };
     let id = stream_id(id).map_err(|_| EntryError::Shape)?;
@@ -259,7 +259,7 @@ pub fn entry(topic: &Topic, v: &Value) -> Result<Entry, EntryError> {
 }
 
 /// The `(stream key, entries)` pairs of an `XREAD` reply, RESP2 (arrays) or RESP3 (a map).
-pub fn xread_reply(v: Value) -> Result<Vec<(String, Vec<Value>)>, ReplyError> {
+pub(crate) fn xread_reply(v: Value) -> Result<Vec<(String, Vec<Value>)>, ReplyError> {
     let pairs: Vec<(Value, Value)> = match v {
         Value::Null => return Ok(Vec::new()),
         Value::Map(map) => map.inner().into_iter().map(|(k, v)| (Value::from(k), v)).collect(),

@@ -12,7 +12,7 @@ use rustls::RootCertStore;
 use crate::config::{CaError, read_ca};
 
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     #[error(transparent)]
     Ca(#[from] CaError),
     #[error("cannot set up TLS: {0}")]
@@ -20,7 +20,7 @@ pub enum TlsError {
 }
 
 /// A TLS connector trusting exactly the CA certificates of `path`.
-pub fn connector(path: &Path) -> Result<TlsConnector, TlsError> {
+pub(crate) fn connector(path: &Path) -> Result<TlsConnector, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in read_ca(path)? {
         roots.add(cert).map_err(|e| TlsError::Setup(e.to_string()))?;

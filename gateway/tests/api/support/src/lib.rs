@@ -8,7 +8,6 @@
 //! `traces`, which owns the process-wide tracing subscriber) share it as it is, and an item one
 //! of them does not use is no dead code.
 
-
 // Real processes, sockets and browsers, none under tokio's paused clock: wall-clock time is what
 // this support code means wherever it reads `std::time::Instant` (clippy.toml bans it in the gateway).
 #![allow(clippy::disallowed_methods)]

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use gateway::config::MercureConfig;
 use gateway::config::AccessTokenPolicy;
+use gateway::config::MercureConfig;
 use gateway::config::Protocol;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
