@@ -21,5 +21,7 @@ async fn a_node_whose_redis_is_gone_stops_within_the_tasks_grace_not_the_command
     node.shutdown().await;
     let took = started.elapsed();
     assert!(took >= gateway::shutdown::TASKS_GRACE, "the control reader's last round trip was waited for: {took:?}");
-    assert!(took < gateway::shutdown::TASKS_GRACE + Duration::from_secs(1), "not for its 3 s command timeout, twice: {took:?}");
+    // What the grace saves is the links' 3 s command timeout (twice, 6 s): the bound is that
+    // timeout, not a guess at how busy the machine is.
+    assert!(took < Duration::from_secs(3), "not for its 3 s command timeout, twice: {took:?}");
 }
