@@ -49,6 +49,14 @@ struct StaticKey {
     validation: Validation,
 }
 
+/// Whether a request may carry its token in the auth cookie. Not for publishing or the admin API:
+/// a cross-site form would carry the cookie and act as the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CookieToken {
+    Accepted,
+    Refused,
+}
+
 /// Verifies tokens against the configured keys, algorithms and registered claims.
 pub struct Authenticator {
     fixed: Option<StaticKey>,
@@ -164,16 +172,20 @@ impl Authenticator {
     }
 
     /// Finds the token: `Authorization: Bearer` first, then the `access_token` query parameter
-    /// (browsers' `EventSource` cannot set headers), then the cookie when `use_cookie` (not for
-    /// publishing: a cross-site form would carry the cookie and publish as the user).
-    pub fn token<'a>(&self, headers: &'a HeaderMap, query_token: Option<&'a str>, use_cookie: bool) -> Result<&'a str, AuthError> {
+    /// (browsers' `EventSource` cannot set headers), then the cookie when it is accepted.
+    pub(crate) fn token<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        query_token: Option<&'a str>,
+        cookie_token: CookieToken,
+    ) -> Result<&'a str, AuthError> {
         if let Some(token) = bearer(headers)? {
             return Ok(token);
         }
         if let Some(t) = query_token {
             return Ok(t);
         }
-        let cookie = if use_cookie { cookie(headers, &self.cookie) } else { None };
+        let cookie = if cookie_token == CookieToken::Accepted { cookie(headers, &self.cookie) } else { None };
         cookie.ok_or(AuthError::Missing)
     }
 }

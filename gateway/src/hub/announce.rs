@@ -10,6 +10,7 @@ use url::Url;
 use crate::bus::{Bus, NewEvent};
 use crate::mercure::claims::MercureGrant;
 use crate::mercure::selector::{MatcherType, TopicRef};
+use crate::mercure::subscription_event::Phase;
 use crate::mercure::update::Update;
 use crate::mercure::{dispatch, subscription_event};
 use crate::state::AppState;
@@ -37,8 +38,8 @@ impl Matcher {
         Self { kind, source: source.to_owned(), payload, hub_url: hub_url.clone() }
     }
 
-    fn event(&self, subscriber: &str, active: bool) -> Update {
-        subscription_event::update(&self.hub_url, self.kind, &self.source, subscriber, active, self.payload.as_ref())
+    fn event(&self, subscriber: &str, phase: Phase) -> Update {
+        subscription_event::update(&self.hub_url, self.kind, &self.source, subscriber, phase, self.payload.as_ref())
     }
 }
 
@@ -46,8 +47,8 @@ impl Matcher {
 /// end. A bus failure is logged, not returned: the stream itself is open and fine.
 pub(super) async fn announce(state: &AppState, matchers: &[Matcher]) -> Announced {
     let subscriber = subscription_event::subscriber_id();
-    let started: Vec<Update> = matchers.iter().map(|m| m.event(&subscriber, true)).collect();
-    let ended = matchers.iter().map(|m| m.event(&subscriber, false)).collect();
+    let started: Vec<Update> = matchers.iter().map(|m| m.event(&subscriber, Phase::Started)).collect();
+    let ended = matchers.iter().map(|m| m.event(&subscriber, Phase::Ended)).collect();
     publish(&*state.bus, &started).await;
     Announced { state: state.clone(), ended }
 }

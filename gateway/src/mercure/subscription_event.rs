@@ -29,9 +29,16 @@ pub(crate) fn topic(hub: &Url, kind: MatcherType, matcher: &str, subscriber: &st
     format!("{path}/subscriptions/{}/{}/{}", kind.name(), utf8_percent_encode(matcher, SET), utf8_percent_encode(subscriber, SET))
 }
 
-/// The update announcing that the subscription of `subscriber` to `matcher` started (`active`)
-/// or ended.
-pub(crate) fn update(hub: &Url, kind: MatcherType, matcher: &str, subscriber: &str, active: bool, payload: Option<&Value>) -> Update {
+/// Which end of a subscription an update announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Started,
+    Ended,
+}
+
+/// The update announcing that the subscription of `subscriber` to `matcher` started or ended
+/// (`"active"` in the document).
+pub(crate) fn update(hub: &Url, kind: MatcherType, matcher: &str, subscriber: &str, phase: Phase, payload: Option<&Value>) -> Update {
     let topic = topic(hub, kind, matcher, subscriber);
     let mut doc = json!({
         "id": topic,
@@ -39,7 +46,7 @@ pub(crate) fn update(hub: &Url, kind: MatcherType, matcher: &str, subscriber: &s
         "match_type": kind.name(),
         "match": matcher,
         "subscriber": subscriber,
-        "active": active,
+        "active": phase == Phase::Started,
     });
     if let Some(payload) = payload {
         doc["payload"] = payload.clone();
@@ -75,7 +82,7 @@ mod tests {
     fn the_event_is_private_typed_mercure_and_names_its_subscription() {
         let hub = Url::parse("https://example.com/.well-known/mercure").expect("url");
         let payload = json!({ "name": "Alice" });
-        let u = update(&hub, MatcherType::Exact, "books/1", "urn:uuid:x", false, Some(&payload));
+        let u = update(&hub, MatcherType::Exact, "books/1", "urn:uuid:x", Phase::Ended, Some(&payload));
         assert!(u.private);
         assert_eq!(u.event_type.as_deref(), Some("mercure"));
         let doc: Value = serde_json::from_str(&u.data).expect("json");

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use shared::Topic;
 
 use super::request::authenticate;
+use crate::auth::CookieToken;
 use crate::config::MAX_REVOCATION;
 use crate::control::{Tally, Target};
 use crate::error::ApiError;
@@ -65,7 +66,7 @@ impl Selector {
 }
 
 async fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let claims = authenticate(state, headers, None, false).await?;
+    let claims = authenticate(state, headers, None, CookieToken::Refused).await?;
     if !claims.admin {
         return Err(ApiError::NotAdmin);
     }

@@ -20,6 +20,7 @@ use shared::publish::{self, Body, Publication};
 use tracing::{Instrument, Span};
 
 use super::request::{Query, authenticate};
+use crate::auth::CookieToken;
 use crate::body_limit::refuse_announced_oversize;
 use crate::bus::NewEvent;
 use crate::error::ApiError;
@@ -43,7 +44,7 @@ async fn publish(
         return Err(ApiError::ShuttingDown);
     }
     let query = Query::parse(raw.as_deref());
-    let claims = authenticate(&state, &headers, query.access_token.as_deref(), false).await?;
+    let claims = authenticate(&state, &headers, query.access_token.as_deref(), CookieToken::Refused).await?;
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: state.config.max_body_bytes },
         _ => ApiError::bad_request("invalid_body", e.body_text()),

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::request::authenticate;
+use crate::auth::CookieToken;
 use crate::control::RefreshOutcome;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -25,7 +26,7 @@ async fn refresh(State(state): State<AppState>, Path(id): Path<String>, headers:
     if !crate::control::is_stream_id(&id) {
         return Err(ApiError::UnknownStream);
     }
-    let claims = authenticate(&state, &headers, None, true).await?;
+    let claims = authenticate(&state, &headers, None, CookieToken::Accepted).await?;
     match state.control.refresh(&id, claims).await? {
         RefreshOutcome::Refreshed { exp } => {
             let expires_in = crate::auth::time_left_until(exp, std::time::Duration::ZERO).as_secs();

@@ -3,6 +3,7 @@
 
 use shared::{Claims, Topic};
 
+use crate::auth::CookieToken;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -36,14 +37,14 @@ pub(super) async fn authenticate(
     state: &AppState,
     headers: &axum::http::HeaderMap,
     query_token: Option<&str>,
-    use_cookie: bool,
+    cookie_token: CookieToken,
 ) -> Result<Claims, ApiError> {
     let refused = |e: crate::auth::AuthError| {
         tracing::debug!(reason = e.code(), "token refused");
         state.counters.auth_failures.get_or_create(&[("reason", e.code())]).inc();
         ApiError::from(e)
     };
-    let token = state.auth.token(headers, query_token, use_cookie).map_err(refused)?;
+    let token = state.auth.token(headers, query_token, cookie_token).map_err(refused)?;
     let claims = state.auth.verify(token).await.map_err(refused)?;
     if state.control.refusing(&claims).is_some() {
         return Err(refused(crate::auth::AuthError::Revoked));

@@ -22,6 +22,7 @@ use serde_json::json;
 use shared::{Claims, Topic};
 
 use super::request::{Query, authenticate, parse_topics};
+use crate::auth::CookieToken;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -47,7 +48,7 @@ struct TicketRequest {
 }
 
 async fn issue(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let claims = authenticate(&state, &headers, None, true).await?;
+    let claims = authenticate(&state, &headers, None, CookieToken::Accepted).await?;
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: max_body(state.config.max_topics) },
         _ => ApiError::bad_request("invalid_body", e.body_text()),
@@ -83,7 +84,7 @@ fn narrowing(state: &AppState, claims: &Claims, body: &[u8]) -> Result<Option<Ve
 /// along whether the page meant it to or not.
 pub(super) async fn stream_claims(state: &AppState, headers: &HeaderMap, query: &Query) -> Result<Claims, ApiError> {
     let Some(ticket) = query.ticket.as_deref() else {
-        return authenticate(state, headers, query.access_token.as_deref(), true).await;
+        return authenticate(state, headers, query.access_token.as_deref(), CookieToken::Accepted).await;
     };
     if headers.contains_key(header::AUTHORIZATION) || query.access_token.is_some() {
         return Err(ApiError::bad_request("ticket_and_token", "give a ticket or a token, not both"));
