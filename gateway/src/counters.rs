@@ -30,7 +30,7 @@ pub struct Counters {
     pub shutdown_disconnects: AtomicU64,
     /// Streams closed by a revocation (`POST /admin/disconnect`).
     pub revoked_disconnects: AtomicU64,
-    /// Streams refused because a connection limit was reached.
+    /// Streams refused because a stream limit was reached.
     pub limit_refusals: AtomicU64,
     /// Events accepted by `POST /publish` on this node.
     pub events_published: AtomicU64,
@@ -63,7 +63,7 @@ pub struct Counters {
     /// `reply` (a reply or a key of another type: its topic is set aside for a while).
     pub redis_malformed: Family<Label, Counter>,
     /// From an event's id time (the clock of whoever assigned it) to this node handing it to its
-    /// connections.
+    /// streams.
     pub publish_to_deliver: Histogram,
 }
 

@@ -11,7 +11,7 @@
 //! heartbeats for streams served by hyper) → `held/` (a caught-up stream on the lean path, written
 //! to by the fan-out directly), with frames encoded once by `shared::sse`. The Mercure hub (`hub/`, protocol rules
 //! in `mercure/`) stores its updates as events of an internal topic and streams them through
-//! the same connection with a Mercure rendering.
+//! the same `EventStream` with a Mercure rendering.
 
 mod app;
 mod auth;

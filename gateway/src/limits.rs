@@ -1,4 +1,4 @@
-//! Connection limits: per node and per token subject. A stream holds a [`Permit`] for as long as
+//! Stream limits: per node and per token subject. A stream holds a [`Permit`] for as long as
 //! it is open; dropping the stream returns it.
 
 use std::collections::HashMap;

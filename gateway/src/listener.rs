@@ -172,8 +172,8 @@ impl AsyncRead for ClientIo {
 impl AsyncWrite for ClientIo {
     // The switch is checked only when a write would wait: that is when it matters (hyper polls
     // nothing else while the socket is full), and checking it on every write would take the
-    // token's lock once per event per connection. A switched-off stream whose socket still has
-    // room ends by itself (the connection watches the same token).
+    // token's lock once per event per stream. A switched-off stream whose socket still has
+    // room ends by itself (its `EventStream` watches the same token).
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let r = self.inner.as_mut().poll_write(cx, buf);
         if r.is_pending() {
@@ -215,7 +215,7 @@ impl AsyncWrite for ClientIo {
 pub(crate) struct ClientInfo {
     /// Fires the socket's kill switch. With HTTP/2 it closes every stream of the connection.
     pub kill: CancellationToken,
-    /// The request came on the lean path (`held/`): a stream answer leaves its connection in the
+    /// The request came on the lean path (`held/`): a stream answer leaves its `EventStream` in the
     /// response for that path to hold.
     pub lean: bool,
 }

@@ -36,7 +36,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The `retry:` value for one connection: the base plus a random share of the jitter, so
+    /// The `retry:` value for one stream: the base plus a random share of the jitter, so
     /// that clients dropped together do not all come back in the same millisecond.
     pub fn jittered_retry_ms(&self) -> u64 {
         let base = self.config.retry.as_millis() as u64;
@@ -44,7 +44,7 @@ impl AppState {
         base + if jitter == 0 { 0 } else { rand::rng().random_range(0..=jitter) }
     }
 
-    /// A place for one more stream under the connection limits (node-wide and per `subject`);
+    /// A place for one more stream under the stream limits (node-wide and per `subject`);
     /// a refusal is counted and logged here, for every stream endpoint alike.
     pub fn stream_permit(&self, subject: Option<&str>) -> Result<Permit, ApiError> {
         self.limits.acquire(subject).map_err(|e| {

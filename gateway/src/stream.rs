@@ -14,7 +14,7 @@
 //!
 //! A stream served by hyper (HTTP/2, or after other requests on its socket) is this stream
 //! for its whole life, pulled frame by frame as its body. On the lean path (`held/`) the
-//! stream sends the stream's first frames and any history, then is handed over
+//! stream sends its first frames and any history, then is handed over
 //! (`handover.rs`): the fan-out writes to the socket from there.
 
 use std::collections::VecDeque;
@@ -145,7 +145,7 @@ impl EventStream {
         let sub = fanout.join(&topics, settings.slow);
         bus.follow(&topics).await?;
         // Starting positions are independent reads: issue them together (with Redis they share
-        // one stream, so a stream following many topics pays one round trip, not many).
+        // one link, so a stream following many topics pays one round trip, not many).
         let starts = topics.iter().map(|topic| {
             let resume = cursor.as_ref().and_then(|c| c.position(topic));
             let bus = &bus;

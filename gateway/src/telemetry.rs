@@ -6,7 +6,7 @@
 //!
 //! Spans (see docs/operations.md, "Traces"): `request` per HTTP request (the route template, never the
 //! query string, which may hold a token); `publish` around a publish's append to the bus; and
-//! `deliver`, once per event per node, when the node hands the event to its connections. A
+//! `deliver`, once per event per node, when the node hands the event to its streams. A
 //! publish's [`TraceContext`] travels with its events (in Redis, as fields of the stream entry),
 //! so every node's `deliver` span is a child of the `publish` span that caused it.
 

@@ -34,7 +34,7 @@ impl NewEvent {
 }
 
 /// An event inside a node: its topic and id for routing and cursors, and its frame, encoded once
-/// and shared by every connection (and, for the embedded bus, every replay) that sends it.
+/// and shared by every stream (and, for the embedded bus, every replay) that sends it.
 #[derive(Debug)]
 pub struct Delivery {
     pub topic: Topic,

@@ -159,7 +159,7 @@ impl Bus for MemoryBus {
         let cutoff = self.age_cutoff();
         let mut ids = Vec::with_capacity(events.len());
         // One lock for the whole batch: ids are minted, stored and delivered in the same order,
-        // so no connection can see a later id before an earlier one of the same topic.
+        // so no stream can see a later id before an earlier one of the same topic.
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         for e in events {
             let id = Self::mint(&mut state);

@@ -2,8 +2,8 @@
 //!
 //! Data flow: a publisher hands [`NewEvent`]s to [`Bus::publish`]; the bus assigns each a
 //! [`StreamId`](shared::StreamId), keeps it in the topic's history and hands it, encoded once, to this node's
-//! [`fanout::Fanout`], which pushes it to every local connection following the topic. A
-//! connection that resumes reads the history after its position with [`Bus::read`].
+//! [`fanout::Fanout`], which pushes it to every local stream following the topic. A
+//! stream that resumes reads the history after its position with [`Bus::read`].
 //!
 //! With traces on, each event carries the [`TraceContext`](crate::telemetry::TraceContext) of the span that published it, so that
 //! the node fan-outs that deliver it (one `deliver` span per event per node) join its trace.

@@ -18,7 +18,7 @@ pub struct Replay {
     /// Events after the asked position are no longer in history (trimmed, expired, or held by a
     /// process that has since restarted): the client must be told.
     pub lost: bool,
-    /// A position such that every future event of the topic has a greater id. A connection with
+    /// A position such that every future event of the topic has a greater id. A stream with
     /// no cursor starts here, and a cursor beyond it (from another deployment, or a clock that
     /// went back) is pulled back to it so that no future event is skipped.
     pub tail: StreamId,
@@ -27,7 +27,7 @@ pub struct Replay {
 /// Tickets (`tickets.rs`) are kept through the same seam, in a trait of their own.
 #[async_trait]
 pub trait Bus: TicketStore + Send + Sync + std::fmt::Debug + 'static {
-    /// Appends events to their topics' histories and delivers them to subscribers, in order.
+    /// Appends events to their topics' histories and delivers them to their followers, in order.
     /// Returns the assigned ids in input order. Each topic's part of a batch is appended as a
     /// whole or not at all (with Redis Cluster, different topics live on different shards).
     async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<StreamId>, BusError>;
@@ -36,7 +36,7 @@ pub trait Bus: TicketStore + Send + Sync + std::fmt::Debug + 'static {
     /// the tail is wanted).
     async fn read(&self, topic: &Topic, after: Option<StreamId>, limit: usize) -> Result<Replay, BusError>;
 
-    /// Makes sure this node receives the live events of `topics` before it returns: a connection
+    /// Makes sure this node receives the live events of `topics` before it returns: a stream
     /// calls it after registering with the fan-out and before reading its starting positions, so
     /// that nothing published after those positions can be missed.
     async fn follow(&self, _topics: &[Topic]) -> Result<(), BusError> {

@@ -83,7 +83,7 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_RETRY", default_value = "3s")]
     pub retry: humantime::Duration,
 
-    /// Random extra delay (0..this) added per connection so that reconnect storms spread out.
+    /// Random extra delay (0..this) added per stream so that reconnect storms spread out.
     #[arg(long, env = "GATEWAY_RETRY_JITTER", default_value = "2s")]
     pub retry_jitter: humantime::Duration,
 
@@ -101,11 +101,11 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_REVOCATION_TTL", default_value = "24h")]
     pub revocation_ttl: humantime::Duration,
 
-    /// Events a connection may have queued before it counts as too slow and is disconnected.
+    /// Events a stream may have queued before it counts as too slow and is disconnected.
     #[arg(long, env = "GATEWAY_CLIENT_QUEUE", default_value_t = 1024)]
     pub client_queue: usize,
 
-    /// A connection whose socket accepts no bytes for this long is closed (a client that stopped reading).
+    /// A stream whose socket accepts no bytes for this long is closed (a client that stopped reading).
     #[arg(long, env = "GATEWAY_WRITE_TIMEOUT", default_value = "30s")]
     pub write_timeout: humantime::Duration,
 
@@ -121,7 +121,7 @@ pub struct Args {
     #[arg(long, env = "GATEWAY_KEEPALIVE_TIMEOUT", default_value = "75s")]
     pub keepalive_timeout: humantime::Duration,
 
-    /// Most topics one connection may follow.
+    /// Most topics one stream may follow.
     #[arg(long, env = "GATEWAY_MAX_TOPICS", default_value_t = 32)]
     pub max_topics: usize,
 

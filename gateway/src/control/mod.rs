@@ -333,7 +333,7 @@ impl Drop for Forget<'_> {
     }
 }
 
-/// A stream's place in the registry; leaves it when dropped (with the connection).
+/// A stream's place in the registry; leaves it when dropped (with the stream).
 #[derive(Debug)]
 pub struct Registration {
     entry: Arc<StreamEntry>,

@@ -29,7 +29,7 @@ pub struct StreamEntry {
     token: Mutex<TokenState>,
     leeway: Duration,
     revoked: AtomicBool,
-    /// Wakes the stream after a revocation or a refresh (one waiter: its connection).
+    /// Wakes the stream after a revocation or a refresh (one waiter: the stream itself).
     wake: Arc<Notify>,
 }
 
@@ -70,7 +70,7 @@ impl StreamEntry {
         crate::auth::time_left_until(self.state().exp, self.leeway)
     }
 
-    /// What the connection waits on; fires once per change (a permit is kept if it is busy).
+    /// What the stream waits on; fires once per change (a permit is kept if it is busy).
     pub fn wake(&self) -> Arc<Notify> {
         Arc::clone(&self.wake)
     }

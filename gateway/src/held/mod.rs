@@ -6,7 +6,7 @@
 //!    (`head.rs`); a stream request is routed through the same axum router as everything else
 //!    (auth, limits, CORS, traces), and anything else is handed to hyper with the bytes read so far.
 //! 2. The stream's `200` head is written, then the stream's first frames (its `retry:`, any
-//!    replayed history) by the same task, through the ordinary `Connection`.
+//!    replayed history) by the same task, through the ordinary `EventStream`.
 //! 3. Once caught up, the stream is taken apart into a `stream::Held`: the fan-out writes each
 //!    event to its socket directly (`stream.rs`), or, when events come close together, leaves it
 //!    for a node-wide flusher that writes them together (`flusher.rs`); a backlog exists only
@@ -15,7 +15,7 @@
 //!    client leaves or a full socket needs its backlog written.
 //!
 //! A stream served by hyper (HTTP/2, or a keep-alive connection whose first request was not a
-//! stream) keeps the `Connection` for its whole life; both give the same frames in the same order.
+//! stream) keeps the `EventStream` for its whole life; both give the same frames in the same order.
 
 pub(crate) mod accept;
 mod due;

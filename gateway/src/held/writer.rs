@@ -5,7 +5,7 @@
 //! an end, the control plane). Writing a backlog is the only time it touches the clock: the socket
 //! must accept some bytes within `GATEWAY_WRITE_TIMEOUT`, or the client is cut as not reading.
 //! When the stream ends the task releases what it held (fan-out membership, control
-//! registration, connection-limit permit) and the socket closes with the last reference.
+//! registration, stream-limit permit) and the socket closes with the last reference.
 
 use std::sync::Arc;
 use std::task::Poll;

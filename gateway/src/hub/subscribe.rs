@@ -1,9 +1,9 @@
 //! `GET /.well-known/mercure`: a subscription, as an SSE stream of the updates its selectors
 //! choose and its token (or lack of one) allows.
 //!
-//! The stream is a native connection following the internal `$mercure` topic with a Mercure
+//! The stream is a native one following the internal `$mercure` topic with a Mercure
 //! [`MercureRender`]: registration before the response head (an update published right after the
-//! stream opens arrives), heartbeats, shutdown, slow-client cut, connection limits and the end at
+//! stream opens arrives), heartbeats, shutdown, slow-client cut, stream limits and the end at
 //! token expiry are the native ones.
 //!
 //! Resuming: the `Last-Event-ID` header, else the version's query parameter (`lastEventID` for

@@ -16,7 +16,7 @@ use super::selector::MatcherType;
 use super::update::{RESERVED_TYPE, Update, generate_id};
 
 /// A fresh subscriber identifier: random, so that it discloses nothing about the token's `sub`
-/// to the other clients allowed to see subscription events, and unique per connection.
+/// to the other clients allowed to see subscription events, and unique per stream.
 pub(crate) fn subscriber_id() -> String {
     format!("urn:uuid:{}", uuid::Uuid::new_v4())
 }

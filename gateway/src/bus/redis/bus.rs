@@ -54,7 +54,7 @@ pub(crate) struct RedisBus {
     pub(super) counters: Arc<Counters>,
 }
 
-/// How long a publish's receipt is kept: longer than the client may hold a command before it
+/// How long a publish's receipt is kept: longer than the link may hold a command before it
 /// gives up on it (`default_command_timeout`), after which it never sends it again.
 const RECEIPT_TTL: Duration = Duration::from_secs(10);
 
@@ -180,7 +180,7 @@ impl Bus for RedisBus {
         let mut events = Vec::with_capacity(reply.entries.len());
         for entry in &reply.entries {
             match scripts::entry(topic, entry) {
-                // A replay goes to one connection, not through the fan-out: no `deliver` span.
+                // A replay goes to one stream, not through the fan-out: no `deliver` span.
                 Ok(entry) => events.push(Arc::new(Delivery::new(&entry.event, None))),
                 Err(e) => tracing::warn!(topic = %topic, error = %e, "skipping a stream entry"),
             }

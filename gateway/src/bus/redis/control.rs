@@ -36,7 +36,7 @@ const KEEP_MESSAGES: usize = 10_000;
 const KEEP_FOR: Duration = Duration::from_secs(600);
 /// The stored revocations' and the node set's expiry follow their contents (see the scripts).
 const NODES_KEPT: Duration = Duration::from_secs(60);
-/// A failed read is retried after this (the client reconnects on its own meanwhile).
+/// A failed read is retried after this (the link reconnects on its own meanwhile).
 const RETRY: Duration = Duration::from_millis(200);
 /// Entries per read.
 const READ_COUNT: u64 = 256;

@@ -37,7 +37,7 @@ pub(super) fn builder(config: FredConfig) -> Builder {
         .set_policy(reconnect_policy())
         .with_performance_config(|p| {
             p.default_command_timeout = COMMAND_TIMEOUT;
-            // Preallocated per notification channel and client; a lag is caught up from the streams.
+            // Preallocated per notification channel and link; a lag is caught up from the streams.
             p.broadcast_channel_capacity = 4096;
         })
         .with_connection_config(|c| {

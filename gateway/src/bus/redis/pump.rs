@@ -32,9 +32,9 @@ pub(super) fn spawn_link_tasks(
     shutdown.tracker().spawn(pump(link.clone(), grouping, pushes, stop));
 }
 
-/// After a reconnect: notifications on (the server may be a fresh one), then every subscription
-/// the link had, before the upstream's catch-up read, or events added after that read would go
-/// unnoticed. A fresh link is not in subscribed mode yet, so `CONFIG` still works on it.
+/// After a reconnect: notifications on (the server may be a fresh one), then every channel the
+/// link was subscribed to, before the upstream's catch-up read, or events added after that read
+/// would go unnoticed. A fresh link is not in subscribed mode yet, so `CONFIG` still works on it.
 async fn rearm(s: &SubscriberClient, grouping: Grouping) -> Result<(), BusError> {
     link::enable_keyspace_notifications(s).await?;
     let classic: Vec<String> = s.tracked_channels().into_iter().map(|c| c.to_string()).collect();
@@ -71,7 +71,7 @@ async fn pump(s: SubscriberClient, grouping: Grouping, pushes: mpsc::Sender<Push
                 }
                 tracing::info!(server = ?r.ok(), "Redis subscriber reconnected; re-arming and reading every followed stream from its last id");
                 // Until it is re-armed the node is deaf to these topics: keep trying while the
-                // connection is up (if it drops again, its next reconnect lands here anew).
+                // link is up (if it drops again, its next reconnect lands here anew).
                 while let Err(e) = rearm(&s, grouping).await {
                     tracing::warn!(error = %e, "re-arming after a reconnect failed; retrying");
                     if !s.is_connected() {

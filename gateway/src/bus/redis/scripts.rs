@@ -24,9 +24,9 @@ use crate::telemetry::TraceContext;
 /// Redis's clock went back, and [`READ`]'s rule for a missing stream relies on "a stream that is
 /// gone held no id younger than the max age".
 ///
-/// The receipt makes the call idempotent: the Redis client sends a command again after a
+/// The receipt makes the call idempotent: the link sends a command again after a
 /// reconnect when its reply never came, but the script may have run (Redis stopped after running
-/// it, or the connection broke). A call that finds its receipt appends nothing and returns the
+/// it, or the link broke). A call that finds its receipt appends nothing and returns the
 /// ids of the first run.
 pub(crate) const PUBLISH: &str = r#"
 local receipt = redis.call('GET', KEYS[2])
@@ -71,7 +71,7 @@ return ids
 /// was born again after expiring, any earlier life of it held only ids older than its birth (now,
 /// for a missing stream) minus the max age: `expired_before`. A position at or after that
 /// missed nothing that expired. A missing stream's tail is the millisecond before now and its
-/// first entry now: `XADD *` can only give a later id, and a connection that starts at that tail
+/// first entry now: `XADD *` can only give a later id, and an SSE stream that starts at that tail
 /// keeps a position that says "nothing was missed until now" (a tail of `0-0` would read as
 /// "lost" once history expired).
 pub(crate) const READ: &str = r#"

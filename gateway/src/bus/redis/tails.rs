@@ -1,9 +1,9 @@
-//! Tail reads shared by the connections that start on a topic at the same time.
+//! Tail reads shared by the streams that start on a topic at the same time.
 //!
-//! A connection without a cursor starts at its topic's tail, read *after* it registered for live
-//! events: a tail read before that could be passed by events that the connection then never
-//! gets. Read per connection, a flood of new streams (or clients reconnecting without an id)
-//! sends one script call each, and they queue on the node's Redis connection ahead of its
+//! A stream without a cursor starts at its topic's tail, read *after* it registered for live
+//! events: a tail read before that could be passed by events that the stream then never
+//! gets. Read per stream, a flood of new streams (or clients reconnecting without an id)
+//! sends one script call each, and they queue on the node's command link ahead of its
 //! publishes: 10,000 streams opening at once on a busy 2-core machine kept publishes waiting
 //! past the command timeout (503s).
 //!
@@ -58,7 +58,7 @@ pub(super) struct Tails {
     max_age: Duration,
     counters: Arc<Counters>,
     /// The reader tasks: each lives while callers wait, and each of its reads is bounded by the
-    /// client's command timeout.
+    /// link's command timeout.
     tracker: TaskTracker,
 }
 

@@ -97,7 +97,7 @@ impl Upstream {
     }
 
     /// Waits until every topic is armed: subscribed, with its starting position read after the
-    /// subscription took effect. A connection reads its own starting position only after this,
+    /// `SUBSCRIBE` took effect. A stream reads its own starting position only after this,
     /// so the upstream delivers everything after that position.
     pub(super) async fn follow(&self, topics: &[Topic]) -> Result<(), BusError> {
         let deadline = tokio::time::Instant::now() + ARM_TIMEOUT;
@@ -114,7 +114,7 @@ impl Upstream {
         }
     }
 
-    /// Keeps the subscriptions equal to the fan-out's set of followed topics.
+    /// Keeps the upstreams equal to the fan-out's set of followed topics.
     pub(super) async fn run_sync(self: Arc<Self>, stop: CancellationToken) {
         loop {
             if let Err(e) = self.sync().await {
@@ -143,9 +143,9 @@ impl Upstream {
         if !removed.is_empty() {
             let removed: Vec<Topic> = {
                 let mut state = self.state();
-                // Ask the fan-out again under the lock: a connection may have started following
+                // Ask the fan-out again under the lock: a stream may have started following
                 // since `wanted` was read, and `follow` has then already found the topic armed.
-                // Dropping it now would leave that connection deaf until the next pass re-arms it
+                // Dropping it now would leave that stream deaf until the next pass re-arms it
                 // at a later position.
                 let removed: Vec<Topic> = removed.into_iter().filter(|t| !self.fanout.is_followed(t)).collect();
                 for t in &removed {
@@ -164,7 +164,7 @@ impl Upstream {
             // Subscribe first, then read the tail: an event added in between is both after the
             // tail and notified, so it is delivered once.
             self.subscriber.subscribe(chunk).await?;
-            // Concurrent commands share the one connection, so this is one pipelined round trip.
+            // Concurrent commands share the one command link, so this is one pipelined round trip.
             let tails = chunk.iter().map(|topic| {
                 self.counters.redis(
                     "read",
@@ -187,7 +187,7 @@ impl Upstream {
         Ok(())
     }
 
-    /// Routes what the subscriber connections push: keyspace notifications mark topics pending,
+    /// Routes what the subscriber links push: keyspace notifications mark topics pending,
     /// live-channel messages are delivered at once as live-only events, and a reconnect, a lag or
     /// a slot move has the reader catch up from the last ids.
     pub(super) async fn run_messages(self: Arc<Self>, mut pushed: mpsc::Receiver<Push>, stop: CancellationToken) {
