@@ -357,6 +357,8 @@ pub(super) async fn clients_that_never_read_are_cut(t: &Target) {
         let batch: Vec<Value> = (0..16).map(|_| json!({ "topic": "flood", "data": payload })).collect();
         let r = t.client.post(t.url("/publish")).bearer_auth(&publish).json(&batch).send().await.expect("publish");
         assert_eq!(r.status(), 200);
+        // Pacing, not waiting: one 512 KiB batch per 50 ms, a steady publisher rather than a flood.
+        tokio::time::sleep(Duration::from_millis(40)).await;
         Err(format!("only {cut} of 20 cut"))
     })
     .await;

@@ -114,7 +114,6 @@ impl Page {
         .await
     }
 
-    /// Reads the page until it shows an event beyond the first `n`; returns when it did.
     /// Reads the page until its `EventSource` is open.
     pub async fn wait_open(&mut self, t: &Topology) {
         let stderr = self.0.stderr_path().to_owned();
@@ -122,6 +121,7 @@ impl Page {
         eventually(what, PAGE_WAIT, async || self.view().await.state == "open").await;
     }
 
+    /// Reads the page until it shows an event beyond the first `n`; returns when it did.
     pub async fn first_beyond(&mut self, n: usize, t: &Topology) -> Instant {
         let stderr = self.0.stderr_path().to_owned();
         let what = Lazily(|| format!("the page to resume\nbrowser:\n{}\n{}", read_log(&stderr), t.logs()));
