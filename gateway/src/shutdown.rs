@@ -91,12 +91,11 @@ impl Shutdown {
 /// How long the tracked tasks get to finish once the server has stopped. They were told to stop
 /// when the drain began, and every one of them selects on that token, so by now most are gone;
 /// what can remain is a task's last Redis round trip: the control reader taking the node off the
-/// live set, a tail read in flight, or the Mercure hub's announcement that its last subscriptions ended
-/// (`hub/announce.rs`). Those take
-/// milliseconds when Redis answers, but only the command timeout (3 s, a command sent twice)
-/// bounds them when it does not, which would add seconds to every exit while Redis is away. One
-/// second covers them when Redis is there and bounds the exit when it is not; what is cut short is
-/// best effort (a node's presence lapses by itself).
+/// live set, a tail read in flight, or the Mercure hub's announcement that its last subscriptions
+/// ended (`hub/announce.rs`). Those take milliseconds when Redis answers, but only the command
+/// timeout (3 s, a command sent twice) bounds them when it does not, which would add seconds to
+/// every exit while Redis is away. One second covers them when Redis is there and bounds the exit
+/// when it is not; what is cut short is best effort (a node's presence lapses by itself).
 pub const TASKS_GRACE: Duration = Duration::from_secs(1);
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
