@@ -25,10 +25,8 @@ use shared::Claims;
 
 use crate::config::{JwtConfig, is_hmac};
 use crate::counters::Counters;
+use crate::epoch::now_secs;
 
-/// The key types the configuration holds, named here too because verifying is what they are for.
-pub(crate) use crate::config::KeyMaterial;
-pub(crate) use crate::epoch::now_secs;
 pub(crate) use decode::RawToken;
 pub(crate) use decode::{Checks, decode};
 pub(crate) use error::AuthError;

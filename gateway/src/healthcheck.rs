@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The probe is a configuration value (`config/probe.rs`); running it is this module's.
-pub(crate) use crate::config::Probe;
+use crate::config::Probe;
 
 /// Longest status line read; `HTTP/1.1 200 OK` is 15 bytes.
 const MAX_STATUS_LINE: usize = 256;

@@ -16,7 +16,7 @@ use crate::held::{self, Node};
 use crate::hyper_conn::Hyper;
 use crate::listener::GatewayListener;
 
-pub(crate) use crate::hyper_conn::HeadTimeouts;
+use crate::hyper_conn::HeadTimeouts;
 
 /// Accepts sockets and serves `router` on each until `stop` fires, then waits for the
 /// connections to finish (the caller bounds that wait with the shutdown grace).

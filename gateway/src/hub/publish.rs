@@ -21,11 +21,11 @@ use super::error::HubError;
 use super::settings::Hub;
 use super::token::{self, Purpose};
 use crate::bus::NewEvent;
+use crate::config::Protocol;
 use crate::error::ApiError;
 use crate::mercure::dispatch;
 use crate::mercure::selector::TopicRef;
 use crate::mercure::update::parse_update;
-use crate::mercure::version::Protocol;
 use crate::state::AppState;
 use crate::telemetry::{self, TraceContext};
 

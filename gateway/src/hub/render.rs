@@ -6,9 +6,9 @@ use bytes::Bytes;
 use url::Url;
 
 use crate::bus::Delivery;
+use crate::config::Protocol;
 use crate::mercure::claims::{MercureGrant, may_receive};
 use crate::mercure::selector::{Selector, TopicRef, any_matches};
-use crate::mercure::version::Protocol;
 use crate::stream::Render;
 
 #[derive(Debug)]

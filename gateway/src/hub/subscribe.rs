@@ -28,13 +28,13 @@ use super::error::HubError;
 use super::render::MercureRender;
 use super::settings::Hub;
 use super::token::{self, Purpose};
+use crate::config::Protocol;
 use crate::error::ApiError;
 use crate::event_stream;
 use crate::listener::ClientInfo;
 use crate::mercure::claims::BearerError;
 use crate::mercure::selector::{self, MatcherType};
 use crate::mercure::update::EARLIEST;
-use crate::mercure::version::Protocol;
 use crate::state::AppState;
 use crate::stream::{EventStream, StreamSettings};
 

@@ -19,9 +19,9 @@ use shared::Claims;
 use super::error::HubError;
 use super::settings::Hub;
 use crate::auth::{self, AuthError};
+use crate::config::Protocol;
 use crate::error::ApiError;
 use crate::mercure::claims::{self, BearerError, MercureGrant};
-use crate::mercure::version::Protocol;
 use crate::state::AppState;
 
 /// The 0.x cookie name the draft recommends and Symfony sets.

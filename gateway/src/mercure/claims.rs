@@ -19,6 +19,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::selector::{MAX_SELECTORS, MatcherType, Selector, SelectorError, TopicRef};
+use crate::config::AccessTokenPolicy;
 
 /// The claim that holds a 0.x grant, and the other name 0.x hubs accept for it.
 pub(crate) const LEGACY_CLAIM: &str = "mercure";
@@ -181,9 +182,6 @@ pub(crate) fn legacy_grant(claims: &Value, now: SystemTime) -> Result<MercureGra
     };
     Ok(MercureGrant { publish: list("publish")?, subscribe: list("subscribe")?, payloads, exp, subject, token_id })
 }
-
-/// Who a 1.0 hub trusts: a configuration value (`config/mercure.rs`).
-pub(crate) use crate::config::AccessTokenPolicy;
 
 /// Checks the JOSE header's `typ`: `at+jwt`, or `application/at+jwt`, case-insensitively, so that
 /// a token minted for something else (an OpenID Connect ID token) is not accepted as access.

@@ -2,7 +2,7 @@
 //! speak Mercure, kept pure (no I/O, no bus, no HTTP types beyond status codes) so each rule is
 //! unit-tested here and the endpoint only wires it up.
 //!
-//! Two protocol versions, chosen per deployment by `GATEWAY_MERCURE` (`version.rs`; default off):
+//! Two protocol versions, chosen per deployment by `GATEWAY_MERCURE` (`config/mercure_version.rs`; default off):
 //! - `0.x` = draft-dunglas-mercure-07, what Symfony, API Platform and 0.x hubs speak: `topic=`
 //!   selectors with RFC 6570 templates, a `mercure` JWT claim, `lastEventID`.
 //! - `1.0` = draft-dunglas-mercure-08: `match=` / `match_urlpattern=` matchers, RFC 9068 `at+jwt`
@@ -34,6 +34,5 @@ pub(crate) mod subscription_event;
 pub(crate) mod template;
 pub(crate) mod text;
 pub(crate) mod update;
-pub(crate) mod version;
 
 pub(crate) use dispatch::Dispatch;

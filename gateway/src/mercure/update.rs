@@ -16,7 +16,7 @@ use url::Url;
 use uuid::Uuid;
 
 use super::text::{forbidden_char, line_break_char};
-use super::version::Protocol;
+use crate::config::Protocol;
 
 /// The id value reserved for "replay everything" in `Last-Event-ID`.
 pub(crate) const EARLIEST: &str = "earliest";
