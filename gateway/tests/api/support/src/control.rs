@@ -1,8 +1,6 @@
 //! What the revocation and refresh suites share: tokens with a subject and an id, the admin
 //! token, and calls to the admin and refresh endpoints.
 
-#![allow(dead_code)]
-
 use serde_json::Value;
 use shared::Claims;
 use shared::sse::{Item, ParsedEvent};

@@ -2,8 +2,6 @@
 //! answer the test changes mid-test, counting the fetches it serves; and the test keys (the
 //! fixtures) as JWKs and signers.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
