@@ -263,8 +263,7 @@ impl EventStream {
                 self.pending.push_back(lost_frame(&topic, after, page.events.first().and_then(|d| d.id)));
                 // Said once: the position moves past the gap with the first retained event.
             }
-            let full = page.events.len() == REPLAY_PAGE;
-            merge.absorb(i, page.events, full, page.tail);
+            merge.absorb(i, page.events, REPLAY_PAGE, page.tail);
         }
         self.replay = Some(merge);
     }

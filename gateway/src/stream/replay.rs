@@ -69,12 +69,12 @@ impl Merge {
         self.lanes.iter().filter(|l| l.needs_read()).map(|l| l.topic)
     }
 
-    /// A page of `topic`'s history, oldest first; `full` when it is as long as was asked for, so
-    /// that more may follow.
-    pub(super) fn absorb(&mut self, topic: usize, page: Vec<Arc<Delivery>>, full: bool, tail: StreamId) {
+    /// A page of `topic`'s history, oldest first, read with a limit of `asked` events: a page as
+    /// long as that may have more behind it.
+    pub(super) fn absorb(&mut self, topic: usize, page: Vec<Arc<Delivery>>, asked: usize, tail: StreamId) {
         if let Some(lane) = self.lanes.iter_mut().find(|l| l.topic == topic) {
+            lane.more = page.len() == asked;
             lane.read.extend(page);
-            lane.more = full;
             lane.tail = tail;
         }
     }
@@ -132,8 +132,7 @@ mod tests {
                     for t in wanted {
                         let chunk: Vec<_> = histories[t].iter().skip(offsets[t]).take(page).cloned().collect();
                         offsets[t] += chunk.len();
-                        let full = chunk.len() == page;
-                        merge.absorb(t, chunk, full, StreamId::new(99, 0));
+                        merge.absorb(t, chunk, page, StreamId::new(99, 0));
                     }
                 }
             }
@@ -159,8 +158,9 @@ mod tests {
         let (sent, _) = replay(&[vec![delivery("a", 5)], vec![delivery("b", 5), delivery("b", 6)], vec![delivery("c", 5)]], 1);
         assert_eq!(sent, [5, 5, 5, 6]);
         let mut merge = Merge::new([0, 1]);
-        merge.absorb(1, vec![delivery("b", 5)], false, StreamId::new(99, 0));
-        merge.absorb(0, vec![delivery("a", 5)], false, StreamId::new(99, 0));
+        // Pages of one event, asked with a limit of two: nothing more follows.
+        merge.absorb(1, vec![delivery("b", 5)], 2, StreamId::new(99, 0));
+        merge.absorb(0, vec![delivery("a", 5)], 2, StreamId::new(99, 0));
         assert!(matches!(merge.next(), Step::Send(d) if d.topic.as_str() == "a"), "the earlier topic of the stream first");
     }
 
